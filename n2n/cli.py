@@ -1,0 +1,192 @@
+"""`python -m n2n corrupt | denoise | eval | train`: the contracts of DESIGN.md."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+import typing
+from pathlib import Path
+
+import numpy as np
+
+from . import baselines, hub
+from .data import list_images
+from .infer import denoise
+from .io import ImageError, read_image, to_float, write_image
+from .metrics import psnr, ssim
+from .noise import NOISE_MODELS, corrupt, get_noise
+
+
+def _progress(iterable, total: int, label: str):
+    """Yield from `iterable`, drawing a one-line progress bar on stderr."""
+    start = time.perf_counter()
+    for i, item in enumerate(iterable, 1):
+        yield item
+        done = int(30 * i / max(total, 1))
+        rate = i / (time.perf_counter() - start)
+        print(f"\r{label} [{'#' * done}{'.' * (30 - done)}] {i}/{total} {rate:.2f}/s", end="", file=sys.stderr)
+    print(file=sys.stderr)
+
+
+def cmd_corrupt(args) -> None:
+    image = read_image(args.input)
+    noisy = corrupt(image[..., : 3 if image.shape[2] >= 3 else 1], args.noise, args.param,
+                    np.random.default_rng(args.seed))
+    if image.shape[2] in (2, 4):  # alpha passes through
+        noisy = np.concatenate([noisy, image[..., -1:]], axis=2)
+    write_image(args.output, np.clip(noisy, 0.0, 1.0), bit_depth=8)
+    print(f"{args.output}: {args.noise} {get_noise(args.noise).param}={args.param}")
+
+
+def cmd_denoise(args) -> None:
+    loaded = hub.resolve(args.model)
+    print(f"model {args.model} from {loaded.source}", file=sys.stderr)
+    out = Path(args.output)
+    if len(args.inputs) > 1:
+        out.mkdir(parents=True, exist_ok=True)
+    failed = 0
+    for path in _progress(args.inputs, len(args.inputs), "denoise"):
+        target = out / (Path(path).stem + ".png") if len(args.inputs) > 1 else out
+        try:
+            image = read_image(path, dtype=None)
+            write_image(target, denoise(loaded.model, image, tile=args.tile, precision=args.precision))
+        except ImageError as e:
+            failed += 1
+            print(f"\nerror: {e}", file=sys.stderr)
+    if failed:
+        raise SystemExit(1)
+
+
+def cmd_eval(args) -> None:
+    loaded = hub.resolve(args.model)
+    files = list_images(args.data)[: args.limit or None]
+    channels = loaded.model.in_channels
+    methods = {"model": lambda noisy: denoise(loaded.model, noisy, tile=args.tile, precision=args.precision)}
+    for name in [b for b in (args.baselines or "").split(",") if b]:
+        fn = baselines.get_baseline(name)
+        methods[name] = lambda noisy, fn=fn: fn(noisy, args.noise, args.param)
+    rows = {name: [] for name in methods}
+    noisy_psnr = []
+    for k, path in enumerate(_progress(files, len(files), "eval")):
+        clean = to_float(read_image(path, dtype=None))[..., :channels]
+        if clean.shape[2] != channels:
+            clean = np.repeat(clean, channels, axis=2)
+        noisy = corrupt(clean, args.noise, args.param, np.random.default_rng([args.seed, k]))
+        noisy_psnr.append(psnr(clean, noisy))
+        for name, fn in methods.items():
+            t = time.perf_counter()
+            out = fn(noisy)
+            seconds = time.perf_counter() - t
+            rows[name].append({"image": path.name, "psnr": psnr(clean, out), "ssim": ssim(clean, out),
+                               "seconds": seconds, "megapixels": clean.shape[0] * clean.shape[1] / 1e6})
+
+    def summary(r):
+        return {"psnr": float(np.mean([x["psnr"] for x in r])), "ssim": float(np.mean([x["ssim"] for x in r])),
+                "seconds_per_megapixel": sum(x["seconds"] for x in r) / sum(x["megapixels"] for x in r),
+                "per_image": r}
+
+    result = {"model": args.model, "source": loaded.source, "data": str(args.data), "noise": args.noise,
+              "param": args.param, "seed": args.seed, "images": len(files),
+              "noisy_psnr": float(np.mean(noisy_psnr))} | summary(rows.pop("model"))
+    result["baselines"] = {name: summary(r) for name, r in rows.items()}
+    result |= result["baselines"]  # one top-level entry per baseline too
+    text = json.dumps(result, indent=2)
+    if args.json and args.json != "-":
+        Path(args.json).write_text(text + "\n")
+    if args.json == "-":
+        print(text)
+    else:
+        print(f"{args.model} on {args.data}, {args.noise} {args.param}: noisy {result['noisy_psnr']:.2f} dB, "
+              f"model {result['psnr']:.2f} dB / SSIM {result['ssim']:.4f}, "
+              f"{result['seconds_per_megapixel']:.2f} s/MP"
+              + "".join(f"; {n} {s['psnr']:.2f} dB" for n, s in result["baselines"].items()))
+
+
+def add_dataclass_arguments(parser: argparse.ArgumentParser, cls) -> None:
+    """One --flag per field of the dataclass `cls`, typed and defaulted from it."""
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        flag, hint = "--" + f.name.replace("_", "-"), hints[f.name]
+        if hint is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default)
+        elif typing.get_origin(hint) in (tuple, typing.Union, getattr(__import__("types"), "UnionType", None)):
+            args = [a for a in typing.get_args(hint) if a is not type(None)]
+            if typing.get_origin(args[0]) is tuple:
+                parser.add_argument(flag, type=float, nargs=2, default=f.default, metavar=("LO", "HI"))
+            else:
+                parser.add_argument(flag, type=args[0], default=f.default)
+        else:
+            parser.add_argument(flag, type=hint, default=f.default)
+
+
+def cmd_train(args) -> None:
+    from .train import TrainConfig
+
+    config = TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
+    run_training(config)
+
+
+def run_training(config, log_every: int = 50, stop=lambda: False) -> dict:
+    """Run `config` to the end (or until `stop()`), printing a line every `log_every` steps; the last record."""
+    from .train import train
+
+    record = {}
+    for record in train(config, stop=stop):
+        if record["step"] % log_every == 0 or "val_psnr" in record or record.get("done"):
+            val = f" val {record['val_psnr']:.2f} dB" if "val_psnr" in record else ""
+            print(f"step {record['step']}/{config.steps} loss {record['loss']:.5f} lr {record['lr']:.2e} "
+                  f"{record['steps_per_s']:.2f} steps/s{val}", flush=True)
+    return record
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .train import TrainConfig
+
+    parser = argparse.ArgumentParser(prog="python -m n2n", description="Noise2Noise denoising: corrupt, denoise, evaluate, train.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    noises = ", ".join(f"{n} ({m.param}: {m.units}, test {m.default})" for n, m in NOISE_MODELS.items())
+
+    p = sub.add_parser("corrupt", help="add noise to an image")
+    p.add_argument("input")
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("--noise", required=True, choices=list(NOISE_MODELS), help=noises)
+    p.add_argument("--param", type=float, required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(run=cmd_corrupt)
+
+    p = sub.add_parser("denoise", help="denoise images with a model")
+    p.add_argument("inputs", nargs="+")
+    p.add_argument("-o", "--output", required=True, help="a .png file for one input, a folder for several")
+    p.add_argument("--model", required=True, help="bundled name, checkpoint folder, or owner/repo[@rev] on the Hub")
+    p.add_argument("--tile", type=int, default=512)
+    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    p.set_defaults(run=cmd_denoise)
+
+    p = sub.add_parser("eval", help="PSNR/SSIM/speed of a model and baselines on a folder of clean images")
+    p.add_argument("--model", required=True)
+    p.add_argument("--data", required=True)
+    p.add_argument("--noise", required=True, choices=list(NOISE_MODELS))
+    p.add_argument("--param", type=float, required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--baselines", default="", help="comma-separated: " + ",".join(baselines.BASELINES))
+    p.add_argument("--limit", type=int, default=0, help="only the first N images")
+    p.add_argument("--tile", type=int, default=512)
+    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    p.add_argument("--json", help="write the JSON here, or - for stdout")
+    p.set_defaults(run=cmd_eval)
+
+    p = sub.add_parser("train", help="train a model (see also train_space.py)")
+    add_dataclass_arguments(p, TrainConfig)
+    p.set_defaults(run=cmd_train)
+    return parser
+
+
+def main(argv=None) -> None:
+    args = build_parser().parse_args(argv)
+    try:
+        args.run(args)
+    except (ImageError, hub.CheckpointError, ValueError, FloatingPointError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2)

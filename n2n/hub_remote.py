@@ -1,0 +1,191 @@
+"""The network half of the model zoo: load checkpoints from the Hugging Face Hub, push them there.
+
+Imported only when a Hub reference is used, so that the core package works without the
+network. Files come through `huggingface_hub`'s cache (`HF_HOME` / `HF_HUB_CACHE`), the
+endpoint is `HF_ENDPOINT`, and `HF_HUB_OFFLINE=1` serves from the cache alone. Only
+`config.json` and `model.safetensors` are ever downloaded; nothing is unpickled.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import re
+from pathlib import Path
+
+from . import hub
+from .hub import CONFIG_NAME, WEIGHTS_NAME, CheckpointError, LoadedModel
+
+log = logging.getLogger(__name__)
+
+CARD_NAME = "README.md"
+PUSHED_FILES = (CONFIG_NAME, WEIGHTS_NAME, CARD_NAME)  # never training_state.safetensors
+_COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
+_PROBE_TIMEOUT = 10.0  # seconds for the one HEAD that tells whether the Hub answers at all
+
+
+class HubUnreachableError(CheckpointError):
+    """The Hub could not be reached (network down, Hub down, offline mode) and nothing usable is cached."""
+
+
+def parse_ref(ref: str) -> tuple[str, str | None, str | None]:
+    """`owner/repo[@revision][:subfolder]` → (repo_id, revision or None, subfolder or None)."""
+    ref = str(ref).strip()
+    if not hub._REPO_RE.match(ref):
+        raise CheckpointError(f"{ref!r} is not a Hub reference: expected owner/repo[@revision][:subfolder]")
+    ref, _, subfolder = ref.partition(":")
+    repo_id, _, revision = ref.partition("@")
+    subfolder = subfolder.strip("/") or None
+    if subfolder and any(part in ("", ".", "..") for part in subfolder.split("/")):
+        raise CheckpointError(f"bad subfolder {subfolder!r} in Hub reference")
+    return repo_id, revision or None, subfolder
+
+
+def load_from_hub(ref: str) -> LoadedModel:
+    """Load `owner/repo[@revision][:subfolder]` from the Hub (or its local cache), strict keys, no pickle.
+
+    `LoadedModel.source` is `hub:owner/repo@revision[:subfolder]`, followed by a note in
+    parentheses when the files came from the cache because the Hub was not asked or did not answer.
+    """
+    repo_id, revision, subfolder = parse_ref(ref)
+    revision = revision or "main"
+    label = f"{repo_id}@{revision}" + (f":{subfolder}" if subfolder else "")
+    folder, note = _fetch(repo_id, revision, subfolder, label)
+    try:
+        loaded = hub.load_dir(folder, source=f"hub:{label}" + (f" ({note})" if note else ""))
+    except CheckpointError as e:
+        raise CheckpointError(f"Hub checkpoint {label}: {e}") from None
+    return loaded
+
+
+def _fetch(repo_id: str, revision: str, subfolder: str | None, label: str) -> tuple[Path, str]:
+    """Download (or find in the cache) config.json then model.safetensors; return their folder and a note."""
+    import httpx2
+    from huggingface_hub import constants, hf_hub_download, try_to_load_from_cache
+    from huggingface_hub.errors import (FileMetadataError, HfHubHTTPError, LocalEntryNotFoundError,
+                                        OfflineModeIsEnabled, RemoteEntryNotFoundError, RepositoryNotFoundError,
+                                        RevisionNotFoundError)
+
+    offline = constants.is_offline_mode()
+    unreachable: str | None = "HF_HUB_OFFLINE is set" if offline else None  # set: use the cache alone
+    problem: str | None = None  # what the Hub answered, for the message if nothing is cached either
+    config_file = f"{subfolder}/{CONFIG_NAME}" if subfolder else CONFIG_NAME
+    pinned_and_cached = bool(_COMMIT_RE.match(revision)) and isinstance(
+        try_to_load_from_cache(repo_id, config_file, revision=revision), str)
+    if not offline and not pinned_and_cached:  # a cached commit needs no network at all
+        # One HEAD without retries first: hf_hub_download retries a failed connection with
+        # back-off for ~20 s when nothing is cached, far too long for the bundled fallback.
+        try:
+            _probe(repo_id, revision, subfolder)
+        except (httpx2.TransportError, OfflineModeIsEnabled, FileMetadataError) as e:
+            unreachable = _reason(e)
+        except (RepositoryNotFoundError, RevisionNotFoundError, RemoteEntryNotFoundError):
+            pass  # hf_hub_download raises the same, handled below with the cache consulted
+        except HfHubHTTPError as e:
+            status = e.response.status_code if e.response is not None else None
+            problem = f"the Hub answered {status}"
+            if status is None or status >= 500 or status in (408, 429):
+                unreachable = problem  # Hub down: straight to the cache, no retries
+    kwargs = dict(repo_id=repo_id, revision=revision, subfolder=subfolder, library_name="n2n",
+                  library_version=_version(), local_files_only=unreachable is not None)
+    wanted = CONFIG_NAME
+    try:
+        config_path = Path(hf_hub_download(filename=CONFIG_NAME, **kwargs))
+        folder = config_path.parent
+        try:
+            hub.read_config(folder)  # not an n2n checkpoint? say so before fetching the weights
+        except CheckpointError as e:
+            raise CheckpointError(f"Hub checkpoint {label}: {e}") from None
+        # The weights from the very commit the config came from, even if the branch moves meanwhile.
+        commit = folder.parents[len(subfolder.split("/")) - 1].name if subfolder else folder.name
+        if _COMMIT_RE.match(commit):
+            kwargs["revision"] = commit
+        wanted = WEIGHTS_NAME
+        weights_path = Path(hf_hub_download(filename=WEIGHTS_NAME, **kwargs))
+    except RepositoryNotFoundError:
+        raise CheckpointError(f"Hub repo {repo_id!r} not found at {constants.ENDPOINT} (or it is private or gated "
+                              "and HF_TOKEN does not grant access)") from None
+    except RevisionNotFoundError:
+        raise CheckpointError(f"revision {revision!r} not found in Hub repo {repo_id!r}") from None
+    except LocalEntryNotFoundError:  # before RemoteEntryNotFoundError: both are EntryNotFoundError
+        if offline:
+            raise HubUnreachableError(
+                f"HF_HUB_OFFLINE=1 and {label} ({wanted}) is not in the Hub cache ({constants.HF_HUB_CACHE}); "
+                "load it once online, or use a bundled model or a checkpoint folder") from None
+        if problem and not unreachable:  # 401/403 and the like: the Hub answered, but no
+            raise CheckpointError(f"the Hub refused {label} ({problem}) and nothing is cached; "
+                                  "check HF_TOKEN's access to the repo") from None
+        raise HubUnreachableError(
+            f"cannot reach the Hub and nothing is cached for {label} ({unreachable or 'no answer'}); set "
+            "HF_HUB_OFFLINE=1 to use the cache or use a bundled model (or a checkpoint folder)") from None
+    except RemoteEntryNotFoundError:
+        raise CheckpointError(f"{label} is not an n2n checkpoint: no {wanted} "
+                              f"{'in ' + subfolder if subfolder else 'at the repo root'}") from None
+    except (HfHubHTTPError, httpx2.HTTPError) as e:
+        raise HubUnreachableError(f"cannot download {wanted} of {label} from the Hub: {_reason(e)}") from None
+    if weights_path.parent != folder:  # cannot happen with a well-formed cache; load_dir needs one folder
+        raise CheckpointError(f"{label}: config.json and model.safetensors landed in different folders")
+    note = "" if unreachable is None else ("from the cache, offline" if offline else f"from the cache, Hub unreachable: {unreachable}")
+    return folder, note
+
+
+def _probe(repo_id: str, revision: str, subfolder: str | None) -> None:
+    """A single HEAD of config.json, no retries: raises what the Hub (or the network) says."""
+    from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url
+
+    url = hf_hub_url(repo_id, CONFIG_NAME, subfolder=subfolder, revision=revision)
+    timeout = min(_PROBE_TIMEOUT, constants.HF_HUB_ETAG_TIMEOUT)
+    get_hf_file_metadata(url, timeout=timeout, library_name="n2n", library_version=_version())
+
+
+def _version() -> str:
+    import n2n
+
+    return getattr(n2n, "__version__", "0")
+
+
+def _reason(e: BaseException) -> str:
+    """A one-line reason without the request's headers (the token never appears in these)."""
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0]}" if text else type(e).__name__
+
+
+def push(directory: str | Path, repo_id: str, token: str | None = None, private: bool = True,
+         path_in_repo: str | None = None, *, endpoint: str | None = None,
+         commit_message: str | None = None) -> str:
+    """Upload a checkpoint folder (config.json, model.safetensors, README.md) to `repo_id`; return its URL.
+
+    Creates the repo if needed (private by default; an existing repo keeps its visibility).
+    The token is the argument, else `HF_TOKEN` (else a `hf auth login` token); it goes into
+    the Authorization header and nowhere else: not printed, logged, stored or put in errors.
+    A missing README.md is written from config.json first (`hub.write_model_card`).
+    """
+    import httpx2
+    from huggingface_hub import HfApi, constants, get_token
+    from huggingface_hub.errors import HfHubHTTPError
+
+    directory = Path(directory)
+    hub.read_config(directory)
+    if not (directory / WEIGHTS_NAME).is_file():
+        raise CheckpointError(f"{directory} has no {WEIGHTS_NAME}: nothing to push")
+    if not (directory / CARD_NAME).is_file():
+        hub.write_model_card(directory)
+    token = token or os.environ.get("HF_TOKEN") or get_token()
+    if not token:
+        raise CheckpointError("pushing needs a Hub token with write access: pass token= or set HF_TOKEN")
+    if not hub._REPO_RE.match(repo_id) or "@" in repo_id or ":" in repo_id:
+        raise CheckpointError(f"{repo_id!r} is not a Hub repo id (owner/name)")
+    path_in_repo = (path_in_repo or "").strip("/") or None
+    api = HfApi(endpoint=endpoint or constants.ENDPOINT, token=token, library_name="n2n",
+                library_version=_version())
+    try:
+        repo_url = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+        api.upload_folder(folder_path=directory, repo_id=repo_id, repo_type="model", path_in_repo=path_in_repo,
+                          allow_patterns=list(PUSHED_FILES),
+                          commit_message=commit_message or f"n2n: upload {path_in_repo or directory.name}")
+    except (HfHubHTTPError, OSError, ValueError) as e:
+        raise CheckpointError(f"push of {directory} to {repo_id} failed: {_reason(e)}".replace(token, "***")) from None
+    except httpx2.HTTPError as e:  # network down: same scrubbing, no chained traceback
+        raise HubUnreachableError(f"push of {directory} to {repo_id} failed: {_reason(e)}".replace(token, "***")) from None
+    url = str(repo_url).rstrip("/")
+    log.info("pushed %s to %s", directory, url)
+    return f"{url}/tree/main/{path_in_repo}" if path_in_repo else url

@@ -1,0 +1,133 @@
+"""denoise(): any image size, any bit depth, in overlapping tiles, under inference mode."""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from .io import from_float, to_float
+
+PRECISIONS = ("fp32", "bf16")
+
+
+def _window(length: int, overlap: int, at_start: bool, at_end: bool) -> np.ndarray:
+    """1-D blending weights of one tile: 1 inside, falling to ~0 over the middle half of
+    each overlap with a neighbour, so the tile's outer `overlap/4` pixels barely count."""
+    w = np.ones(length, np.float32)
+    if overlap <= 0:
+        return w
+    i = np.arange(length, dtype=np.float32)
+    ramp = np.clip((i + 0.5 - overlap / 4) / (overlap / 2), 1e-4, 1.0)
+    if not at_start:
+        w = np.minimum(w, ramp)
+    if not at_end:
+        w = np.minimum(w, ramp[::-1])
+    return w
+
+
+def _spans(size: int, tile: int, overlap: int, multiple: int) -> list[tuple[int, int]]:
+    """(start, end) of the tiles along one axis: starts on the model's pooling grid (multiples
+    of `multiple`), neighbours sharing at least `overlap` pixels; the last tile ends at `size`."""
+    if size <= tile:
+        return [(0, size)]
+    step = max(multiple, (tile - overlap) // multiple * multiple)
+    last = (size - tile) // multiple * multiple
+    return [(s, s + tile) for s in range(0, last, step)] + [(last, size)]
+
+
+def _pad_to(x: np.ndarray, multiple: int) -> np.ndarray:
+    """Reflect-pad (H, W, C) at the bottom and right to a multiple (works for any size, even 1×1)."""
+    h, w = x.shape[:2]
+    ph, pw = -h % multiple, -w % multiple
+    if ph or pw:
+        x = np.pad(x, ((0, ph), (0, pw), (0, 0)), mode="reflect" if min(h, w) > 1 else "edge")
+    return x
+
+
+def _split_alpha(image: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    c = image.shape[2]
+    if c in (2, 4):
+        return image[..., : c - 1], image[..., c - 1:]
+    if c not in (1, 3):
+        raise ValueError(f"expected 1 to 4 channels, got {c}")
+    return image, None
+
+
+def _run(model: nn.Module, batch: np.ndarray, precision: str) -> np.ndarray:
+    """Run `model` on tiles (N, h, w, C) float32, C matching the image; returns the same shape."""
+    n, h, w, c = batch.shape
+    x = torch.from_numpy(batch).permute(0, 3, 1, 2)  # (N, C, h, w)
+    cin = model.in_channels
+    if c == 1 and cin == 3:
+        x = x.expand(-1, 3, -1, -1)
+    elif c == 3 and cin == 1:
+        x = x.reshape(n * 3, 1, h, w)
+    elif c != cin:
+        raise ValueError(f"this model takes {cin} channels, the image has {c}")
+    device = next(model.parameters()).device
+    x = x.to(device).contiguous(memory_format=torch.channels_last)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+        y = model(x).float()
+    if c == 1 and cin == 3:
+        y = y.mean(dim=1, keepdim=True)
+    elif c == 3 and cin == 1:
+        y = y.reshape(n, 3, h, w)
+    return y.permute(0, 2, 3, 1).cpu().numpy()
+
+
+@torch.inference_mode()
+def denoise(model: nn.Module, image: np.ndarray, tile: int = 512, overlap: int = 64, batch: int = 2,
+            precision: str = "fp32", progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+    """Denoise `image` with `model`; same shape and dtype out.
+
+    image: (H, W) or (H, W, C) with C in 1..4 (2 and 4: the last channel is alpha,
+        passed through unchanged), uint8, uint16 or float32 in [0, 1]; any size >= 1×1.
+    tile: tile side in pixels (rounded up to the model's multiple, 32 for the U-Net);
+        memory grows with the tile, not the image. overlap: pixels shared by neighbours.
+    batch: tiles per forward pass. precision: "fp32" or "bf16" (autocast).
+    progress: called as progress(tiles_done, tiles_total).
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    image = np.asarray(image)
+    squeeze = image.ndim == 2
+    if squeeze:
+        image = image[..., None]
+    if image.ndim != 3 or image.shape[0] < 1 or image.shape[1] < 1:
+        raise ValueError(f"expected an image of shape (H, W) or (H, W, C), got {image.shape}")
+    colour, alpha = _split_alpha(image)
+    h, w, c = colour.shape
+    multiple = getattr(model, "multiple", 1)
+    tile = max(multiple, -(-tile // multiple) * multiple)
+    overlap = min(overlap, tile // 2)
+    rows, cols = _spans(h, tile, overlap, multiple), _spans(w, tile, overlap, multiple)
+    jobs = [(r, c_) for r in rows for c_ in cols]
+    shape = lambda job: (job[0][1] - job[0][0], job[1][1] - job[1][0])  # noqa: E731
+    jobs.sort(key=shape)  # equal shapes next to each other, so they batch
+    out = np.zeros((h, w, c), np.float32)
+    weight = np.zeros((h, w, 1), np.float32)
+    was_training = model.training
+    model.eval()
+    try:
+        k = 0
+        while k < len(jobs):
+            chunk = [job for job in jobs[k:k + batch] if shape(job) == shape(jobs[k])]
+            tiles = np.stack([_pad_to(to_float(colour[y0:y1, x0:x1]), multiple) for (y0, y1), (x0, x1) in chunk])
+            th, tw = shape(chunk[0])
+            result = _run(model, tiles, precision)[:, :th, :tw]
+            for ((y0, y1), (x0, x1)), res in zip(chunk, result):
+                win = _window(th, overlap, y0 == 0, y1 == h)[:, None, None] * _window(tw, overlap, x0 == 0, x1 == w)[None, :, None]
+                out[y0:y1, x0:x1] += res * win
+                weight[y0:y1, x0:x1] += win
+            k += len(chunk)
+            if progress is not None:
+                progress(k, len(jobs))
+    finally:
+        model.train(was_training)
+    out /= weight
+    result = from_float(out, colour.dtype)
+    if alpha is not None:
+        result = np.concatenate([result, alpha], axis=2)
+    return result[..., 0] if squeeze else result

@@ -1,0 +1,309 @@
+"""The one training loop: Noise2Noise, Noise2Clean, real noisy pairs, Neighbor2Neighbor.
+
+`train(config)` is a generator yielding one record (dict) per step; the CLI prints
+them, the app plots them. It runs the same under `torchrun` (DistributedDataParallel).
+Checkpoints: `hub.save` writes the model; `training_state.safetensors` holds the
+optimiser's tensors and `config.json` the step, so a run resumes where it stopped.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from safetensors.torch import load_file, save_file
+from torch.utils.data import DataLoader
+
+from . import hub
+from .data import (NoisyPairs, SingleNoisy, SyntheticPairs, apply_subsample, list_images, load_images,
+                   neighbor_subsample, to_channels)
+from .infer import denoise
+from .io import read_image, to_float
+from .losses import get_loss, neighbor2neighbor_regulariser
+from .metrics import psnr
+from .models import build_model
+from .noise import corrupt, get_noise
+
+MODES = ("synthetic", "pairs", "single")
+STATE_NAME = "training_state.safetensors"
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run needs; the CLI's flags are derived from these fields."""
+
+    noise: str = "gaussian"  # corruption model (n2n.noise), for synthetic pairs and validation
+    noise_range: tuple[float, float] | None = None  # training parameter range; None: the model's default
+    data: str = ""  # folder of clean images (synthetic), noisy shots (pairs: first of two) or noisy images (single)
+    data_target: str = ""  # pairs: folder of the second noisy shots, same file names
+    mode: str = "synthetic"  # synthetic | pairs | single (Neighbor2Neighbor)
+    clean_targets: bool = False  # synthetic only: train Noise2Clean (the clean-target twin)
+    loss: str | None = None  # l2 | l1 | l0 | masked_l2; None: the one that fits the noise
+    arch: str = "unet"
+    channels: int = 3  # 1 for gray
+    init: str = ""  # start from this checkpoint (bundled name or folder); empty: from scratch
+    steps: int = 1000
+    batch_size: int = 8
+    crop: int = 96  # training crops are crop × crop
+    lr: float = 3e-4
+    rampdown: float = 0.3  # fraction of the run over which lr ramps smoothly down to 0
+    n2n_gamma: float = 2.0  # Neighbor2Neighbor regulariser weight at the end of the run
+    val: str = ""  # folder of clean images for validation PSNR; empty: no validation
+    val_param: float | None = None  # validation noise level; None: the noise model's default
+    val_images: int = 4
+    val_crop: int = 256  # centre crop of each validation image (0: whole image)
+    val_every: int = 500
+    checkpoint_every: int = 500
+    out: str = "runs/model"
+    resume: bool = False
+    seed: int = 0
+    workers: int = 0  # DataLoader worker processes
+    precision: str = "auto"  # fp32 | bf16 | auto (bf16 on CUDA, fp32 on CPU)
+    threads: int = 0  # torch CPU threads; 0: leave as is
+
+    def loss_name(self) -> str:
+        if self.loss:
+            return self.loss
+        return "l2" if self.mode != "synthetic" or self.clean_targets else get_noise(self.noise).loss
+
+
+def get_lr(step: int, config: TrainConfig) -> float:
+    """The paper's schedule: constant, then a smooth ramp-down over the last `rampdown` of the run."""
+    start = (1.0 - config.rampdown) * config.steps
+    if step < start or config.rampdown <= 0:
+        return config.lr
+    t = (step - start) / (config.rampdown * config.steps)
+    return config.lr * (0.5 + 0.5 * math.cos(math.pi * min(t, 1.0))) ** 2
+
+
+def _dataset(config: TrainConfig, length: int, multiple: int):
+    """The training examples; crops rounded up to the network's multiple (twice it for
+    Neighbor2Neighbor, whose sub-images are half size)."""
+    if config.mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {config.mode!r}")
+    multiple *= 2 if config.mode == "single" else 1
+    config = dataclasses.replace(config, crop=-(-config.crop // multiple) * multiple)
+    files = list_images(config.data)
+    images = load_images(files, config.channels, min_size=config.crop)
+    if config.mode == "synthetic":
+        return SyntheticPairs(images, config.noise, config.crop, length, config.seed,
+                              config.noise_range, config.clean_targets)
+    if config.mode == "pairs":
+        target_dir = Path(config.data_target)
+        missing = [f.name for f in files if not (target_dir / f.name).is_file()]
+        if missing:
+            raise ValueError(f"{target_dir} lacks the partner shots of: {', '.join(missing[:5])}")
+        targets = load_images([target_dir / f.name for f in files], config.channels, min_size=config.crop)
+        return NoisyPairs(images, targets, config.crop, length, config.seed)
+    return SingleNoisy(images, config.crop, length, config.seed)
+
+
+def validation_set(config: TrainConfig) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(clean, noisy) float32 pairs, with noise from a fixed seed so every evaluation sees the same."""
+    if not config.val:
+        return []
+    param = get_noise(config.noise).default if config.val_param is None else config.val_param
+    pairs = []
+    for k, f in enumerate(list_images(config.val)[: config.val_images]):
+        clean = to_float(to_channels(read_image(f, dtype=None), config.channels))
+        if config.val_crop:
+            h, w = clean.shape[:2]
+            s = min(config.val_crop, h, w)
+            clean = np.ascontiguousarray(clean[(h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s])
+        pairs.append((clean, corrupt(clean, config.noise, param, np.random.default_rng([config.seed, 10**6, k]))))
+    return pairs
+
+
+def evaluate(model, pairs) -> float:
+    """Mean PSNR (dB, 8-bit) of `model` over (clean, noisy) pairs."""
+    return float(np.mean([psnr(clean, denoise(model, noisy)) for clean, noisy in pairs]))
+
+
+def _meta(config: TrainConfig, model, step: int, extra: dict | None = None) -> dict:
+    module = model.module if hasattr(model, "module") else model
+    meta = {
+        "architecture": config.arch,
+        "model_args": {"in_channels": module.in_channels, "out_channels": module.out_channels},
+        "noise": config.noise,
+        "noise_range": list(config.noise_range or get_noise(config.noise).train_range),
+        "loss": config.loss_name(),
+        "mode": config.mode,
+        "clean_targets": config.clean_targets,
+        "steps": step,
+        "train_config": dataclasses.asdict(config),
+    }
+    return meta | (extra or {})
+
+
+def _save_state(out: Path, optimizer: torch.optim.Optimizer, step: int) -> None:
+    tensors = {}
+    for i, state in optimizer.state_dict()["state"].items():
+        for key, value in state.items():
+            tensors[f"{i}.{key}"] = torch.as_tensor(value).detach().cpu().contiguous().clone()
+    hub._atomic(out / STATE_NAME, lambda p: save_file(tensors, p, metadata={"step": str(step)}))
+
+
+def _load_state(out: Path, optimizer: torch.optim.Optimizer) -> None:
+    tensors = load_file(out / STATE_NAME)
+    sd = optimizer.state_dict()
+    state = {}
+    for i in sd["param_groups"][0]["params"]:
+        keys = [k.split(".", 1)[1] for k in tensors if k.split(".", 1)[0] == str(i)]
+        state[i] = {k: tensors[f"{i}.{k}"] for k in keys}
+    sd["state"] = state
+    optimizer.load_state_dict(sd)
+
+
+def _setup_distributed() -> tuple[int, int, torch.device]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend)
+    rank = dist.get_rank() if world > 1 else 0
+    if torch.cuda.is_available():
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        return rank, world, torch.device("cuda", local)
+    return rank, world, torch.device("cpu")
+
+
+def train(config: TrainConfig, stop=lambda: False) -> Iterator[dict]:
+    """Run `config`; yield {step, loss, lr, steps_per_s, eta_s[, val_psnr]} after every step.
+
+    `stop()` is polled each step: when true the run saves and ends early. A NaN or
+    infinite loss raises FloatingPointError, leaving the last good checkpoint on disk.
+    The final record carries `done: True`, `out` (the checkpoint directory) and `model`.
+    """
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    rank, world, device = _setup_distributed()
+    torch.manual_seed(config.seed)
+    out = Path(config.out)
+    if config.init:
+        model = hub.load_model(config.init)
+    else:
+        model = build_model(config.arch, in_channels=config.channels, out_channels=config.channels)
+    model = model.to(device).to(memory_format=torch.channels_last).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=(0.9, 0.99), eps=1e-8)
+    start = 0
+    if config.resume and (out / STATE_NAME).is_file():
+        resumed = hub.load_dir(out)
+        model.load_state_dict(resumed.model.state_dict())
+        _load_state(out, optimizer)
+        start = int(resumed.config["steps"])
+    net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    bf16 = config.precision == "bf16" or (config.precision == "auto" and device.type == "cuda")
+    loss_fn = get_loss(config.loss_name())
+    dataset = _dataset(config, config.steps * config.batch_size, getattr(model, "multiple", 1))
+    indices = range(start * config.batch_size + rank, config.steps * config.batch_size, world)
+    loader = DataLoader(dataset, batch_size=config.batch_size // world or 1, sampler=indices,
+                        num_workers=config.workers, persistent_workers=config.workers > 0)
+    val_pairs = validation_set(config) if rank == 0 else []
+    generator = torch.Generator().manual_seed(config.seed + start)
+    last_val = None
+    t0, step = time.perf_counter(), start
+
+    def checkpoint(extra=None):
+        if rank == 0:
+            hub.save(model, out, _meta(config, model, step, extra))
+            _save_state(out, optimizer, step)
+
+    for noisy_source, noisy_target, mask in loader:
+        if step >= config.steps:
+            break
+        lr = get_lr(step, config)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        noisy_source, noisy_target, mask = (t.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+                                            for t in (noisy_source, noisy_target, mask))
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            if config.mode == "single":
+                loss = _neighbor2neighbor_loss(net, noisy_source, step / config.steps, config.n2n_gamma, generator)
+            else:
+                denoised = net(noisy_source).float()
+                loss = loss_fn(denoised, noisy_target, mask, step / config.steps)
+        loss = loss.float()
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"loss became {loss.item()} at step {step}; the last good checkpoint "
+                                     f"is in {out}. Try a lower learning rate.")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        step += 1
+        elapsed = time.perf_counter() - t0
+        rate = (step - start) / elapsed
+        record = {"step": step, "loss": loss.item(), "lr": lr, "steps_per_s": rate,
+                  "eta_s": (config.steps - step) / rate if rate > 0 else None}
+        if val_pairs and (step % config.val_every == 0 or step == config.steps):
+            last_val = record["val_psnr"] = evaluate(model, val_pairs)
+        if step % config.checkpoint_every == 0:
+            checkpoint({"val_psnr": last_val})
+        stopping = stop()
+        if step == config.steps or stopping:
+            checkpoint({"val_psnr": last_val})
+            record |= {"done": True, "out": str(out), "model": model}
+        yield record
+        if stopping:
+            break
+    if world > 1:
+        dist.barrier()
+
+
+def _neighbor2neighbor_loss(net, noisy, progress, gamma_max, generator):
+    """Neighbor2Neighbor (Huang et al. 2021): g1(y) predicts g2(y), plus γ·regulariser, γ ramped to gamma_max."""
+    index1, index2 = neighbor_subsample(noisy, generator)
+    sub1, sub2 = apply_subsample(noisy, index1), apply_subsample(noisy, index2)
+    with torch.no_grad():
+        full = net(noisy).float()
+    denoised_sub1 = net(sub1).float()
+    rec = torch.mean((denoised_sub1 - sub2) ** 2)
+    reg = neighbor2neighbor_regulariser(denoised_sub1, sub2, apply_subsample(full, index1), apply_subsample(full, index2))
+    return rec + gamma_max * progress * reg
+
+
+def zero_shot(noisy: np.ndarray, steps: int = 2000, lr: float = 1e-3, crop: int = 256, seed: int = 0,
+              progress=None) -> np.ndarray:
+    """Zero-Shot Noise2Noise (Mansour & Heckel 2023): denoise one image with no training data.
+
+    noisy: float32 (H, W, C) in [0, 1], C 1 or 3. A 22k-parameter net learns from two fixed
+    stride-2 down-samplings of the image (residual + consistency losses), on random crops
+    of at most `crop` pixels for speed. Returns float32 (H, W, C) in [0, 1].
+    progress: called as progress(step, steps, loss).
+    """
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    c = noisy.shape[2]
+    net = build_model("zsn2n", in_channels=c, out_channels=c)
+    optimizer = torch.optim.Adam(net.parameters(), lr=lr)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=max(1, steps // 2), gamma=0.5)
+    image = torch.from_numpy(np.ascontiguousarray(noisy.transpose(2, 0, 1)))[None]  # (1, C, H, W)
+    kernel1 = torch.tensor([[[[0.5, 0.0], [0.0, 0.5]]]]).repeat(c, 1, 1, 1)
+    kernel2 = torch.tensor([[[[0.0, 0.5], [0.5, 0.0]]]]).repeat(c, 1, 1, 1)
+    down = lambda x, k: torch.nn.functional.conv2d(x, k, stride=2, groups=c)  # noqa: E731
+    h, w = noisy.shape[:2]
+    ch, cw = min(crop, h) // 2 * 2, min(crop, w) // 2 * 2
+    if ch < 2 or cw < 2:
+        raise ValueError(f"zero-shot needs an image of at least 2×2 pixels, got {w}×{h}")
+    for step in range(steps):
+        y0, x0 = 2 * int(rng.integers(0, (h - ch) // 2 + 1)), 2 * int(rng.integers(0, (w - cw) // 2 + 1))
+        y = image[..., y0:y0 + ch, x0:x0 + cw]
+        d1, d2 = down(y, kernel1), down(y, kernel2)
+        loss_res = 0.5 * (torch.mean((d1 - net(d2)) ** 2) + torch.mean((d2 - net(d1)) ** 2))
+        full = net(y)
+        loss_cons = 0.5 * (torch.mean((net(d1) - down(full, kernel1)) ** 2) + torch.mean((net(d2) - down(full, kernel2)) ** 2))
+        loss = loss_res + loss_cons
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        if progress is not None:
+            progress(step + 1, steps, float(loss))
+    with torch.inference_mode():
+        return np.clip(net(image)[0].permute(1, 2, 0).numpy(), 0.0, 1.0)

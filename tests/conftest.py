@@ -1,0 +1,51 @@
+"""Shared fixtures: small real images and a small real checkpoint, made by the tests themselves."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import skimage.data
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def photo(size: int = 64, channels: int = 3) -> np.ndarray:
+    """A real photo (scikit-image's astronaut), resized to size × size, float32 in [0, 1]."""
+    from skimage.transform import resize
+
+    image = resize(skimage.data.astronaut(), (size, size), anti_aliasing=True).astype(np.float32)
+    return image.mean(axis=2, keepdims=True) if channels == 1 else image
+
+
+@pytest.fixture(scope="session")
+def photo_folder(tmp_path_factory) -> Path:
+    """Four small clean photos as PNG files."""
+    from n2n.io import write_image
+    from skimage.transform import resize
+
+    folder = tmp_path_factory.mktemp("photos")
+    for name in ("astronaut", "chelsea", "coffee", "rocket"):
+        image = getattr(skimage.data, name)()
+        write_image(folder / f"{name}.png", (resize(image, (72, 96), anti_aliasing=True) * 255).round().astype(np.uint8))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory, photo_folder) -> Path:
+    """A U-Net trained for a few steps by the real loop, saved by the real `hub.save`."""
+    from n2n.train import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("ckpt") / "gaussian"
+    config = TrainConfig(data=str(photo_folder), steps=3, batch_size=2, crop=32, out=str(out), checkpoint_every=3)
+    for _ in train(config):
+        pass
+    return out
+
+
+@pytest.fixture
+def kodak():
+    folder = DATA / "kodak24"
+    if not folder.is_dir():
+        pytest.skip(f"{folder} is absent: the shared benchmark data is not on this machine")
+    return folder

@@ -1,0 +1,227 @@
+"""The app through its API: the real server, launched here, driven by gradio_client.
+
+Images are tiny and runs a few steps, so this stays quick on two CPU cores.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import skimage.data
+from skimage.transform import resize
+
+gradio_client = pytest.importorskip("gradio_client")
+from gradio_client import Client, handle_file  # noqa: E402
+from gradio_client.exceptions import AppError  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # app.py lives at the repository root
+import app  # noqa: E402
+from n2n import hub  # noqa: E402
+from n2n.infer import denoise  # noqa: E402
+from n2n.io import read_image, to_float, write_image  # noqa: E402
+from n2n.metrics import psnr  # noqa: E402
+from n2n.noise import corrupt  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def client(tiny_checkpoint):
+    demo = app.build_demo(extra_models={"tiny": tiny_checkpoint})
+    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True, **app.LAUNCH_KWARGS)
+    client = Client(url, verbose=False)
+    yield client
+    client.close()
+    demo.close()
+
+
+@pytest.fixture(scope="module")
+def clean_png(tmp_path_factory) -> Path:
+    """A real photo (scikit-image's cat), 96 wide and 64 high: not square, so a swapped axis shows."""
+    path = tmp_path_factory.mktemp("app") / "clean.png"
+    image = resize(skimage.data.chelsea(), (64, 96), anti_aliasing=True)
+    write_image(path, np.rint(image * 255).astype(np.uint8))
+    return path
+
+
+def noisy_png(clean_png: Path, noise="gaussian", param=25.0, seed=1, folder: Path | None = None) -> tuple[Path, np.ndarray]:
+    """A noisy version of `clean_png`, written beside it (or into `folder`), and the clean image as float."""
+    clean = to_float(read_image(clean_png, dtype=None))
+    noisy = np.clip(corrupt(clean, noise, param, np.random.default_rng(seed)), 0, 1)
+    path = (folder or clean_png.parent) / f"{clean_png.stem}_{noise}_{param}_{seed}.png"
+    write_image(path, np.rint(noisy * 255).astype(np.uint8))
+    return path, clean
+
+
+def png(path) -> np.ndarray:
+    with Image.open(path) as im:
+        assert im.format == "PNG"
+        return np.asarray(im)
+
+
+def test_corrupt_returns_two_noisy_pngs_with_their_psnr(client, clean_png):
+    clean = read_image(clean_png)
+    path_a, path_b, psnr_a, psnr_b = client.predict(handle_file(str(clean_png)), "gaussian", 25, 3, api_name="/corrupt")
+    a, b = png(path_a), png(path_b)
+    assert a.shape == b.shape == (64, 96, 3) and a.dtype == np.uint8
+    assert not np.array_equal(a, b), "the two realisations must be independent draws"
+    # the PSNR shown is that of the file served, and what σ = 25 gives (20.2 dB before clipping)
+    assert psnr_a == pytest.approx(psnr(clean, a), abs=0.01) and psnr_b == pytest.approx(psnr(clean, b), abs=0.01)
+    assert 19.5 < psnr_a < 22.5
+    # the same seed gives the same noise; a stronger noise, a lower PSNR
+    again = client.predict(handle_file(str(clean_png)), "gaussian", 25, 3, api_name="/corrupt")
+    assert np.array_equal(png(again[0]), a)
+    assert client.predict(handle_file(str(clean_png)), "gaussian", 50, 3, api_name="/corrupt")[2] < psnr_a - 4
+
+
+def test_corrupt_other_noises_use_their_own_default_parameter(client, clean_png):
+    path, _, _, _ = client.predict(handle_file(str(clean_png)), "bernoulli", api_name="/corrupt")  # p = 0.5
+    dropped = np.mean(png(path).max(axis=2) == 0)
+    assert 0.4 < dropped < 0.6
+    path, _, value, _ = client.predict(handle_file(str(clean_png)), "impulse", 0.1, api_name="/corrupt")
+    assert 0.05 < np.mean(np.any(png(path) != np.rint(read_image(clean_png) * 255), axis=2)) < 0.15
+    assert value > 10
+
+
+def test_denoise_serves_the_model_and_compares_baselines(client, clean_png):
+    noisy_path, clean = noisy_png(clean_png)
+    noisy = png(noisy_path)
+    (shown_noisy, denoised), gallery, table, download, source = client.predict(
+        handle_file(str(noisy_path)), "tiny", "", ["nlm", "median"], handle_file(str(clean_png)), "gaussian", 25,
+        api_name="/denoise")
+    result = png(download)
+    assert result.shape == noisy.shape and result.dtype == np.uint8
+    assert np.array_equal(png(denoised), result) and np.array_equal(png(shown_noisy), noisy)
+    # exactly what the library gives for this model and image
+    assert np.array_equal(result, denoise(hub.load_model(app._EXTRA["tiny"]), noisy))
+    assert "tiny" in source and "local checkpoint" in source
+    assert [item["caption"].split(" · ")[0] for item in gallery] == ["noisy input", "n2n", "non-local means (OpenCV)", "median filter"]
+    rows = {row[0]: dict(zip(table["headers"], row)) for row in table["data"]}
+    assert list(rows) == ["noisy input", "n2n · tiny", "non-local means (OpenCV)", "median filter"]
+    assert set(table["headers"]) == {"method", "PSNR (dB)", "SSIM", "seconds"}
+    # the table's figures are those of the files served
+    assert rows["noisy input"]["PSNR (dB)"] == pytest.approx(psnr(clean, noisy), abs=0.01)
+    assert rows["n2n · tiny"]["PSNR (dB)"] == pytest.approx(psnr(clean, result), abs=0.01)
+    nlm = png(gallery[2]["image"])
+    assert rows["non-local means (OpenCV)"]["PSNR (dB)"] == pytest.approx(psnr(clean, nlm), abs=0.01)
+    # a real denoiser raises PSNR (the tiny model has trained 3 steps: only the baselines can be held to it)
+    assert rows["non-local means (OpenCV)"]["PSNR (dB)"] > rows["noisy input"]["PSNR (dB)"] + 2
+    assert rows["median filter"]["PSNR (dB)"] > rows["noisy input"]["PSNR (dB)"] + 3
+    assert rows["non-local means (OpenCV)"]["seconds"] >= 0
+
+
+def test_denoise_without_reference_gives_no_scores(client, clean_png):
+    noisy_path, _ = noisy_png(clean_png, seed=2)
+    _, gallery, table, download, _ = client.predict(handle_file(str(noisy_path)), "tiny", api_name="/denoise")
+    assert table["headers"] == ["method", "seconds"] and len(gallery) == 2
+    assert png(download).shape == (64, 96, 3)
+
+
+@pytest.mark.skipif("gaussian" not in hub.bundled_names(), reason="the bundled gaussian checkpoint is not trained yet")
+def test_bundled_gaussian_model_raises_psnr(client, clean_png):
+    noisy_path, clean = noisy_png(clean_png, seed=3)
+    (_, denoised), _, _, _, source = client.predict(handle_file(str(noisy_path)), "gaussian", api_name="/denoise")
+    gain = psnr(clean, png(denoised)) - psnr(clean, png(noisy_path))
+    assert gain > 3, f"the bundled gaussian model gained only {gain:.2f} dB at σ = 25"
+    assert "bundled" in source
+
+
+def test_finetune_streams_progress_and_ends_with_a_checkpoint(client, photo_folder, clean_png, tmp_path):
+    files = [handle_file(str(p)) for p in sorted(photo_folder.glob("*.png"))[:3]]
+    job = client.submit(files, "gaussian", steps=5, twin=True, api_name="/finetune")
+    final = job.result(timeout=300)
+    updates = job.outputs()
+    assert len(updates) >= 2, "the run must stream updates, not only its end"
+    loss_plot, val_plot, preview, status, archive, name = final
+    loss = plot_points(loss_plot)
+    assert sorted({p["run"] for p in loss}) == ["N2C (clean targets)", "N2N (noisy targets)"]
+    assert sorted(p["step"] for p in loss if p["run"].startswith("N2N")) == [1, 2, 3, 4, 5]
+    assert all(np.isfinite(p["loss"]) for p in loss)
+    val = plot_points(val_plot)
+    assert {p["run"] for p in val} == {p["run"] for p in loss} and all(0 < p["psnr"] < 60 for p in val)
+    for run in {p["run"] for p in val}:  # from scratch, five steps already move the output towards the images
+        curve = [p["psnr"] for p in sorted(val, key=lambda p: p["step"]) if p["run"] == run]
+        assert len(curve) == 5 and curve[-1] > curve[0], (run, curve)
+    assert "step 5 / 5" in status and "finished" in status and name.startswith("finetuned-gaussian-")
+    assert png(preview).shape[1] > 2 * png(preview).shape[0], "preview: noisy | N2N | N2C side by side"
+    # the download is a checkpoint that loads with strict keys, trained 5 steps
+    with zipfile.ZipFile(archive) as z:
+        z.extractall(tmp_path)
+        assert f"{name}/model.safetensors" in z.namelist() and f"{name}/n2c/config.json" in z.namelist()
+    loaded = hub.load_dir(tmp_path / name)
+    assert loaded.config["steps"] == 5 and not loaded.config["clean_targets"]
+    assert json.loads((tmp_path / name / "n2c" / "config.json").read_text())["clean_targets"] is True
+    # and the app serves it by name
+    noisy_path, _ = noisy_png(clean_png, seed=4)
+    (_, denoised), _, _, _, source = client.predict(handle_file(str(noisy_path)), name, api_name="/denoise")
+    assert "fine-tuned in this session" in source and png(denoised).shape == (64, 96, 3)
+
+
+@pytest.mark.parametrize("kind", ["pairs", "single"])
+def test_finetune_on_noisy_data_only(client, photo_folder, tmp_path, kind):
+    """Real noisy pairs (here: two draws of the noise on each photo) and single noisy images (Neighbor2Neighbor)."""
+    first, second = [], []
+    for k, path in enumerate(sorted(photo_folder.glob("*.png"))[:2]):
+        for shots, seed in ((first, 10 + k), (second, 20 + k)):
+            shots.append(handle_file(str(noisy_png(path, seed=seed, folder=tmp_path)[0])))
+    second_shots = second if kind == "pairs" else None
+    *_, status, archive, name = client.submit(first, "gaussian", kind, second_shots, steps=2, init="tiny", loss="l1",
+                                              api_name="/finetune").result(timeout=180)
+    assert "step 2 / 2" in status and "no validation PSNR" in status
+    with zipfile.ZipFile(archive) as z:
+        config = json.loads(z.read(f"{name}/config.json"))
+    assert config["mode"] == kind and config["steps"] == 2 and config["loss"] == "l1"
+    assert config["train_config"]["init"] == str(app._EXTRA["tiny"])
+
+
+def test_finetune_stops_when_asked(client, photo_folder):
+    job = client.submit([handle_file(str(next(photo_folder.glob("*.png"))))], "gaussian", steps=2000,
+                        api_name="/finetune")
+    deadline = time.monotonic() + 120
+    while not any(plot_points(update[0]) for update in job.outputs()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    client.predict(api_name="/stop")
+    _, _, _, status, archive, name = job.result(timeout=120)
+    assert "stopped" in status and archive.endswith(".zip") and name
+    steps = max(p["step"] for p in plot_points(job.outputs()[-1][0]))
+    assert 1 <= steps < 2000
+
+
+def test_zero_shot_denoises_one_image(client, clean_png):
+    noisy_path, clean = noisy_png(clean_png, seed=5)
+    *_, status, result, name = client.submit([handle_file(str(noisy_path))], "gaussian", "zero-shot", steps=300,
+                                             api_name="/finetune").result(timeout=300)
+    denoised = png(result)
+    assert denoised.shape == (64, 96, 3) and "finished" in status and name == ""
+    assert psnr(clean, denoised) > psnr(clean, png(noisy_path)) + 1
+
+
+def test_bad_input_is_refused_in_plain_words_and_the_app_keeps_serving(client, clean_png, tmp_path):
+    noisy_path, _ = noisy_png(clean_png, seed=6)
+    with pytest.raises(AppError, match="Unknown model 'no-such-model'"):
+        client.predict(handle_file(str(noisy_path)), "no-such-model", api_name="/denoise")
+    truncated = tmp_path / "truncated.png"
+    truncated.write_bytes(noisy_path.read_bytes()[:-40])
+    with pytest.raises(AppError, match="truncated"):
+        client.predict(handle_file(str(truncated)), "tiny", api_name="/denoise")
+    with pytest.raises(AppError, match=r"outside \[0.0, 0.99\]"):
+        client.predict(handle_file(str(clean_png)), "bernoulli", 0.995, api_name="/corrupt")
+    with pytest.raises(AppError, match="clean-target twin needs clean images"):
+        client.predict([handle_file(str(clean_png))], "gaussian", "single", twin=True, steps=2, api_name="/finetune")
+    with pytest.raises(AppError, match="No image"):
+        client.predict(None, "gaussian", api_name="/corrupt")
+    assert png(client.predict(handle_file(str(clean_png)), "gaussian", api_name="/corrupt")[0]).shape == (64, 96, 3)
+
+
+def plot_points(plot) -> list[dict]:
+    """The rows of a LinePlot value as the client receives it."""
+    if not plot:
+        return []
+    plot = plot.get("value", plot) if isinstance(plot, dict) else plot
+    rows = [dict(zip(plot["columns"], row)) for row in plot["data"]]
+    return [row for row in rows if row["step"] > 0]  # step 0: the app's empty anchor point of each run

@@ -1,0 +1,96 @@
+"""The app in a real browser: Playwright driving Debian's Chromium (TESTING.md).
+
+Uploads a photo, corrupts it, sends it to Denoise and denoises it, then runs a
+10-step fine-tuning and waits for points on the live plot. Screenshots land in
+artifacts/ for a person to look at.
+"""
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import pytest
+import skimage.data
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
+
+if not CHROMIUM.is_file():
+    pytest.skip(f"{CHROMIUM} is absent: install it with `apt-get install -y chromium`", allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed")
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # app.py lives at the repository root
+import app  # noqa: E402
+from n2n.io import write_image  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def url(tiny_checkpoint):
+    demo = app.build_demo(extra_models={"tiny": tiny_checkpoint})
+    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True, **app.LAUNCH_KWARGS)
+    yield url
+    demo.close()
+
+
+@pytest.fixture(scope="module")
+def page(url):
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.set_default_timeout(60_000)
+        page.goto(url)
+        yield page
+        browser.close()
+
+
+def test_corrupt_then_denoise(page, tmp_path):
+    photo = tmp_path / "cat.png"
+    write_image(photo, skimage.data.chelsea())  # 451 × 300
+    page.locator("#clean-in input[type=file]").set_input_files(str(photo))
+    page.locator("#clean-in img").first.wait_for()
+    page.get_by_role("button", name="Corrupt", exact=True).click()
+    page.locator("#noisy-a img").first.wait_for()
+    page.locator("#noisy-b img").first.wait_for()
+    sync_api.expect(page.get_by_label("PSNR of A vs clean (dB)")).to_have_value(re.compile(r"^(19|2[0-2])\.\d+$"))
+    page.screenshot(path=str(ARTIFACTS / "corrupt.png"), full_page=True)
+
+    page.get_by_role("button", name=re.compile("Send A to Denoise")).click()
+    sync_api.expect(page.get_by_role("tab", name="Denoise")).to_have_attribute("aria-selected", "true")
+    page.locator("#noisy-in img").first.wait_for()
+    page.get_by_label("median filter").check()
+    page.get_by_role("button", name="Denoise", exact=True).click()
+    slider = page.locator("#slider img")
+    sync_api.expect(slider).to_have_count(2, timeout=120_000)
+    sync_api.expect(page.locator("#scores")).to_contain_text("median filter")
+    sync_api.expect(page.locator("#scores")).to_contain_text("noisy input")
+    sync_api.expect(page.locator("#source")).to_contain_text("served from")
+    assert page.locator("#gallery img").count() == 3  # noisy input, the model, the median filter
+    page.screenshot(path=str(ARTIFACTS / "denoise.png"), full_page=True)
+
+
+def test_finetune_shows_points_on_the_plot(page, photo_folder):
+    page.get_by_role("tab", name="Fine-tune").click()
+    page.locator("#ft-files input[type=file]").set_input_files([str(p) for p in sorted(photo_folder.glob("*.png"))])
+    steps = page.locator("#ft-steps input[type=number]")
+    steps.fill("10")
+    steps.press("Enter")
+    page.get_by_label("Train the clean-target twin alongside (Noise2Clean)").check()
+    page.get_by_role("button", name="Start", exact=True).click()
+    sync_api.expect(page.locator("#status")).to_contain_text("finished", timeout=180_000)
+    sync_api.expect(page.locator("#status")).to_contain_text("step 10 / 10")
+    for plot in ("#loss-plot", "#val-plot"):
+        # Vega draws the curve as an SVG path or on a canvas; either way the plot is no longer empty
+        sync_api.expect(page.locator(f"{plot} canvas, {plot} svg path.mark-line, {plot} .mark-line").first).to_be_visible()
+    page.locator("#preview img").first.wait_for()
+    page.screenshot(path=str(ARTIFACTS / "finetune.png"), full_page=True)
+    name = page.get_by_label("Fine-tuned model").input_value()
+    assert name.startswith("finetuned-gaussian-")
+    page.get_by_role("button", name=re.compile("Use in Denoise")).click()
+    sync_api.expect(page.get_by_role("tab", name="Denoise")).to_have_attribute("aria-selected", "true")
+    sync_api.expect(page.get_by_label("Model", exact=True)).to_have_value(name)
+    page.get_by_role("tab", name="About").click()
+    page.screenshot(path=str(ARTIFACTS / "about.png"), full_page=True)

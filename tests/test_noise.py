@@ -1,0 +1,90 @@
+"""The method's premise: each noise's fitting statistic of many corruptions is the clean image."""
+import numpy as np
+import pytest
+
+from n2n.noise import NOISE_MODELS, corrupt, get_noise, training_pair
+from conftest import photo
+
+
+@pytest.mark.parametrize("noise", ["gaussian", "poisson"])
+def test_mean_of_many_corruptions_is_clean(noise):
+    clean = photo(32)
+    rng = np.random.default_rng(0)
+    param = {"gaussian": 50.0, "poisson": 5.0}[noise]
+    mean = np.mean([corrupt(clean, noise, param, rng) for _ in range(2000)], axis=0)
+    single = corrupt(clean, noise, param, rng)
+    error = np.abs(single - clean).mean()
+    assert error > 0.05  # the noise is strong ...
+    assert np.abs(mean - clean).mean() < 0.05 * error  # ... its average converges to clean (≈ error / √2000)
+    assert abs(np.mean(mean - clean)) < 0.001  # ... with no bias
+
+
+def test_poisson_has_no_uint8_wrap_and_right_variance():
+    clean = np.full((64, 64, 3), 0.999, np.float32)
+    noisy = corrupt(clean, "poisson", 30.0, np.random.default_rng(0))
+    assert noisy.max() > 1.0  # unclipped, no wrap-around to 0
+    assert abs(noisy.var() - 0.999 / 30.0) < 0.004
+
+
+def test_median_of_many_text_corruptions_is_clean():
+    clean = photo(48)
+    rng = np.random.default_rng(0)
+    stack = np.stack([corrupt(clean, "text", 0.25, rng) for _ in range(61)])
+    single_changed = np.mean(np.abs(stack[0] - clean).max(axis=2) > 1e-6)
+    assert 0.15 < single_changed < 0.35  # about a quarter of the pixels covered
+    assert np.abs(np.median(stack, axis=0) - clean).mean() < 0.01
+
+
+@pytest.mark.parametrize("p", [0.1, 0.5, 0.9])
+def test_bernoulli_drop_rate_and_mask(p):
+    clean = photo(96) + 0.01
+    noisy, mask = corrupt(clean, "bernoulli", p, np.random.default_rng(1), return_mask=True)
+    assert mask.shape == (96, 96, 1)
+    assert abs(1 - mask.mean() - p) < 0.03
+    assert np.all(noisy[mask[..., 0] == 0] == 0) and np.allclose(noisy * mask, clean * mask)
+
+
+@pytest.mark.parametrize("p", [0.2, 0.7])
+def test_impulse_fraction(p):
+    clean = photo(96)
+    noisy = corrupt(clean, "impulse", p, np.random.default_rng(2))
+    changed = np.mean(np.any(noisy != clean, axis=2))
+    assert abs(changed - p) < 0.03
+    # the mode of many corruptions is clean: random values almost never repeat, the clean one does
+    stack = np.stack([corrupt(clean, "impulse", p, np.random.default_rng(k))[..., 0] for k in range(30)])
+    assert np.mean(np.sum(stack == clean[..., 0], axis=0) >= 2) > 0.99
+
+
+@pytest.mark.parametrize("noise", list(NOISE_MODELS))
+@pytest.mark.parametrize("channels", [1, 3])
+def test_shape_dtype_and_seed(noise, channels):
+    clean = photo(40, channels)
+    a = corrupt(clean, noise, get_noise(noise).default, np.random.default_rng(7))
+    b = corrupt(clean, noise, get_noise(noise).default, np.random.default_rng(7))
+    c = corrupt(clean, noise, get_noise(noise).default, np.random.default_rng(8))
+    assert a.shape == clean.shape and a.dtype == np.float32
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+    gray2d = corrupt(clean[..., 0], noise, get_noise(noise).default, np.random.default_rng(7))
+    assert gray2d.shape == clean.shape[:2]
+
+
+def test_training_pair_independent_and_clean_target():
+    clean = photo(32)
+    source, target, mask = training_pair(clean, "gaussian", np.random.default_rng(0))
+    assert not np.array_equal(source, target) and mask.shape == (32, 32, 1)
+    # parameters drawn independently: residual std differs between source and target over many draws
+    rng = np.random.default_rng(1)
+    stds = np.array([[np.std(s - clean), np.std(t - clean)] for s, t, _ in (training_pair(clean, "gaussian", rng) for _ in range(50))])
+    assert np.corrcoef(stds.T)[0, 1] < 0.5
+    _, target, _ = training_pair(clean, "gaussian", rng, clean_target=True)
+    assert target is clean
+
+
+def test_bad_arguments_say_what_to_do():
+    with pytest.raises(ValueError, match="choose one of"):
+        corrupt(photo(8), "salt", 1.0, np.random.default_rng())
+    with pytest.raises(ValueError, match="outside"):
+        corrupt(photo(8), "gaussian", 1000.0, np.random.default_rng())
+    with pytest.raises(ValueError, match="float32"):
+        corrupt((photo(8) * 255).astype(np.uint8), "gaussian", 10.0, np.random.default_rng())

@@ -1,0 +1,84 @@
+"""Train the bundled checkpoints: a CPU smoke run, one GPU, or many with torchrun.
+
+    python train_space.py --noise gaussian --steps 20000            # one model into checkpoints/gaussian
+    python train_space.py --all --steps 20000 --finetune-steps 5000 # gaussian, then the others from it
+    python train_space.py --noise gaussian --clean-targets          # the Noise2Clean twin, gaussian-n2c
+    torchrun --nproc_per_node 8 train_space.py --all ...            # DistributedDataParallel
+    python train_space.py --smoke --data DIR --out DIR              # seconds long, for tests
+
+Each run writes NAME/config.json, model.safetensors and a model card README.md, and
+resumes with --resume. Ctrl-C or SIGTERM ends the current step, saves and stops.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+from pathlib import Path
+
+from n2n import hub
+from n2n.cli import run_training
+from n2n.noise import NOISE_MODELS
+from n2n.train import TrainConfig
+
+DATA = Path(__file__).resolve().parent.parent / "shared" / "data"
+BUNDLED = ["gaussian", "poisson", "text", "bernoulli", "impulse"]
+
+
+def model_name(noise: str, clean_targets: bool) -> str:
+    return f"{noise}-n2c" if clean_targets else noise
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--noise", choices=list(NOISE_MODELS), default="gaussian")
+    parser.add_argument("--all", action="store_true", help="train every bundled model: gaussian, then the rest from it")
+    parser.add_argument("--data", default=str(DATA / "train" / "bsd400"), help="folder of clean training images")
+    parser.add_argument("--val", default=str(DATA / "kodak24"), help="folder of clean validation images")
+    parser.add_argument("--steps", type=int, default=20000)
+    parser.add_argument("--finetune-steps", type=int, default=0, help="--all: steps for the models started from gaussian (default steps/4)")
+    parser.add_argument("--lr", type=float, default=3e-4)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--crop", type=int, default=96)
+    parser.add_argument("--init", default="", help="start from this checkpoint")
+    parser.add_argument("--out", default="checkpoints", help="parent folder of the checkpoint folders")
+    parser.add_argument("--clean-targets", action="store_true", help="train the clean-target twin NAME-n2c")
+    parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--workers", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--val-every", type=int, default=1000)
+    parser.add_argument("--smoke", action="store_true", help="a seconds-long run on tiny crops (tests)")
+    parser.add_argument("--push-to-hub", metavar="REPO", default="", help="upload each checkpoint to REPO/NAME (token: HF_TOKEN)")
+    args = parser.parse_args(argv)
+
+    base = dict(data=args.data, val=args.val if Path(args.val).is_dir() else "", lr=args.lr,
+                batch_size=args.batch_size, crop=args.crop, resume=args.resume, workers=args.workers,
+                threads=args.threads, val_every=args.val_every, checkpoint_every=min(250, args.val_every),
+                clean_targets=args.clean_targets)
+    if args.smoke:
+        base |= dict(batch_size=2, crop=32, val_images=1, val_crop=64, val_every=2, checkpoint_every=2)
+        args.steps = min(args.steps, 4)
+    plan = [(args.noise, args.init, args.steps)]
+    if args.all:
+        finetune = args.finetune_steps or max(1, args.steps // 4)
+        first = Path(args.out) / model_name("gaussian", args.clean_targets)
+        plan = [("gaussian", args.init, args.steps)] + [(n, str(first), finetune) for n in BUNDLED if n != "gaussian"]
+    stopping = []  # SIGINT/SIGTERM: finish the step, save, stop
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stopping.append(True))
+    for noise, init, steps in plan:
+        out = Path(args.out) / model_name(noise, args.clean_targets)
+        config = TrainConfig(noise=noise, init=init, steps=steps, out=str(out), **base)
+        print(f"== {out.name}: {steps} steps{' from ' + init if init else ''}", flush=True)
+        record = run_training(config, stop=lambda: bool(stopping))
+        if int(os.environ.get("RANK", "0")) == 0:
+            hub.write_model_card(out)
+            if args.push_to_hub:
+                url = hub.push(out, args.push_to_hub, path_in_repo=out.name)
+                print(f"pushed {out} to {url}")
+        if stopping or not record.get("done"):
+            break
+
+
+if __name__ == "__main__":
+    main()

@@ -13,8 +13,8 @@ import numpy as np
 from .metrics import to_uint8
 
 # h of cv2.fastNlMeans* as a function of the Gaussian-equivalent σ (0–255 scale), fitted on
-# training images (bsd400, see benchmarks/tune_nlm.py): h = NLM_SLOPE · σ + NLM_OFFSET.
-NLM_SLOPE, NLM_OFFSET = 0.85, 2.0
+# training images (bsd400, benchmarks/tune_nlm.py): h = NLM_SLOPE · σ + NLM_OFFSET.
+NLM_SLOPE, NLM_OFFSET = 0.634, -1.42  # `python -m benchmarks.tune_nlm --images 6`
 
 
 def equivalent_sigma(noise: str, param: float) -> float:
@@ -28,7 +28,7 @@ def equivalent_sigma(noise: str, param: float) -> float:
 
 def nlm(noisy: np.ndarray, noise: str = "gaussian", param: float = 25.0) -> np.ndarray:
     """OpenCV fast non-local means with h chosen from the noise level."""
-    h = NLM_SLOPE * equivalent_sigma(noise, param) + NLM_OFFSET
+    h = max(1.0, NLM_SLOPE * equivalent_sigma(noise, param) + NLM_OFFSET)
     image = to_uint8(noisy)
     if image.shape[2] == 3:
         out = cv2.fastNlMeansDenoisingColored(np.ascontiguousarray(image), None, h, h, 7, 21)

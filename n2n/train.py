@@ -304,6 +304,6 @@ def zero_shot(noisy: np.ndarray, steps: int = 2000, lr: float = 1e-3, crop: int 
         optimizer.step()
         scheduler.step()
         if progress is not None:
-            progress(step + 1, steps, float(loss))
+            progress(step + 1, steps, loss.item())
     with torch.inference_mode():
         return np.clip(net(image)[0].permute(1, 2, 0).numpy(), 0.0, 1.0)

@@ -88,6 +88,17 @@ def test_corrupt_other_noises_use_their_own_default_parameter(client, clean_png)
     assert value > 10
 
 
+def test_corrupt_keeps_bit_depth_and_alpha(client, clean_png, tmp_path):
+    clean = read_image(clean_png)
+    alpha = np.linspace(0, 1, clean.shape[1], dtype=np.float32)[None, :, None].repeat(clean.shape[0], axis=0)
+    rgba = np.rint(np.concatenate([clean, alpha], axis=2) * 65535).astype(np.uint16)
+    write_image(tmp_path / "rgba16.png", rgba)
+    path, *_ = client.predict(handle_file(str(tmp_path / "rgba16.png")), "gaussian", 10, api_name="/corrupt")
+    noisy = read_image(path, dtype=None)
+    assert noisy.dtype == np.uint16 and noisy.shape == (64, 96, 4)
+    assert np.array_equal(noisy[..., 3], rgba[..., 3]), "alpha passes through untouched"
+
+
 def test_denoise_serves_the_model_and_compares_baselines(client, clean_png):
     noisy_path, clean = noisy_png(clean_png)
     noisy = png(noisy_path)
@@ -100,7 +111,8 @@ def test_denoise_serves_the_model_and_compares_baselines(client, clean_png):
     # exactly what the library gives for this model and image
     assert np.array_equal(result, denoise(hub.load_model(app._EXTRA["tiny"]), noisy))
     assert "tiny" in source and "local checkpoint" in source
-    assert [item["caption"].split(" · ")[0] for item in gallery] == ["noisy input", "n2n", "non-local means (OpenCV)", "median filter"]
+    captions = [item["caption"].split(" · ")[0] for item in gallery]
+    assert captions == ["noisy input", "tiny", "non-local means (OpenCV)", "median filter"]
     rows = {row[0]: dict(zip(table["headers"], row)) for row in table["data"]}
     assert list(rows) == ["noisy input", "n2n · tiny", "non-local means (OpenCV)", "median filter"]
     assert set(table["headers"]) == {"method", "PSNR (dB)", "SSIM", "seconds"}
@@ -205,6 +217,8 @@ def test_bad_input_is_refused_in_plain_words_and_the_app_keeps_serving(client, c
     noisy_path, _ = noisy_png(clean_png, seed=6)
     with pytest.raises(AppError, match="Unknown model 'no-such-model'"):
         client.predict(handle_file(str(noisy_path)), "no-such-model", api_name="/denoise")
+    with pytest.raises(AppError, match="Cannot load 'nobody/nothing'"):  # the Hub: unreachable here, or no such repo
+        client.predict(handle_file(str(noisy_path)), "tiny", "nobody/nothing", api_name="/denoise")
     truncated = tmp_path / "truncated.png"
     truncated.write_bytes(noisy_path.read_bytes()[:-40])
     with pytest.raises(AppError, match="truncated"):

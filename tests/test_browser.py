@@ -71,6 +71,14 @@ def test_corrupt_then_denoise(page, tmp_path):
     assert page.locator("#gallery img").count() == 3  # noisy input, the model, the median filter
     page.screenshot(path=str(ARTIFACTS / "denoise.png"), full_page=True)
 
+    # the parameter slider follows the noise: its symbol, units and range
+    page.get_by_role("tab", name="Corrupt").click()
+    page.get_by_label("Noise", exact=True).click()
+    page.get_by_role("option", name="bernoulli").click()
+    sync_api.expect(page.locator("#param")).to_contain_text("p: fraction of pixels dropped")
+    sync_api.expect(page.locator("#param input[type=range]")).to_have_attribute("max", "0.99")
+    sync_api.expect(page.locator("#param input[type=number]")).to_have_value("0.5")
+
 
 def test_finetune_shows_points_on_the_plot(page, photo_folder):
     page.get_by_role("tab", name="Fine-tune").click()

@@ -1,0 +1,96 @@
+"""`python -m n2n` as a user runs it: in a subprocess, on real files."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from n2n.baselines import available, get_baseline, median, nlm
+from n2n.io import read_image, write_image
+from n2n.metrics import psnr
+from n2n.noise import corrupt
+from conftest import photo
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def n2n(*args, ok=True):
+    result = subprocess.run([sys.executable, "-m", "n2n", *map(str, args)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    if ok:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+def test_corrupt_then_denoise_then_eval(tmp_path, photo_folder, tiny_checkpoint):
+    clean = photo_folder / "astronaut.png"
+    noisy = tmp_path / "noisy file.png"
+    n2n("corrupt", clean, "-o", noisy, "--noise", "gaussian", "--param", 25, "--seed", 3)
+    a = read_image(noisy, dtype=None)
+    assert a.dtype == np.uint8 and a.shape == read_image(clean).shape
+    assert 18 < psnr(read_image(clean), a) < 24  # σ=25 gives about 20 dB
+    n2n("corrupt", clean, "-o", tmp_path / "again.png", "--noise", "gaussian", "--param", 25, "--seed", 3)
+    assert np.array_equal(a, read_image(tmp_path / "again.png", dtype=None))  # a seed reproduces
+
+    out = tmp_path / "-dash ünïcode.png"
+    n2n("denoise", noisy, "-o", out, "--model", tiny_checkpoint)
+    assert read_image(out, dtype=None).shape == a.shape
+
+    outdir = tmp_path / "many"
+    n2n("denoise", noisy, clean, "-o", outdir, "--model", tiny_checkpoint, "--tile", 64)
+    assert sorted(p.name for p in outdir.iterdir()) == ["astronaut.png", "noisy file.png"]
+
+    result = n2n("eval", "--model", tiny_checkpoint, "--data", photo_folder, "--noise", "gaussian", "--param", 25,
+                 "--baselines", "nlm,median", "--json", "-")
+    report = json.loads(result.stdout)
+    for key in ("images", "psnr", "ssim", "noisy_psnr", "seconds_per_megapixel", "per_image", "nlm", "median"):
+        assert key in report
+    assert report["images"] == 4 and len(report["per_image"]) == 4
+    assert report["nlm"]["psnr"] > report["noisy_psnr"] + 3  # a tuned baseline clearly helps
+    assert report["nlm"]["seconds_per_megapixel"] > 0
+
+
+def test_denoise_refuses_bad_files_with_one_line(tmp_path, tiny_checkpoint):
+    bad = tmp_path / "page.png"
+    bad.write_text("<html><body>not an image</body></html>")
+    result = n2n("denoise", bad, "-o", tmp_path / "out.png", "--model", tiny_checkpoint, ok=False)
+    assert result.returncode != 0
+    assert "error:" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "out.png").exists()
+    result = n2n("denoise", bad, "-o", tmp_path / "out.png", "--model", "no-such-model", ok=False)
+    assert result.returncode == 2 and "no model" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_denoise_keeps_16_bit_and_alpha(tmp_path, tiny_checkpoint):
+    image = (photo(40) * 65535).astype(np.uint16)
+    rgba = np.concatenate([image, np.full((40, 40, 1), 1234, np.uint16)], axis=2)
+    write_image(tmp_path / "deep.png", rgba)
+    n2n("denoise", tmp_path / "deep.png", "-o", tmp_path / "out.png", "--model", tiny_checkpoint)
+    out = read_image(tmp_path / "out.png", dtype=None)
+    assert out.dtype == np.uint16 and out.shape == (40, 40, 4) and np.all(out[..., 3] == 1234)
+
+
+@pytest.mark.parametrize("name", available())
+def test_baselines_help(name):
+    clean = photo(96)
+    noise, param = ("impulse", 0.3) if name == "median" else ("gaussian", 25.0)
+    noisy = np.clip(corrupt(clean, noise, param, np.random.default_rng(0)), 0, 1)
+    out = get_baseline(name)(noisy, noise, param)
+    assert out.shape == clean.shape and out.dtype == np.float32
+    assert psnr(clean, out) > psnr(clean, noisy) + 1.5
+
+
+def test_unknown_or_missing_baseline():
+    with pytest.raises(ValueError, match="unknown baseline"):
+        get_baseline("wiener")
+    if "bm3d" not in available():
+        with pytest.raises(ValueError, match="pip install bm3d"):
+            get_baseline("bm3d")
+
+
+def test_gray_baselines():
+    clean = photo(64, channels=1)
+    noisy = np.clip(corrupt(clean, "gaussian", 25.0, np.random.default_rng(0)), 0, 1)
+    assert nlm(noisy, "gaussian", 25.0).shape == clean.shape
+    assert median(noisy, "gaussian", 25.0).shape == clean.shape

@@ -84,6 +84,25 @@ class UserError(gr.Error):
         super().__init__(message, print_exception=False)
 
 
+def image_input(**kwargs) -> gr.Image:
+    """A gr.Image input (type="filepath") whose upload reaches the handler unopened, for `read` to check.
+
+    gr.Image's own preprocessing opens the file with Pillow first: an empty file, a page or a PDF
+    named .png, or a decompression bomb failed there, before the handler, with no word to the user.
+    (Patched on the instance: Gradio writes a .pyi stub beside any file that subclasses a component.)
+    """
+    component = gr.Image(**kwargs)
+    default = component.preprocess
+
+    def preprocess(payload):
+        if payload is not None and payload.path and not (payload.url or "").startswith("data:"):
+            return str(payload.path)  # Gradio has checked it is a file uploaded to this server
+        return default(payload)
+
+    component.preprocess = preprocess
+    return component
+
+
 def device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
@@ -226,12 +245,17 @@ def compare_choices(session: list[str] | None = None) -> list[tuple[str, str]]:
     return [(f"n2n · {n}", n) for n in model_names(session)] + [(BASELINE_LABELS[b], b) for b in baselines.available()]
 
 
+def is_hub_ref(ref: str) -> bool:
+    """owner/name[@revision][:subfolder], with no '.' or '..' part: a revision reaches the Hub cache's paths."""
+    return bool(HUB_ID.match(ref)) and not any(part in (".", "..") for part in re.split(r"[/@:]", ref))
+
+
 def _load_uncached(ref: str) -> hub.LoadedModel:
     if ref in hub.bundled_names() and not Path(ref).exists():  # (a folder of that name here would shadow it)
         return hub.resolve(ref)  # from the Hub first when N2N_HUB_REPO is set, else (or failing that) bundled
     if ref in _EXTRA or ref in _FINETUNED:
         return hub.load_dir(_EXTRA.get(ref) or _FINETUNED[ref], source=f"local:{ref}")
-    if HUB_ID.match(ref) and not Path(ref).exists():
+    if is_hub_ref(ref) and not Path(ref).exists():
         return hub.resolve(ref)
     raise UserError(f"Unknown model {ref!r}: choose one of {', '.join(model_names()) or '(none installed)'}, "
                    f"or give a Hugging Face Hub repo id such as owner/name.")
@@ -287,7 +311,10 @@ def run_method(method: str, noisy: np.ndarray, noise: str, param: float, progres
         out = from_float(out, colour.dtype)
         return out if alpha is None else np.concatenate([out, alpha], axis=2)
     model = load(method).model.to(device())
-    return n2n_denoise(model, noisy, progress=lambda done, total: progress((done, total), desc=f"{method}: tiles", unit="tiles"))
+    try:
+        return n2n_denoise(model, noisy, progress=lambda done, total: progress((done, total), desc=f"{method}: tiles", unit="tiles"))
+    except FloatingPointError as e:  # NaN weights, e.g. from a run that diverged
+        raise UserError(f"Model {method!r} cannot denoise: {e}") from None
 
 
 def method_label(method: str) -> str:
@@ -585,7 +612,10 @@ def finetune(files, noise="gaussian", kind="synthetic", second_shots=None, range
             run.add(records)
             if run.due():
                 yield run.outputs()
-    except (ValueError, FloatingPointError) as e:
+    except FloatingPointError as e:  # diverged; its message names folders on this server: not for the visitor
+        raise UserError(f"Training diverged and stopped ({str(e).split(';')[0]}); the model it started from is "
+                       f"unchanged. Try fewer steps, another loss or other images.") from None
+    except ValueError as e:
         raise UserError(str(e)) from None
     if not run.last:
         raise UserError("The run stopped before its first step.")
@@ -664,7 +694,7 @@ def use_in_denoise(name, session):
 def push_to_hub(name, repo_id, token, private):
     if not name or name not in _FINETUNED:
         raise UserError("No fine-tuned model yet: run a fine-tuning first.")
-    if not HUB_ID.match((repo_id or "").strip()):
+    if not is_hub_ref((repo_id or "").strip()):
         raise UserError("Give the Hub repo as owner/name.")
     push = getattr(hub, "push", None)
     if push is None:
@@ -748,7 +778,7 @@ def build_demo(extra_models=None) -> gr.Blocks:
             with gr.Tab("Corrupt", id="corrupt"):
                 with gr.Row():
                     with gr.Column(scale=2):
-                        clean_in = gr.Image(label="Clean image", type="filepath", image_mode=None,
+                        clean_in = image_input(label="Clean image", type="filepath", image_mode=None,
                                             sources=image_sources, height=300, elem_id="clean-in")
                         gr.Examples([[p] for p in example_images()], inputs=clean_in, example_labels=list(EXAMPLES),
                                     cache_examples=False)
@@ -771,14 +801,14 @@ def build_demo(extra_models=None) -> gr.Blocks:
             with gr.Tab("Denoise", id="denoise"):
                 with gr.Row():
                     with gr.Column(scale=2):
-                        noisy_in = gr.Image(label="Noisy image", type="filepath", image_mode=None,
+                        noisy_in = image_input(label="Noisy image", type="filepath", image_mode=None,
                                             sources=image_sources, height=300, elem_id="noisy-in")
                         model_dd = gr.Dropdown(names, value=default_model, label="Model", allow_custom_value=True,
                                                info="bundled models, and the ones you fine-tune here")
                         hub_box = gr.Textbox("", label="…or a model on the Hugging Face Hub", placeholder="owner/name[@revision]")
                         compare = gr.CheckboxGroup(compare_choices(), value=[], label="Compare with")
                         with gr.Accordion("Clean reference and noise level (optional)", open=False) as ref_box:
-                            clean_ref = gr.Image(label="Clean reference, for PSNR and SSIM", type="filepath",
+                            clean_ref = image_input(label="Clean reference, for PSNR and SSIM", type="filepath",
                                                  image_mode=None, height=200)
                             base_noise = gr.Dropdown(list(NOISE_MODELS), value="gaussian",
                                                      label="Noise in the image (tunes the classical baselines)")

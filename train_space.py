@@ -16,8 +16,9 @@ import os
 import signal
 from pathlib import Path
 
-from n2n import hub
-from n2n.cli import run_training
+from n2n import baselines, hub
+from n2n.cli import evaluate, run_training
+from n2n.data import list_images
 from n2n.noise import NOISE_MODELS
 from n2n.train import TrainConfig
 
@@ -27,6 +28,30 @@ BUNDLED = ["gaussian", "poisson", "text", "bernoulli", "impulse"]
 
 def model_name(noise: str, clean_targets: bool) -> str:
     return f"{noise}-n2c" if clean_targets else noise
+
+
+def evaluate_checkpoint(directory: Path, sets: list[str]) -> None:
+    """`python -m n2n eval` figures of the checkpoint at its noise's test setting, with the classical
+    baselines, stored under "eval" in its config.json (the model card's table reads them)."""
+    loaded = hub.load_dir(directory)
+    noise = loaded.config["noise"]
+    param = NOISE_MODELS[noise].default
+    rows = []
+    for name in sets:
+        folder = Path(name) if Path(name).is_dir() else DATA / name
+        if not folder.is_dir():
+            print(f"skip eval on {name}: no such folder")
+            continue
+        figures = evaluate(loaded.model, list_images(folder), noise, param, baselines_=baselines.available(),
+                           label=f"eval {folder.name}")
+        row = {"data": folder.name, "noise": noise, "param": param, "images": figures["images"],
+               "noisy_psnr": figures["noisy_psnr"], "psnr": figures["psnr"], "ssim": figures["ssim"],
+               "seconds_per_megapixel": figures["seconds_per_megapixel"],
+               "baselines": {b: {"psnr": f["psnr"], "ssim": f["ssim"]} for b, f in figures["baselines"].items()}}
+        print(f"{directory.name} on {folder.name}: {row['psnr']:.2f} dB (noisy {row['noisy_psnr']:.2f}; "
+              + ", ".join(f"{b} {f['psnr']:.2f}" for b, f in row["baselines"].items()) + ")", flush=True)
+        rows.append(row)
+    hub.save(loaded.model, directory, loaded.config | {"eval": rows})
 
 
 def main(argv=None) -> None:
@@ -48,6 +73,10 @@ def main(argv=None) -> None:
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--val-every", type=int, default=1000)
     parser.add_argument("--smoke", action="store_true", help="a seconds-long run on tiny crops (tests)")
+    parser.add_argument("--eval", default="kodak24,cbsd68",
+                        help="after training, evaluate on these folders of ../shared/data (or paths) at the noise's "
+                             "test setting and put the figures in config.json and the model card; '' for none")
+    parser.add_argument("--eval-only", action="store_true", help="skip training: evaluate the existing checkpoints")
     parser.add_argument("--push-to-hub", metavar="REPO", default="", help="upload each checkpoint to REPO/NAME (token: HF_TOKEN)")
     args = parser.parse_args(argv)
 
@@ -70,8 +99,10 @@ def main(argv=None) -> None:
         out = Path(args.out) / model_name(noise, args.clean_targets)
         config = TrainConfig(noise=noise, init=init, steps=steps, out=str(out), **base)
         print(f"== {out.name}: {steps} steps{' from ' + init if init else ''}", flush=True)
-        record = run_training(config, stop=lambda: bool(stopping))
+        record = {"done": True} if args.eval_only else run_training(config, stop=lambda: bool(stopping))
         if int(os.environ.get("RANK", "0")) == 0:
+            if args.eval and record.get("done") and not stopping:
+                evaluate_checkpoint(out, [s for s in args.eval.split(",") if s])
             hub.write_model_card(out)
             if args.push_to_hub:
                 url = hub.push(out, args.push_to_hub, path_in_repo=out.name)

@@ -176,8 +176,10 @@ def write_model_card(directory: str | Path) -> Path:
     noise, train = config.get("noise", "?"), config.get("train_config", {})
     data = ModelCardData(library_name="n2n", license="mit", pipeline_tag="image-to-image",
                          tags=["denoising", "noise2noise", noise, "pytorch", "safetensors"])
-    rows = "\n".join(f"| {e['data']} | {e['noise']} {e['param']} | {e['noisy_psnr']:.2f} | {e['psnr']:.2f} | {e['ssim']:.4f} |"
-                     for e in config.get("eval", []))
+    rows = "\n".join(
+        f"| {e['data']} ({e.get('images', '?')}) | {e['noise']} {e['param']:g} | {e['noisy_psnr']:.2f} | **{e['psnr']:.2f}** / {e['ssim']:.4f} | "
+        + " · ".join(f"{b} {f['psnr']:.2f}" for b, f in e.get("baselines", {}).items()) + " |"
+        for e in config.get("eval", []))
     targets = "clean images (Noise2Clean)" if config.get("clean_targets") else "noisy images only (Noise2Noise)"
     content = f"""---
 {data.to_yaml()}
@@ -193,7 +195,7 @@ from {config.get('noise_range')}, source and target independently.
 
 ## Evaluation (`python -m n2n eval`, PSNR in dB on 8-bit output, per image, averaged)
 
-| data | noise | noisy PSNR | PSNR | SSIM |
+| data (images) | noise | noisy PSNR | this model PSNR / SSIM | classical baselines PSNR |
 |---|---|---|---|---|
 {rows or '| (not evaluated yet) | | | | |'}
 

@@ -28,6 +28,21 @@ def _window(length: int, overlap: int, at_start: bool, at_end: bool) -> np.ndarr
 
 
 def _spans(size: int, tile: int, overlap: int, multiple: int) -> list[tuple[int, int]]:
+    """(start, end) of the tiles along one axis, of any length up to `tile` (see `_grid_spans`):
+    the tiling that computes the fewest pixels, padding included; fewer tiles on a tie.
+    (768 px with tile 512 and overlap 64: two tiles of 416, not two of 512, a quarter less work.)"""
+    if size <= tile:
+        return [(0, size)]
+    best = None
+    for t in range(tile, max(2 * multiple, -(-2 * overlap // multiple) * multiple) - 1, -multiple):
+        spans = _grid_spans(size, t, overlap, multiple)
+        cost = sum(-(-(end - start) // multiple) * multiple for start, end in spans)
+        if best is None or cost < best[0]:
+            best = (cost, spans)
+    return best[1] if best else _grid_spans(size, tile, overlap, multiple)
+
+
+def _grid_spans(size: int, tile: int, overlap: int, multiple: int) -> list[tuple[int, int]]:
     """(start, end) of the tiles along one axis: starts on the model's pooling grid (multiples
     of `multiple`), neighbours sharing at least `overlap` pixels; the last tile ends at `size`."""
     if size <= tile:
@@ -44,6 +59,29 @@ def _pad_to(x: np.ndarray, multiple: int) -> np.ndarray:
     if ph or pw:
         x = np.pad(x, ((0, ph), (0, pw), (0, 0)), mode="reflect" if min(h, w) > 1 else "edge")
     return x
+
+
+def _axis_windows(spans: list[tuple[int, int]], size: int, overlap: int) -> dict[tuple[int, int], np.ndarray]:
+    """Each span's blending window divided by the sum of all windows over the axis: since every
+    row span meets every column span, the 2-D weights (row × column) then add up to 1 at every
+    pixel, and no full-size weight image is needed."""
+    windows = {span: _window(span[1] - span[0], overlap, span[0] == 0, span[1] == size) for span in spans}
+    total = np.zeros(size, np.float32)
+    for (start, end), win in windows.items():
+        total[start:end] += win
+    return {(start, end): win / total[start:end] for (start, end), win in windows.items()}
+
+
+def _from_float_rows(out: np.ndarray, dtype, rows: int = 256) -> np.ndarray:
+    """`from_float(out, dtype)` a band of rows at a time, so that no full-size float temporaries
+    are made (a 24-megapixel image would need three of 288 MB each); float32 goes in place."""
+    result = None
+    for y in range(0, out.shape[0], rows):
+        part = from_float(out[y:y + rows], dtype)
+        if result is None:
+            result = out if part.dtype == out.dtype else np.empty(out.shape, part.dtype)
+        result[y:y + rows] = part
+    return result
 
 
 def _split_alpha(image: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
@@ -70,6 +108,9 @@ def _run(model: nn.Module, batch: np.ndarray, precision: str) -> np.ndarray:
     x = x.to(device).contiguous(memory_format=torch.channels_last)
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
         y = model(x).float()
+    if not torch.isfinite(y).all():
+        raise FloatingPointError("the model's output holds NaN or Inf values: its weights are broken "
+                                 "(did its training diverge?)")
     if c == 1 and cin == 3:
         y = y.mean(dim=1, keepdim=True)
     elif c == 3 and cin == 1:
@@ -78,15 +119,18 @@ def _run(model: nn.Module, batch: np.ndarray, precision: str) -> np.ndarray:
 
 
 @torch.inference_mode()
-def denoise(model: nn.Module, image: np.ndarray, tile: int = 512, overlap: int = 64, batch: int = 2,
+def denoise(model: nn.Module, image: np.ndarray, tile: int = 512, overlap: int = 64, batch: int = 1,
             precision: str = "fp32", progress: Callable[[int, int], None] | None = None) -> np.ndarray:
     """Denoise `image` with `model`; same shape and dtype out.
 
     image: (H, W) or (H, W, C) with C in 1..4 (2 and 4: the last channel is alpha,
         passed through unchanged), uint8, uint16 or float32 in [0, 1]; any size >= 1×1.
-    tile: tile side in pixels (rounded up to the model's multiple, 32 for the U-Net);
+    tile: tile side in pixels (rounded up to the model's multiple, 32 for the U-Net; at least
+        twice that when overlap > 0, so neighbours can share pixels);
         memory grows with the tile, not the image. overlap: pixels shared by neighbours.
-    batch: tiles per forward pass. precision: "fp32" or "bf16" (autocast).
+    batch: tiles per forward pass (1: on a CPU, larger batches cost as much per pixel and more
+        memory; see benchmarks/results/tuning.md). precision: "fp32" or "bf16" (autocast; slower
+        than fp32 on CPUs without native bf16, e.g. AVX2-only ones).
     progress: called as progress(tiles_done, tiles_total).
     """
     if precision not in PRECISIONS:
@@ -100,14 +144,15 @@ def denoise(model: nn.Module, image: np.ndarray, tile: int = 512, overlap: int =
     colour, alpha = _split_alpha(image)
     h, w, c = colour.shape
     multiple = getattr(model, "multiple", 1)
-    tile = max(multiple, -(-tile // multiple) * multiple)
+    # tiles start on the model's grid, so neighbours can share pixels only if a tile spans two grid cells
+    tile = max(multiple * (2 if overlap > 0 else 1), -(-tile // multiple) * multiple)
     overlap = min(overlap, tile // 2)
     rows, cols = _spans(h, tile, overlap, multiple), _spans(w, tile, overlap, multiple)
     jobs = [(r, c_) for r in rows for c_ in cols]
     shape = lambda job: (job[0][1] - job[0][0], job[1][1] - job[1][0])  # noqa: E731
     jobs.sort(key=shape)  # equal shapes next to each other, so they batch
+    row_win, col_win = _axis_windows(rows, h, overlap), _axis_windows(cols, w, overlap)
     out = np.zeros((h, w, c), np.float32)
-    weight = np.zeros((h, w, 1), np.float32)
     was_training = model.training
     model.eval()
     try:
@@ -118,16 +163,13 @@ def denoise(model: nn.Module, image: np.ndarray, tile: int = 512, overlap: int =
             th, tw = shape(chunk[0])
             result = _run(model, tiles, precision)[:, :th, :tw]
             for ((y0, y1), (x0, x1)), res in zip(chunk, result):
-                win = _window(th, overlap, y0 == 0, y1 == h)[:, None, None] * _window(tw, overlap, x0 == 0, x1 == w)[None, :, None]
-                out[y0:y1, x0:x1] += res * win
-                weight[y0:y1, x0:x1] += win
+                out[y0:y1, x0:x1] += res * (row_win[y0, y1][:, None, None] * col_win[x0, x1][None, :, None])
             k += len(chunk)
             if progress is not None:
                 progress(k, len(jobs))
     finally:
         model.train(was_training)
-    out /= weight
-    result = from_float(out, colour.dtype)
+    result = _from_float_rows(out, colour.dtype)
     if alpha is not None:
         result = np.concatenate([result, alpha], axis=2)
     return result[..., 0] if squeeze else result

@@ -211,6 +211,9 @@ def train(config: TrainConfig, stop=lambda: False) -> Iterator[dict]:
     t0, step = time.perf_counter(), start
 
     def checkpoint(extra=None):
+        if not all(torch.isfinite(p).all() for p in model.parameters()):
+            raise FloatingPointError(f"the weights became NaN or infinite at step {step}; the last good "
+                                     f"checkpoint is in {out}. Try a lower learning rate.")
         if rank == 0:
             hub.save(model, out, _meta(config, model, step, extra))
             _save_state(out, optimizer, step)

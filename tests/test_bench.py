@@ -1,0 +1,67 @@
+"""The benchmark runs for real on tiny inputs and writes the figures it promises (issue 6)."""
+import json
+import math
+
+import numpy as np
+import pytest
+import skimage.data
+from skimage.transform import resize
+
+from benchmarks import bench
+from n2n import hub
+from n2n.io import write_image
+
+
+@pytest.fixture(scope="module")
+def two_photos(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("bench_photos")
+    for name in ("astronaut", "coffee"):
+        image = resize(getattr(skimage.data, name)(), (96, 128), anti_aliasing=True)
+        write_image(folder / f"{name}.png", (image * 255).round().astype(np.uint8))
+    return folder
+
+
+def test_bench_writes_json_and_markdown_with_sane_figures(two_photos, tiny_checkpoint, tmp_path):
+    models = [str(tiny_checkpoint)] + (["gaussian"] if "gaussian" in hub.bundled_names() else [])
+    out = tmp_path / "results"
+    report = bench.main(["--data", str(two_photos), "--limit", "2", "--models", ",".join(models),
+                         "--baselines", "nlm,median", "--repeats", "1", "--rss-size", "160x96", "--forward-side", "128",
+                         "--matmul-size", "512", "--out", str(out)])
+    saved = json.loads((out / "latest.json").read_text())
+    assert saved["images"] == report["images"] == 2
+    for key in ("cpu", "cores", "torch", "load_average"):
+        assert saved["machine"][key]
+    assert len(saved["models"]) == len(models)
+    for row in saved["models"]:
+        assert row["noise"] == "gaussian" and row["param"] == 25.0  # the noise model's test setting
+        for figures in [row] + [row["baselines"][b] for b in ("nlm", "median")]:
+            assert math.isfinite(figures["psnr"]) and 0 < figures["ssim"] <= 1
+            assert figures["seconds_per_megapixel"] > 0 and figures["images"] == 2
+        assert math.isfinite(row["noisy_psnr"]) and row["baselines"]["nlm"]["psnr"] > row["noisy_psnr"]
+        assert 3.2e5 < row["flops_per_pixel"] < 3.8e5  # the paper's U-Net: about 348 kFLOP per pixel
+        assert row["achieved_gflops"] > 0
+    if "gaussian" in hub.bundled_names():
+        bundled = saved["models"][1]
+        assert bundled["psnr"] > bundled["noisy_psnr"] + 1  # a trained model clearly helps
+    eff = saved["efficiency"]
+    for key in ("all_threads", "one_thread_cpu_time"):
+        assert eff[key]["matmul_peak_gflops"] > 0 and 0 < eff[key]["fraction_of_peak"] < 2
+    rss = saved["rss"]
+    assert rss["width"] == 160 and rss["height"] == 96 and rss["seconds"] > 0
+    assert 50 < rss["rss_after_model_load_mb"] <= rss["peak_rss_mb"] < 4000  # a fresh process, not pytest's
+    table = (out / "latest.md").read_text()
+    assert "| noisy input |" in table and "n2n U-Net" in table and "nlm" in table and "peak RSS" in table
+
+
+def test_synthetic_photo_is_uint8_and_noisy():
+    image = bench.synth_photo(70, 300)
+    assert image.shape == (300, 70, 3) and image.dtype == np.uint8
+    assert 10 < image.std() and image.min() < 60 and image.max() > 200
+
+
+def test_cli_bench_subcommand_hands_over_to_the_benchmark(capsys):
+    from n2n.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["bench", "--help"])
+    assert exit_.value.code == 0 and "--rss-size" in capsys.readouterr().out

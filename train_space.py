@@ -16,7 +16,7 @@ import os
 import signal
 from pathlib import Path
 
-from n2n import baselines, hub
+from n2n import hub
 from n2n.cli import evaluate, run_training
 from n2n.data import list_images
 from n2n.noise import NOISE_MODELS
@@ -30,7 +30,7 @@ def model_name(noise: str, clean_targets: bool) -> str:
     return f"{noise}-n2c" if clean_targets else noise
 
 
-def evaluate_checkpoint(directory: Path, sets: list[str]) -> None:
+def evaluate_checkpoint(directory: Path, sets: list[str], limit: int = 0, baseline_names=("nlm", "median")) -> None:
     """`python -m n2n eval` figures of the checkpoint at its noise's test setting, with the classical
     baselines, stored under "eval" in its config.json (the model card's table reads them)."""
     loaded = hub.load_dir(directory)
@@ -42,7 +42,7 @@ def evaluate_checkpoint(directory: Path, sets: list[str]) -> None:
         if not folder.is_dir():
             print(f"skip eval on {name}: no such folder")
             continue
-        figures = evaluate(loaded.model, list_images(folder), noise, param, baselines_=baselines.available(),
+        figures = evaluate(loaded.model, list_images(folder)[: limit or None], noise, param, baselines_=baseline_names,
                            label=f"eval {folder.name}")
         row = {"data": folder.name, "noise": noise, "param": param, "images": figures["images"],
                "noisy_psnr": figures["noisy_psnr"], "psnr": figures["psnr"], "ssim": figures["ssim"],
@@ -76,6 +76,8 @@ def main(argv=None) -> None:
     parser.add_argument("--eval", default="kodak24,cbsd68",
                         help="after training, evaluate on these folders of ../shared/data (or paths) at the noise's "
                              "test setting and put the figures in config.json and the model card; '' for none")
+    parser.add_argument("--eval-baselines", default="nlm,median", help="classical baselines to evaluate alongside (bm3d is slow)")
+    parser.add_argument("--eval-limit", type=int, default=0, help="evaluate on the first N images of each set only")
     parser.add_argument("--eval-only", action="store_true", help="skip training: evaluate the existing checkpoints")
     parser.add_argument("--push-to-hub", metavar="REPO", default="", help="upload each checkpoint to REPO/NAME (token: HF_TOKEN)")
     args = parser.parse_args(argv)
@@ -102,7 +104,8 @@ def main(argv=None) -> None:
         record = {"done": True} if args.eval_only else run_training(config, stop=lambda: bool(stopping))
         if int(os.environ.get("RANK", "0")) == 0:
             if args.eval and record.get("done") and not stopping:
-                evaluate_checkpoint(out, [s for s in args.eval.split(",") if s])
+                evaluate_checkpoint(out, [s for s in args.eval.split(",") if s], args.eval_limit,
+                                    [b for b in args.eval_baselines.split(",") if b])
             hub.write_model_card(out)
             if args.push_to_hub:
                 url = hub.push(out, args.push_to_hub, path_in_repo=out.name)

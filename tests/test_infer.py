@@ -42,7 +42,8 @@ def test_progress_and_batching(unet):
     calls = []
     denoise(unet, np.zeros((100, 130, 3), np.float32), tile=64, overlap=32, batch=4,
             progress=lambda done, total: calls.append((done, total)))
-    assert calls[-1][0] == calls[-1][1] == 12 and len(calls) < 12
+    done, total = calls[-1]
+    assert done == total >= 4 and len(calls) < total  # every tile, several per forward pass
 
 
 def test_gray_image_with_rgb_model_and_rgb_image_with_gray_model(unet):

@@ -5,10 +5,11 @@
 For each model at its noise model's test setting (config.json `noise`, `NOISE_MODELS[noise].default`),
 on a folder of clean images (default ../shared/data/kodak24): PSNR, SSIM and seconds per megapixel
 of the model, of OpenCV non-local means, of the median filter, of BM3D when installed, and the
-noisy input's PSNR and SSIM (`n2n.cli.evaluate`, the `eval` command's core). Then, for the first
-model: the peak resident memory of denoising a 24-megapixel photo in a fresh process, and the
-model's achieved GFLOP/s against this machine's measured matrix-multiply peak (fp32, or bf16 too
-with --precision bf16). Writes OUT/latest.json and OUT/latest.md, with the machine it ran on.
+noisy input's PSNR and SSIM (`n2n.cli.evaluate`, the `eval` command's core). Then, for one model
+(gaussian when there): the peak resident memory of denoising a 24-megapixel photo in a fresh
+process, and the model's achieved GFLOP/s against this machine's measured matrix-multiply peak in
+the dtype it runs in (fp32; bf16 with --precision bf16). Writes OUT/latest.json and OUT/latest.md,
+with the machine it ran on. Also `python -m n2n bench ...`.
 """
 from __future__ import annotations
 
@@ -336,11 +337,12 @@ def main(argv=None) -> dict | None:
               f"{row['seconds_per_megapixel']:.2f} s/MP"
               + "".join(f"; {b} {v['psnr']:.2f} dB {v['seconds_per_megapixel']:.2f} s/MP" for b, v in row["baselines"].items()),
               file=sys.stderr)
+    probe = "gaussian" if "gaussian" in names else names[0]  # compute and memory: one model is enough
     if not args.no_efficiency:
-        report["efficiency"] = efficiency(names[0], args.precision, args.forward_side, args.matmul_size)
+        report["efficiency"] = efficiency(probe, args.precision, args.forward_side, args.matmul_size)
     if args.rss_size and args.rss_size != "0":
         width, height = map(int, args.rss_size.lower().split("x"))
-        report["rss"] = peak_rss(names[0], width, height, args.tile, args.precision)
+        report["rss"] = peak_rss(probe, width, height, args.tile, args.precision)
     report["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -32,7 +32,7 @@ import torch
 
 from n2n import baselines, hub
 from n2n.infer import denoise as n2n_denoise
-from n2n.io import ImageError, from_float, read_image, to_float, write_image
+from n2n.io import ImageError, centre_crop, from_float, read_image, split_alpha, to_float, write_image
 from n2n.metrics import psnr, ssim
 from n2n.noise import NOISE_MODELS, corrupt as n2n_corrupt, get_noise
 from n2n.train import TrainConfig, train, validation_set, zero_shot
@@ -129,11 +129,6 @@ def read(path, what: str = "image") -> np.ndarray:
         return read_image(path, dtype=None, max_pixels=MAX_PIXELS)
     except ImageError as e:
         raise UserError(str(e).replace(str(path), Path(path).name)) from None
-
-
-def split_alpha(image: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-    c = image.shape[2]
-    return (image[..., : c - 1], image[..., c - 1:]) if c in (2, 4) else (image, None)
 
 
 def save_png(path: Path, colour: np.ndarray, like: np.ndarray, alpha: np.ndarray | None = None) -> str:
@@ -427,11 +422,8 @@ class Run:
                 or bool(self.last[0].get("done")))
 
     def refresh_preview(self) -> None:
-        """Denoise the preview crop with every run's latest checkpoint: noisy | N2N [| N2C]."""
-        panels = [self.noisy_preview]
-        for config in self.configs:
-            model = hub.load_dir(config.out).model.to(device())
-            panels.append(n2n_denoise(model, self.noisy_preview))
+        """Denoise the preview crop with every run's current model: noisy | N2N [| N2C]."""
+        panels = [self.noisy_preview] + [n2n_denoise(record["model"], self.noisy_preview) for record in self.last]
         self.preview = write_preview(self.folder / f"preview_{uuid.uuid4().hex[:8]}.png", panels)
 
     def outputs(self, status: str | None = None, download=None, name=""):
@@ -503,12 +495,6 @@ def write_uploads(files, folder: Path, what: str) -> list[np.ndarray]:
     for k, image in enumerate(images):
         write_image(folder / f"{k:03d}.png", image)
     return images
-
-
-def centre_crop(image: np.ndarray, size: int) -> np.ndarray:
-    h, w = image.shape[:2]
-    s = min(size, h, w)
-    return np.ascontiguousarray(image[(h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s])
 
 
 def init_ref(init: str) -> str:
@@ -856,7 +842,7 @@ def build_demo(extra_models=None) -> gr.Blocks:
                                                     y_title="loss", elem_id="loss-plot")
                             val_plot = gr.LinePlot(x="step", y="psnr", color="run", label="Validation PSNR", color_title="",
                                                    y_title="PSNR (dB)", elem_id="val-plot")
-                        preview = gr.Image(label="Preview: noisy | denoised by the latest checkpoint", format="png",
+                        preview = gr.Image(label="Preview: noisy | denoised by the model as it trains", format="png",
                                            interactive=False, height=220, elem_id="preview")
                         with gr.Row(equal_height=True):
                             ft_download = gr.File(label="Checkpoint (.zip: model.safetensors + config.json)", scale=2)

@@ -6,6 +6,7 @@ import dataclasses
 import json
 import sys
 import time
+import types
 import typing
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import numpy as np
 from . import baselines, hub
 from .data import list_images
 from .infer import denoise
-from .io import ImageError, read_image, to_float, write_image
+from .io import ImageError, read_image, split_alpha, to_float, write_image
 from .metrics import psnr, ssim
 from .noise import NOISE_MODELS, corrupt, get_noise
 
@@ -31,11 +32,10 @@ def _progress(iterable, total: int, label: str):
 
 
 def cmd_corrupt(args) -> None:
-    image = read_image(args.input)
-    noisy = corrupt(image[..., : 3 if image.shape[2] >= 3 else 1], args.noise, args.param,
-                    np.random.default_rng(args.seed))
-    if image.shape[2] in (2, 4):  # alpha passes through
-        noisy = np.concatenate([noisy, image[..., -1:]], axis=2)
+    colour, alpha = split_alpha(read_image(args.input))
+    noisy = corrupt(colour, args.noise, args.param, np.random.default_rng(args.seed))
+    if alpha is not None:  # alpha passes through
+        noisy = np.concatenate([noisy, alpha], axis=2)
     write_image(args.output, np.clip(noisy, 0.0, 1.0), bit_depth=8)
     print(f"{args.output}: {args.noise} {get_noise(args.noise).param}={args.param}")
 
@@ -134,7 +134,7 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls) -> None:
         flag, hint = "--" + f.name.replace("_", "-"), hints[f.name]
         if hint is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default)
-        elif typing.get_origin(hint) in (tuple, typing.Union, getattr(__import__("types"), "UnionType", None)):
+        elif typing.get_origin(hint) in (tuple, typing.Union, types.UnionType):
             args = [a for a in typing.get_args(hint) if a is not type(None)]
             if typing.get_origin(args[0]) is tuple:
                 parser.add_argument(flag, type=float, nargs=2, default=f.default, metavar=("LO", "HI"))

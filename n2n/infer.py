@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .io import from_float, to_float
+from .io import from_float, split_alpha, to_float
 
 PRECISIONS = ("fp32", "bf16")
 
@@ -84,15 +84,6 @@ def _from_float_rows(out: np.ndarray, dtype, rows: int = 256) -> np.ndarray:
     return result
 
 
-def _split_alpha(image: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-    c = image.shape[2]
-    if c in (2, 4):
-        return image[..., : c - 1], image[..., c - 1:]
-    if c not in (1, 3):
-        raise ValueError(f"expected 1 to 4 channels, got {c}")
-    return image, None
-
-
 def _run(model: nn.Module, batch: np.ndarray, precision: str) -> np.ndarray:
     """Run `model` on tiles (N, h, w, C) float32, C matching the image; returns the same shape."""
     n, h, w, c = batch.shape
@@ -141,7 +132,7 @@ def denoise(model: nn.Module, image: np.ndarray, tile: int = 512, overlap: int =
         image = image[..., None]
     if image.ndim != 3 or image.shape[0] < 1 or image.shape[1] < 1:
         raise ValueError(f"expected an image of shape (H, W) or (H, W, C), got {image.shape}")
-    colour, alpha = _split_alpha(image)
+    colour, alpha = split_alpha(image)
     h, w, c = colour.shape
     multiple = getattr(model, "multiple", 1)
     # tiles start on the model's grid, so neighbours can share pixels only if a tile spans two grid cells

@@ -29,7 +29,8 @@ import cv2
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, TiffImagePlugin, UnidentifiedImageError
 
-__all__ = ["ImageError", "DEFAULT_MAX_PIXELS", "read_image", "write_image", "to_float", "from_float"]
+__all__ = ["ImageError", "DEFAULT_MAX_PIXELS", "read_image", "write_image", "to_float", "from_float",
+           "split_alpha", "centre_crop"]
 
 DEFAULT_MAX_PIXELS = 40_000_000
 
@@ -86,6 +87,23 @@ def from_float(image, dtype) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- reading
+
+
+def split_alpha(image: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """(H, W, C) -> colour (H, W, 1 or 3) and alpha (H, W, 1), or None when C is 1 or 3."""
+    c = image.shape[2]
+    if c in (2, 4):
+        return image[..., : c - 1], image[..., c - 1:]
+    if c not in (1, 3):
+        raise ValueError(f"expected 1 to 4 channels, got {c}")
+    return image, None
+
+
+def centre_crop(image: np.ndarray, size: int) -> np.ndarray:
+    """The central min(size, H, W)-pixel square of image (H, W, ...), contiguous."""
+    h, w = image.shape[:2]
+    s = min(size, h, w)
+    return np.ascontiguousarray(image[(h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s])
 
 
 def read_image(src, *, max_pixels=DEFAULT_MAX_PIXELS, dtype="float32") -> np.ndarray:

@@ -25,7 +25,7 @@ from . import hub
 from .data import (NoisyPairs, SingleNoisy, SyntheticPairs, apply_subsample, list_images, load_images,
                    neighbor_subsample, to_channels)
 from .infer import denoise
-from .io import read_image, to_float
+from .io import centre_crop, read_image, to_float
 from .losses import get_loss, neighbor2neighbor_regulariser
 from .metrics import psnr
 from .models import build_model
@@ -114,9 +114,7 @@ def validation_set(config: TrainConfig) -> list[tuple[np.ndarray, np.ndarray]]:
     for k, f in enumerate(list_images(config.val)[: config.val_images]):
         clean = to_float(to_channels(read_image(f, dtype=None), config.channels))
         if config.val_crop:
-            h, w = clean.shape[:2]
-            s = min(config.val_crop, h, w)
-            clean = np.ascontiguousarray(clean[(h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s])
+            clean = centre_crop(clean, config.val_crop)
         pairs.append((clean, corrupt(clean, config.noise, param, np.random.default_rng([config.seed, 10**6, k]))))
     return pairs
 
@@ -175,11 +173,12 @@ def _setup_distributed() -> tuple[int, int, torch.device]:
 
 
 def train(config: TrainConfig, stop=lambda: False) -> Iterator[dict]:
-    """Run `config`; yield {step, loss, lr, steps_per_s, eta_s[, val_psnr]} after every step.
+    """Run `config`; yield {step, loss, lr, steps_per_s, eta_s, model[, val_psnr]} after every step
+    (`model`: the network being trained, for previews; don't step it).
 
     `stop()` is polled each step: when true the run saves and ends early. A NaN or
     infinite loss raises FloatingPointError, leaving the last good checkpoint on disk.
-    The final record carries `done: True`, `out` (the checkpoint directory) and `model`.
+    The final record carries `done: True` and `out` (the checkpoint directory).
     """
     if config.threads:
         torch.set_num_threads(config.threads)
@@ -242,7 +241,7 @@ def train(config: TrainConfig, stop=lambda: False) -> Iterator[dict]:
         step += 1
         elapsed = time.perf_counter() - t0
         rate = (step - start) / elapsed
-        record = {"step": step, "loss": loss.item(), "lr": lr, "steps_per_s": rate,
+        record = {"step": step, "loss": loss.item(), "lr": lr, "steps_per_s": rate, "model": model,
                   "eta_s": (config.steps - step) / rate if rate > 0 else None}
         if val_pairs and (step % config.val_every == 0 or step == config.steps):
             last_val = record["val_psnr"] = evaluate(model, val_pairs)
@@ -251,7 +250,7 @@ def train(config: TrainConfig, stop=lambda: False) -> Iterator[dict]:
         stopping = stop()
         if step == config.steps or stopping:
             checkpoint({"val_psnr": last_val})
-            record |= {"done": True, "out": str(out), "model": model}
+            record |= {"done": True, "out": str(out)}
         yield record
         if stopping:
             break

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from n2n.infer import TILE
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "kodak24"
 DEFAULT_OUT = ROOT / "benchmarks" / "results"
@@ -182,7 +184,7 @@ def rss_child(model_name: str, width: int, height: int, tile: int, precision: st
             "ru_maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
-def peak_rss(model_name: str, width: int = 6000, height: int = 4000, tile: int = 512, precision: str = "fp32") -> dict:
+def peak_rss(model_name: str, width: int = 6000, height: int = 4000, tile: int = TILE, precision: str = "fp32") -> dict:
     """`rss_child` in a fresh Python process (its own peak, not this process's)."""
     cmd = [sys.executable, "-m", "benchmarks.bench", "--rss-child", model_name, "--rss-size", f"{width}x{height}",
            "--tile", str(tile), "--precision", precision]
@@ -303,7 +305,7 @@ def main(argv=None) -> dict | None:
                    help="run BM3D (a Gaussian denoiser) only for models of these noises (default: %(default)s)")
     p.add_argument("--out", default=str(DEFAULT_OUT), help="folder for latest.json and latest.md")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--tile", type=int, default=512)
+    p.add_argument("--tile", type=int, default=TILE)
     p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     p.add_argument("--repeats", type=int, default=2, help="time the model this many times per image, keep the fastest")
     p.add_argument("--rss-size", default="6000x4000", help="WxH of the synthetic photo of the memory probe; 0 skips it")

@@ -14,7 +14,7 @@ import numpy as np
 
 from . import baselines, hub
 from .data import list_images
-from .infer import denoise
+from .infer import TILE, denoise
 from .io import ImageError, read_image, split_alpha, to_float, write_image
 from .metrics import psnr, ssim
 from .noise import NOISE_MODELS, corrupt, get_noise
@@ -60,7 +60,7 @@ def cmd_denoise(args) -> None:
 
 
 def evaluate(model, files, noise: str, param: float, seed: int = 0, baselines_: list[str] | tuple = (),
-             tile: int = 512, precision: str = "fp32", repeats: int = 1, limits: dict | None = None,
+             tile: int = TILE, precision: str = "fp32", repeats: int = 1, limits: dict | None = None,
              label: str = "eval") -> dict:
     """PSNR, SSIM and seconds per megapixel of `model` and of each baseline on the clean images
     `files`, each corrupted by `noise` at `param` (image k with seed [seed, k]); also the noisy
@@ -183,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+")
     p.add_argument("-o", "--output", required=True, help="a .png file for one input, a folder for several")
     p.add_argument("--model", required=True, help="bundled name, checkpoint folder, or owner/repo[@rev] on the Hub")
-    p.add_argument("--tile", type=int, default=512)
+    p.add_argument("--tile", type=int, default=TILE)
     p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     p.set_defaults(run=cmd_denoise)
 
@@ -195,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--baselines", default="", help="comma-separated: " + ",".join(baselines.BASELINES))
     p.add_argument("--limit", type=int, default=0, help="only the first N images")
-    p.add_argument("--tile", type=int, default=512)
+    p.add_argument("--tile", type=int, default=TILE)
     p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     p.add_argument("--json", help="write the JSON here, or - for stdout")
     p.set_defaults(run=cmd_eval)

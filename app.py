@@ -20,7 +20,6 @@ import tempfile
 import threading
 import time
 import uuid
-import zipfile
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,12 +29,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from n2n import baselines, hub
+from n2n import baselines, finetune as ft, hub
 from n2n.infer import denoise as n2n_denoise
 from n2n.io import ImageError, centre_crop, from_float, read_image, split_alpha, to_float, write_image
 from n2n.metrics import psnr, ssim
 from n2n.noise import NOISE_MODELS, corrupt as n2n_corrupt, get_noise
-from n2n.train import TrainConfig, train, validation_set, zero_shot
+from n2n.train import TrainConfig, validation_set
 
 try:  # ZeroGPU Spaces: borrow a GPU for the duration of a call
     import spaces
@@ -423,8 +422,8 @@ class Run:
 
     def refresh_preview(self) -> None:
         """Denoise the preview crop with every run's current model: noisy | N2N [| N2C]."""
-        panels = [self.noisy_preview] + [n2n_denoise(record["model"], self.noisy_preview) for record in self.last]
-        self.preview = write_preview(self.folder / f"preview_{uuid.uuid4().hex[:8]}.png", panels)
+        self.preview = write_preview(self.folder / f"preview_{uuid.uuid4().hex[:8]}.png",
+                                     ft.preview_panels(self.noisy_preview, self.last))
 
     def outputs(self, status: str | None = None, download=None, name=""):
         self.last_yield = time.monotonic()
@@ -470,15 +469,8 @@ def format_eta(seconds) -> str:
 
 
 def write_preview(path: Path, panels: list[np.ndarray]) -> str:
-    """Panels (HxWxC, any dtype, equal sizes) side by side with a white gap, as an 8-bit PNG."""
-    panels = [from_float(to_float(p), np.uint8) for p in panels]
-    zoom = max(1, 192 // panels[0].shape[0])  # small crops: enlarge, pixel by pixel, to be seen
-    panels = [p.repeat(zoom, axis=0).repeat(zoom, axis=1) for p in panels]
-    gap = np.full((panels[0].shape[0], 4, panels[0].shape[2]), 255, np.uint8)
-    row = [panels[0]]
-    for p in panels[1:]:
-        row += [gap, p]
-    return str(write_image(path, np.concatenate(row, axis=1)))
+    """Panels (HxWxC, any dtype, equal sizes) side by side as an 8-bit PNG; return the path."""
+    return str(write_image(path, ft.preview_strip(panels)))
 
 
 def write_uploads(files, folder: Path, what: str) -> list[np.ndarray]:
@@ -512,7 +504,7 @@ def prepare_run(files, second_shots, kind, noise, low, high, loss, steps, init, 
     """Write the uploads to disk and build the TrainConfig(s) of a run."""
     model = noise_model(noise)
     noise_range = check_range(model, low, high)
-    if kind not in ("synthetic", "pairs", "single"):
+    if kind not in ft.KINDS:
         raise UserError(f"Unknown kind of data {kind!r}; choose one of: {', '.join(v for _, v in KINDS)}.")
     if not 1 <= steps <= MAX_STEPS:
         raise UserError(f"Steps must be between 1 and {MAX_STEPS}, got {steps}.")
@@ -524,56 +516,17 @@ def prepare_run(files, second_shots, kind, noise, low, high, loss, steps, init, 
         partners = write_uploads(second_shots, folder / "target", "second shots")
         if len(partners) != len(images):
             raise UserError(f"Pairs need as many second shots as first shots: got {len(images)} and {len(partners)}.")
-    cuda = torch.cuda.is_available()
-    val_every = max(1, steps // 10)
-    base = TrainConfig(noise=noise, noise_range=noise_range, data=str(folder / "data"),
-                       data_target=str(folder / "target") if kind == "pairs" else "", mode=kind,
-                       loss=None if loss in (None, "", "auto") else loss, init=init_ref(init), steps=steps,
-                       batch_size=8 if cuda else 4, crop=128 if cuda else 64,
-                       val=str(folder / "data") if kind == "synthetic" else "", val_images=4, val_crop=128,
-                       val_every=val_every, checkpoint_every=val_every, out=str(folder / "n2n"), seed=seed)
-    configs, labels = [base], ["N2N (noisy targets)" if kind != "single" else "Neighbor2Neighbor"]
-    if twin:
-        configs.append(TrainConfig(**{**base.__dict__, "clean_targets": True, "out": str(folder / "n2c")}))
-        labels.append("N2C (clean targets)")
+    configs = ft.run_configs(folder, kind, noise, noise_range, None if loss in (None, "", "auto") else loss,
+                             steps, init_ref(init), twin, seed, cuda=torch.cuda.is_available())
+    labels = ["N2N (noisy targets)" if kind != "single" else "Neighbor2Neighbor", "N2C (clean targets)"][:len(configs)]
     crop = split_alpha(centre_crop(images[0], 128))[0]  # what the preview denoises
     if kind == "synthetic":
         crop = n2n_corrupt(to_float(crop), noise, model.default, np.random.default_rng(seed))
     run = Run(configs, labels, folder, steps, crop)
-    if base.val:
-        pairs = validation_set(base)
+    if configs[0].val:
+        pairs = validation_set(configs[0])
         run.noisy_val_psnr = float(np.mean([psnr(clean, noisy) for clean, noisy in pairs]))
     return run
-
-
-def lockstep(configs: list[TrainConfig], stop: threading.Event):
-    """Step the runs together (Noise2Noise and its clean-target twin); yield their records each step."""
-    flag = {"stop": False}
-    runs = [train(config, stop=lambda: flag["stop"]) for config in configs]
-    while True:
-        flag["stop"] = stop.is_set()  # read once per step, so every run stops at the same step
-        records = [next(run, None) for run in runs]
-        if records[0] is None or None in records:
-            return
-        yield records
-        if records[0].get("done"):
-            return
-
-
-def package(run: Run, name: str) -> str:
-    """A zip of the run's checkpoint(s): config.json, model.safetensors and a model card each."""
-    path = run.folder / f"{name}.zip"
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
-        for config, sub in zip(run.configs, ["", "n2c/"]):
-            out = Path(config.out)
-            try:
-                hub.write_model_card(out)
-            except Exception:  # the card is a courtesy; the weights and config are what matter
-                pass
-            for file in (hub.CONFIG_NAME, hub.WEIGHTS_NAME, "README.md"):
-                if (out / file).is_file():
-                    archive.write(out / file, f"{name}/{sub}{file}")
-    return str(path)
 
 
 def stop_flag(request: gr.Request | None) -> threading.Event:
@@ -594,7 +547,7 @@ def finetune(files, noise="gaussian", kind="synthetic", second_shots=None, range
     run = prepare_run(files, second_shots, kind, noise, range_low, range_high, loss, int(steps), init, bool(twin), int(seed or 0))
     yield run.outputs()
     try:
-        for records in lockstep(run.configs, stop):
+        for records in ft.lockstep(run.configs, stop.is_set):
             run.add(records)
             if run.due():
                 yield run.outputs()
@@ -611,7 +564,7 @@ def finetune(files, noise="gaussian", kind="synthetic", second_shots=None, range
         _FINETUNED[f"{name}-n2c"] = Path(run.configs[1].out)
     done = "stopped" if run.last[0]["step"] < run.steps else "finished"
     yield run.outputs(f"{run.status()}\n\n**{done}**: `{name}` is ready; download it, use it in Denoise or push it to the Hub.",
-                      package(run, name), name)
+                      str(ft.package(run.configs, run.folder / f"{name}.zip", name)), name)
 
 
 def zero_shot_run(files, steps: int, stop: threading.Event):
@@ -624,36 +577,20 @@ def zero_shot_run(files, steps: int, stop: threading.Event):
     noisy = read(path)
     colour, alpha = split_alpha(noisy)
     run = Run([], ["zero-shot"], workdir(), steps, centre_crop(colour, 128))
-    state: dict = {"losses": [], "start": time.perf_counter()}
-
-    def progress(step, total, loss):
-        state["losses"].append({"step": step, "loss": loss, "run": "zero-shot"})
-        if stop.is_set():
-            raise InterruptedError
-
-    def work():
-        try:
-            state["result"] = zero_shot(to_float(colour), steps=steps, progress=progress)
-        except BaseException as e:  # reported by the generator below
-            state["error"] = e
-
-    thread = threading.Thread(target=work, daemon=True)
-    thread.start()
-    while thread.is_alive():
-        thread.join(0.5)
-        run.loss_points = list(state["losses"])
-        if run.loss_points:
-            step = run.loss_points[-1]["step"]
-            rate = step / (time.perf_counter() - state["start"])
-            run.last = [{"step": step, "loss": run.loss_points[-1]["loss"], "steps_per_s": rate, "eta_s": (steps - step) / rate}]
-        yield run.outputs()
-    if isinstance(state.get("error"), InterruptedError):
-        yield run.outputs("**stopped**: zero-shot training was stopped before the end; no result.")
-        return
-    if "error" in state:
-        raise UserError(f"Zero-shot training failed: {state['error']}")
-    result = save_png(run.folder / f"{safe_name(Path(path).stem)}_zero_shot.png", state["result"], colour, alpha)
-    run.preview = write_preview(run.folder / "preview.png", [run.noisy_preview, centre_crop(state["result"], 128)])
+    try:
+        for record in ft.zero_shot_records(to_float(colour), steps, stop.is_set):
+            if record.get("stopped"):
+                yield run.outputs("**stopped**: zero-shot training was stopped before the end; no result.")
+                return
+            if record.get("done"):
+                break
+            run.loss_points = [point | {"run": "zero-shot"} for point in record["losses"]]
+            run.last = [record]
+            yield run.outputs()
+    except Exception as e:
+        raise UserError(f"Zero-shot training failed: {e}") from None
+    result = save_png(run.folder / f"{safe_name(Path(path).stem)}_zero_shot.png", record["result"], colour, alpha)
+    run.preview = write_preview(run.folder / "preview.png", [run.noisy_preview, centre_crop(record["result"], 128)])
     yield run.outputs(f"{run.status()}\n\n**finished**: the denoised image is ready to download.", result, "")
 
 
@@ -752,7 +689,6 @@ def build_demo(extra_models=None) -> gr.Blocks:
         register_extra(extra_models)
     names = model_names()
     default_model = "gaussian" if "gaussian" in names else (names[0] if names else None)
-    gaussian = NOISE_MODELS["gaussian"]
     low0, high0 = range_sliders("gaussian")
     image_sources = ["upload", "webcam", "clipboard"]
 

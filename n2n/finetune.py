@@ -1,0 +1,128 @@
+"""Short fine-tuning runs, as the app's Fine-tune tab makes them: the configs of a run on a folder
+of uploads, Noise2Noise and its clean-target twin stepped together, Zero-Shot Noise2Noise in a
+thread, the preview strip, and the zip of the result. No UI here: the app turns records into plots.
+"""
+from __future__ import annotations
+
+import threading
+import time
+import zipfile
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+
+from . import hub
+from .infer import denoise
+from .io import from_float, to_float
+from .train import TrainConfig, train, zero_shot
+
+KINDS = ("synthetic", "pairs", "single")  # clean images, pairs of noisy shots, single noisy images
+
+
+def run_configs(folder: Path, kind: str, noise: str, noise_range: tuple[float, float], loss: str | None,
+                steps: int, init: str, twin: bool, seed: int, cuda: bool) -> list[TrainConfig]:
+    """The TrainConfig of a run on `folder`/data (and `folder`/target for pairs), writing to
+    `folder`/n2n; with `twin`, a second one with clean targets writing to `folder`/n2c.
+
+    Small crops and batches on a CPU, so that a step takes about a second; validation and a
+    checkpoint every tenth of the run; validation only where the images are clean (synthetic).
+    """
+    if kind not in KINDS:
+        raise ValueError(f"unknown kind of data {kind!r}; choose one of: {', '.join(KINDS)}")
+    if twin and kind != "synthetic":
+        raise ValueError("the clean-target twin needs clean images (kind 'synthetic')")
+    every = max(1, steps // 10)
+    base = TrainConfig(noise=noise, noise_range=noise_range, data=str(folder / "data"),
+                       data_target=str(folder / "target") if kind == "pairs" else "", mode=kind, loss=loss,
+                       init=init, steps=steps, batch_size=8 if cuda else 4, crop=128 if cuda else 64,
+                       val=str(folder / "data") if kind == "synthetic" else "", val_images=4, val_crop=128,
+                       val_every=every, checkpoint_every=every, out=str(folder / "n2n"), seed=seed)
+    if not twin:
+        return [base]
+    return [base, TrainConfig(**{**base.__dict__, "clean_targets": True, "out": str(folder / "n2c")})]
+
+
+def lockstep(configs: list[TrainConfig], stop: Callable[[], bool]) -> Iterator[list[dict]]:
+    """Step the runs together (Noise2Noise and its clean-target twin); yield their records each step.
+    `stop()` is read once per step, so every run stops, and saves, at the same step."""
+    flag = {"stop": False}
+    runs = [train(config, stop=lambda: flag["stop"]) for config in configs]
+    while True:
+        flag["stop"] = stop()
+        records = [next(run, None) for run in runs]
+        if records[0] is None or None in records:
+            return
+        yield records
+        if records[0].get("done"):
+            return
+
+
+def zero_shot_records(noisy: np.ndarray, steps: int, stop: Callable[[], bool], every_s: float = 0.5) -> Iterator[dict]:
+    """Zero-Shot Noise2Noise on `noisy` (float32 (H, W, C) in [0, 1]) in a thread, so its progress
+    can be streamed: yields {"losses": [{"step", "loss"}…], "step", "steps_per_s", "eta_s"} about
+    every `every_s` seconds, then {"done": True, "result": float32 (H, W, C)}, or
+    {"stopped": True} once `stop()` turned true. Errors of the run are raised here."""
+    state: dict = {"losses": [], "start": time.perf_counter()}
+
+    def progress(step, total, loss):
+        state["losses"].append({"step": step, "loss": loss})
+        if stop():
+            raise InterruptedError
+
+    def work():
+        try:
+            state["result"] = zero_shot(noisy, steps=steps, progress=progress)
+        except BaseException as e:  # handed to the generator's caller below
+            state["error"] = e
+
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    while thread.is_alive():
+        thread.join(every_s)
+        losses = list(state["losses"])
+        if losses:
+            step = losses[-1]["step"]
+            rate = step / (time.perf_counter() - state["start"])
+            yield {"losses": losses, "step": step, "loss": losses[-1]["loss"], "steps_per_s": rate,
+                   "eta_s": (steps - step) / rate}
+    if isinstance(state.get("error"), InterruptedError):
+        yield {"stopped": True}
+    elif "error" in state:
+        raise state["error"]
+    else:
+        yield {"done": True, "result": state["result"]}
+
+
+def preview_strip(panels: list[np.ndarray], gap: int = 4, min_height: int = 192) -> np.ndarray:
+    """Panels (H, W, C) of any dtype and equal sizes side by side with white gaps, as uint8;
+    small crops enlarged pixel by pixel (integer zoom) to at least `min_height` rows."""
+    panels = [from_float(to_float(p), np.uint8) for p in panels]
+    zoom = max(1, min_height // panels[0].shape[0])
+    panels = [p.repeat(zoom, axis=0).repeat(zoom, axis=1) for p in panels]
+    white = np.full((panels[0].shape[0], gap, panels[0].shape[2]), 255, np.uint8)
+    row = [panels[0]]
+    for p in panels[1:]:
+        row += [white, p]
+    return np.concatenate(row, axis=1)
+
+
+def preview_panels(noisy: np.ndarray, records: list[dict]) -> list[np.ndarray]:
+    """The noisy crop and its denoising by each run's current model (records from `train`)."""
+    return [noisy] + [denoise(record["model"], noisy) for record in records]
+
+
+def package(configs: list[TrainConfig], path: Path, name: str) -> Path:
+    """A zip at `path` of the runs' checkpoints under `name`/ (the twin under `name`/n2c/):
+    config.json, model.safetensors and a model card each; never the optimiser state."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for config, sub in zip(configs, ["", "n2c/"]):
+            out = Path(config.out)
+            try:
+                hub.write_model_card(out)
+            except Exception:  # the card is a courtesy; the weights and config are what matter
+                pass
+            for file in (hub.CONFIG_NAME, hub.WEIGHTS_NAME, "README.md"):
+                if (out / file).is_file():
+                    archive.write(out / file, f"{name}/{sub}{file}")
+    return path

@@ -69,6 +69,8 @@ EXAMPLES = ("astronaut", "chelsea", "coffee", "rocket")
 _EXTRA: dict[str, Path] = {}  # checkpoints shown to everyone beside the bundled ones (build_demo, N2N_EXTRA_MODELS)
 _FINETUNED: dict[str, Path] = {}  # checkpoints fine-tuned here, by name; listed only to the session that made them
 _CACHE: OrderedDict[str, hub.LoadedModel] = OrderedDict()
+_FALLBACK_S = 300.0  # a bundled copy serving for an unreachable Hub copy is cached this long, then the Hub is retried
+_FALLBACK_AT: dict[str, float] = {}  # ref -> when its fallback was loaded
 _CACHE_LOCK = threading.Lock()
 _STOPS: dict[str, threading.Event] = {}  # session -> "stop the fine-tuning run" flag
 
@@ -127,7 +129,7 @@ def read(path, what: str = "image") -> np.ndarray:
     try:
         return read_image(path, dtype=None, max_pixels=MAX_PIXELS)
     except ImageError as e:
-        raise UserError(str(e).replace(str(path), Path(path).name)) from None
+        raise UserError(e.user_message.replace(str(path), Path(path).name)) from None
 
 
 def save_png(path: Path, colour: np.ndarray, like: np.ndarray, alpha: np.ndarray | None = None) -> str:
@@ -261,9 +263,14 @@ def load(ref: str) -> hub.LoadedModel:
     if not ref:
         raise UserError("No model chosen: pick one from the list or enter a Hub repo id.")
     with _CACHE_LOCK:
+        if ref in _FALLBACK_AT and time.monotonic() - _FALLBACK_AT[ref] > _FALLBACK_S:
+            _CACHE.pop(ref, None)  # the Hub may be back
+            del _FALLBACK_AT[ref]
         if ref not in _CACHE:
             try:
                 _CACHE[ref] = _load_uncached(ref)
+                if _CACHE[ref].source.startswith("bundled:") and " (Hub " in _CACHE[ref].source:
+                    _FALLBACK_AT[ref] = time.monotonic()
             except UserError:
                 raise
             except hub.CheckpointError as e:

@@ -40,15 +40,29 @@ def cmd_corrupt(args) -> None:
     print(f"{args.output}: {args.noise} {get_noise(args.noise).param}={args.param}")
 
 
+def output_names(inputs: list[str]) -> list[str]:
+    """STEM.png for each input; inputs sharing a stem (a/x.png, b/x.jpg) get STEM-2.png, STEM-3.png…"""
+    names, taken = [], set()
+    for path in inputs:
+        stem, k = Path(path).stem, 1
+        name = f"{stem}.png"
+        while name.lower() in taken:  # lower: on case-insensitive file systems X.png is x.png
+            k += 1
+            name = f"{stem}-{k}.png"
+        taken.add(name.lower())
+        names.append(name)
+    return names
+
+
 def cmd_denoise(args) -> None:
     loaded = hub.resolve(args.model)
     print(f"model {args.model} from {loaded.source}", file=sys.stderr)
     out = Path(args.output)
     if len(args.inputs) > 1:
         out.mkdir(parents=True, exist_ok=True)
+    targets = [out / name for name in output_names(args.inputs)] if len(args.inputs) > 1 else [out]
     failed = 0
-    for path in _progress(args.inputs, len(args.inputs), "denoise"):
-        target = out / (Path(path).stem + ".png") if len(args.inputs) > 1 else out
+    for path, target in zip(_progress(args.inputs, len(args.inputs), "denoise"), targets):
         try:
             image = read_image(path, dtype=None)
             write_image(target, denoise(loaded.model, image, tile=args.tile, precision=args.precision))

@@ -53,7 +53,15 @@ _ORIENT = {
 
 
 class ImageError(ValueError):
-    """One-line, user-facing message saying what is wrong with the file and what to do."""
+    """One-line, user-facing message saying what is wrong with the file and what to do.
+
+    `for_caller`: advice for the program calling read_image (e.g. "pass a larger max_pixels"),
+    appended to str(e) after "; " but left out of `user_message`, what a web visitor reads.
+    """
+
+    def __init__(self, message: str, for_caller: str = ""):
+        super().__init__(f"{message}; {for_caller}" if for_caller else message)
+        self.user_message = message
 
 
 # --------------------------------------------------------------------------- conversions
@@ -138,9 +146,9 @@ def read_image(src, *, max_pixels=DEFAULT_MAX_PIXELS, dtype="float32") -> np.nda
             size = f"{found.group()} pixels" if found else "too many pixels"
             raise ImageError(
                 f"{name}: image has {size}, over the limit of {max_pixels} pixels and over Pillow's "
-                f"safety limit; only if you trust this file, pass a larger max_pixels to read_image "
-                f"and raise PIL.Image.MAX_IMAGE_PIXELS"
-            ) from None
+                f"safety limit; downscale it first",
+                "only if you trust this file, pass a larger max_pixels to read_image and raise "
+                "PIL.Image.MAX_IMAGE_PIXELS") from None
         except MemoryError:
             raise
         except Exception as e:
@@ -193,9 +201,9 @@ def _read_bytes(src, limit: int) -> tuple[str, bytes]:
         raise TypeError(f"read_image: expected a path, bytes or binary file object, not {type(src).__name__}")
     if len(data) > limit:
         raise ImageError(
-            f"{name}: file is over {limit} bytes, larger than any image within max_pixels; "
-            f"pass a larger max_pixels to read_image only if you trust this file"
-        )
+            f"{name}: file is over {limit} bytes, larger than any image within the pixel limit; "
+            f"downscale or compress it first",
+            "pass a larger max_pixels to read_image only if you trust this file")
     return name, bytes(data)
 
 
@@ -210,8 +218,8 @@ def _check_size(name: str, width: int, height: int, max_pixels: int) -> None:
     if width * height > max_pixels:
         raise ImageError(
             f"{name}: image is {width}x{height} = {width * height} pixels, over the limit of {max_pixels} "
-            f"pixels; only if you trust this file, pass a larger max_pixels to read_image"
-        )
+            f"pixels; downscale it first",
+            "only if you trust this file, pass a larger max_pixels to read_image")
 
 
 def _check_png_chunks(data: bytes, name: str) -> None:

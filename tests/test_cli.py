@@ -71,6 +71,20 @@ def test_denoise_keeps_16_bit_and_alpha(tmp_path, tiny_checkpoint):
     assert out.dtype == np.uint16 and out.shape == (40, 40, 4) and np.all(out[..., 3] == 1234)
 
 
+def test_denoise_inputs_with_the_same_name_do_not_overwrite_each_other(tmp_path, tiny_checkpoint):
+    images = [(photo(32) * 255).astype(np.uint8), (photo(32)[::-1] * 255).astype(np.uint8)]
+    inputs = [tmp_path / "a" / "x.png", tmp_path / "b" / "x.png"]
+    for path, image in zip(inputs, images):
+        path.parent.mkdir()
+        write_image(path, image)
+    n2n("denoise", *inputs, "-o", tmp_path / "out", "--model", tiny_checkpoint)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["x-2.png", "x.png"]
+    single = tmp_path / "single.png"
+    for path, name in zip(inputs, ["x.png", "x-2.png"]):  # each output is its own input's
+        n2n("denoise", path, "-o", single, "--model", tiny_checkpoint)
+        assert np.array_equal(read_image(single, dtype=None), read_image(tmp_path / "out" / name, dtype=None))
+
+
 @pytest.mark.parametrize("name", available())
 def test_baselines_help(name):
     clean = photo(96)

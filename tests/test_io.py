@@ -545,6 +545,9 @@ def test_over_our_limit_under_pillows():
     message = read_error(crafted_png(8000, 6000, 8, 2))  # 48 MP: Pillow allows it, we do not
     assert "8000x6000" in message and "48000000" in message and "40000000" in message
     assert "max_pixels" in message
+    with pytest.raises(ImageError) as err:  # the message for people, without the advice for programs
+        read_image(crafted_png(8000, 6000, 8, 2))
+    assert err.value.user_message.endswith("downscale it first") and "max_pixels" not in err.value.user_message
 
 
 def test_pillow_bomb_warning_does_not_leak():

@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))  # app.py and benchmarks/ live at the repository r
 import app  # noqa: E402
 from benchmarks.load import run_load  # noqa: E402
 from conftest import photo  # noqa: E402
-from n2n import hub  # noqa: E402
+from n2n import finetune as ft, hub  # noqa: E402
 from n2n.infer import denoise  # noqa: E402
 from n2n.io import read_image, write_image  # noqa: E402
 from test_hub import FakeHub, _free_port_url, _point_client_at, _safetensors, _state, bundled, ckpt_files  # noqa: E402,F401
@@ -180,6 +180,7 @@ def test_app_denoises_or_refuses_every_hostile_file_and_keeps_serving(server, ho
                 message = refusal(lambda: client.predict(handle_file(str(path)), "tiny" if api == "/denoise" else "gaussian",
                                                          api_name=api))
                 assert message.startswith(f"{name}: ") and re.search(expect[1], message), (api, message)
+                assert "max_pixels" not in message and "read_image" not in message, message  # advice for programmers
         else:
             *_, download, _ = client.predict(handle_file(str(path)), "tiny", api_name="/denoise")
             got = read_image(download, dtype=None)
@@ -219,10 +220,11 @@ def test_concurrent_requests_each_get_their_own_answer(server, tiny_model, tmp_p
 
 class DroppingHub(FakeHub):
     """A Hub that cuts the connection halfway through the first weights file it sends, then stays
-    down: every later connection is closed without an answer."""
+    down: every later connection is closed without an answer, until `healed` is set."""
 
     def __init__(self):
         self.down = False
+        self.healed = False
         super().__init__()
 
     def _handler(self):
@@ -234,7 +236,8 @@ class DroppingHub(FakeHub):
                     super().handle()
 
             def _send(self, status, content, headers=None):
-                if self.command == "GET" and status == 200 and urlsplit(self.path).path.endswith(".safetensors"):
+                if (self.command == "GET" and status == 200 and not fake.healed
+                        and urlsplit(self.path).path.endswith(".safetensors")):
                     fake.down = True
                     self.send_response(200)
                     for key, value in (headers or {}).items():
@@ -266,13 +269,21 @@ def test_hub_dropping_mid_download_serves_the_bundled_model_with_a_notice(server
         start = time.monotonic()
         _, _, _, download, source = client.predict(handle_file(str(image)), "gaussian", api_name="/denoise")
         assert time.monotonic() - start < 30
+        assert fake.down and fake.requests("GET", "/gaussian/model.safetensors"), "the download began, then broke"
+        assert "bundled checkpoint" in source and "Hub unreachable" in source, source  # the notice
+        expected = denoise(hub.load_dir(bundled / "gaussian").model, read_image(image, dtype=None))
+        assert np.array_equal(read_image(download, dtype=None), expected)
+        assert not list((tmp_path / "hf" / "hub").rglob("snapshots/*/gaussian/model.safetensors")), "no half file"
+        # the Hub comes back: within the fallback's time in the cache the bundled copy still serves, after it the Hub's
+        fake.down, fake.healed = False, True
+        *_, source = client.predict(handle_file(str(image)), "gaussian", api_name="/denoise")
+        assert "bundled checkpoint" in source, source
+        monkeypatch.setattr(app, "_FALLBACK_S", 0.0)
+        _, _, _, download, source = client.predict(handle_file(str(image)), "gaussian", api_name="/denoise")
+        assert "Hugging Face Hub" in source and "unreachable" not in source, source
+        assert not np.array_equal(read_image(download, dtype=None), expected)  # the Hub's weights, not the bundled
     finally:
         fake.close()
-    assert fake.down and fake.requests("GET", "/gaussian/model.safetensors"), "the weights download began, then broke"
-    assert "bundled checkpoint" in source and "Hub unreachable" in source, source  # the notice
-    expected = denoise(hub.load_dir(bundled / "gaussian").model, read_image(image, dtype=None))
-    assert np.array_equal(read_image(download, dtype=None), expected)
-    assert not list((tmp_path / "hf" / "hub").rglob("snapshots/*/gaussian/model.safetensors")), "no half file in the cache"
 
 
 def plain_image(folder: Path) -> Path:
@@ -288,9 +299,9 @@ def test_diverging_finetune_stops_cleanly_and_every_model_stays_usable(server, p
     client, _ = server
     files = [handle_file(str(p)) for p in sorted(photo_folder.glob("*.png"))[:2]]
     digest = {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in tiny_checkpoint.iterdir() if f.is_file()}
-    real_train = app.train
+    real_train = ft.train
     with monkeypatch.context() as patch:
-        patch.setattr(app, "train", lambda config, stop=lambda: False: real_train(dataclasses.replace(config, lr=1e30),
+        patch.setattr(ft, "train", lambda config, stop=lambda: False: real_train(dataclasses.replace(config, lr=1e30),
                                                                                      stop=stop))
         # 20 steps: the loss of step 2 blows up; 6 steps: already the validation after step 1 (its denoised
         # images turn NaN): both stop the run with a plain message

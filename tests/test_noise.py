@@ -35,6 +35,21 @@ def test_median_of_many_text_corruptions_is_clean():
     assert np.abs(np.median(stack, axis=0) - clean).mean() < 0.01
 
 
+def test_text_looks_the_same_on_a_training_crop_and_a_photo():
+    """Letters of the same sizes in pixels whatever the image size: a model trained on 96-pixel crops
+    meets the same text on a full photo (letters scaled with the image were up to 128 px tall there)."""
+    from skimage.measure import label
+
+    sizes = {}
+    for h, w in ((96, 96), (512, 768)):
+        clean = np.zeros((h, w, 3), np.float32)
+        covered = np.stack([corrupt(clean, "text", 0.25, np.random.default_rng(s)).max(axis=2) > 0 for s in range(4)])
+        assert abs(covered.mean() - 0.25) < 0.03
+        labels = [label(c, connectivity=2) for c in covered]
+        sizes[h] = covered.sum() / sum(lab.max() for lab in labels)  # mean ink blob area, pixels
+    assert 0.6 < sizes[96] / sizes[512] < 1.6, sizes
+
+
 @pytest.mark.parametrize("p", [0.1, 0.5, 0.9])
 def test_bernoulli_drop_rate_and_mask(p):
     clean = photo(96) + 0.01

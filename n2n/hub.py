@@ -181,16 +181,18 @@ def write_model_card(directory: str | Path) -> Path:
         + " · ".join(f"{b} {f['psnr']:.2f}" for b, f in e.get("baselines", {}).items()) + " |"
         for e in config.get("eval", []))
     targets = "clean images (Noise2Clean)" if config.get("clean_targets") else "noisy images only (Noise2Noise)"
+    draws = "the targets are the clean images" if config.get("clean_targets") else "source and target independently"
+    start = f" (started from `{Path(train['init']).name}`)" if train.get("init") else ""
     content = f"""---
 {data.to_yaml()}
 ---
 # n2n `{directory.name}`: {config['architecture']} denoiser for {noise} noise
 
 Trained with **{targets}**, loss `{config.get('loss')}`, noise parameter drawn per image
-from {config.get('noise_range')}, source and target independently.
+from {config.get('noise_range')}, {draws}.
 
 - training data: `{Path(train.get('data', '?')).name}` ({train.get('mode', 'synthetic')} pairs), crops {train.get('crop')}×{train.get('crop')}, batch {train.get('batch_size')}
-- budget: {config.get('steps')} steps of Adam (0.9, 0.99), lr {train.get('lr')} with the paper's ramp-down
+- budget: {config.get('steps')} steps of Adam (0.9, 0.99), lr {train.get('lr')} with the paper's ramp-down{start}
 - architecture: the Noise2Noise U-Net (Lehtinen et al. 2018), arguments {config.get('model_args')}
 
 ## Evaluation (`python -m n2n eval`, PSNR in dB on 8-bit output, per image, averaged)

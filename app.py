@@ -68,9 +68,8 @@ EXAMPLES = ("astronaut", "chelsea", "coffee", "rocket")
 
 _EXTRA: dict[str, Path] = {}  # checkpoints shown to everyone beside the bundled ones (build_demo, N2N_EXTRA_MODELS)
 _FINETUNED: dict[str, Path] = {}  # checkpoints fine-tuned here, by name; listed only to the session that made them
-_CACHE: OrderedDict[str, hub.LoadedModel] = OrderedDict()
-_FALLBACK_S = 300.0  # a bundled copy serving for an unreachable Hub copy is cached this long, then the Hub is retried
-_FALLBACK_AT: dict[str, float] = {}  # ref -> when its fallback was loaded
+_CACHE: OrderedDict[str, tuple[hub.LoadedModel, float]] = OrderedDict()  # ref -> (model, time.monotonic() loaded)
+_FALLBACK_S = 300.0  # a bundled copy standing in for an unreachable Hub copy is kept this long, then the Hub is retried
 _CACHE_LOCK = threading.Lock()
 _STOPS: dict[str, threading.Event] = {}  # session -> "stop the fine-tuning run" flag
 
@@ -263,14 +262,11 @@ def load(ref: str) -> hub.LoadedModel:
     if not ref:
         raise UserError("No model chosen: pick one from the list or enter a Hub repo id.")
     with _CACHE_LOCK:
-        if ref in _FALLBACK_AT and time.monotonic() - _FALLBACK_AT[ref] > _FALLBACK_S:
-            _CACHE.pop(ref, None)  # the Hub may be back
-            del _FALLBACK_AT[ref]
+        if ref in _CACHE and _CACHE[ref][0].fallback and time.monotonic() - _CACHE[ref][1] > _FALLBACK_S:
+            del _CACHE[ref]  # the Hub may be back
         if ref not in _CACHE:
             try:
-                _CACHE[ref] = _load_uncached(ref)
-                if _CACHE[ref].source.startswith("bundled:") and " (Hub " in _CACHE[ref].source:
-                    _FALLBACK_AT[ref] = time.monotonic()
+                _CACHE[ref] = (_load_uncached(ref), time.monotonic())
             except UserError:
                 raise
             except hub.CheckpointError as e:
@@ -282,7 +278,7 @@ def load(ref: str) -> hub.LoadedModel:
             while len(_CACHE) > 8:
                 _CACHE.popitem(last=False)
         _CACHE.move_to_end(ref)
-        return _CACHE[ref]
+        return _CACHE[ref][0]
 
 
 def describe_source(ref: str, loaded: hub.LoadedModel) -> str:
@@ -511,20 +507,19 @@ def prepare_run(files, second_shots, kind, noise, low, high, loss, steps, init, 
     """Write the uploads to disk and build the TrainConfig(s) of a run."""
     model = noise_model(noise)
     noise_range = check_range(model, low, high)
-    if kind not in ft.KINDS:
-        raise UserError(f"Unknown kind of data {kind!r}; choose one of: {', '.join(v for _, v in KINDS)}.")
     if not 1 <= steps <= MAX_STEPS:
         raise UserError(f"Steps must be between 1 and {MAX_STEPS}, got {steps}.")
-    if twin and kind != "synthetic":
-        raise UserError("The clean-target twin needs clean images: choose 'clean images → synthetic noisy pairs'.")
     folder = workdir("runs", max_age_s=24 * 3600)
+    try:  # settings first, before any upload is written
+        configs = ft.run_configs(folder, kind, noise, noise_range, None if loss in (None, "", "auto") else loss,
+                                 steps, init_ref(init), twin, seed, cuda=torch.cuda.is_available())
+    except ValueError as e:
+        raise UserError(f"{str(e)[0].upper()}{str(e)[1:]}.") from None
     images = write_uploads(files, folder / "data", "images")
     if kind == "pairs":
         partners = write_uploads(second_shots, folder / "target", "second shots")
         if len(partners) != len(images):
             raise UserError(f"Pairs need as many second shots as first shots: got {len(images)} and {len(partners)}.")
-    configs = ft.run_configs(folder, kind, noise, noise_range, None if loss in (None, "", "auto") else loss,
-                             steps, init_ref(init), twin, seed, cuda=torch.cuda.is_available())
     labels = ["N2N (noisy targets)" if kind != "single" else "Neighbor2Neighbor", "N2C (clean targets)"][:len(configs)]
     crop = split_alpha(centre_crop(images[0], 128))[0]  # what the preview denoises
     if kind == "synthetic":

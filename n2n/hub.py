@@ -33,6 +33,7 @@ class LoadedModel:
     model: nn.Module
     config: dict
     source: str  # where the weights came from, for the UI: "bundled", a path, or "hub:owner/repo@rev"
+    fallback: str = ""  # why the Hub copy was not served, when the bundled one stands in for it
 
 
 def bundled_names() -> list[str]:
@@ -120,7 +121,9 @@ def _resolve_name_via_hub(name: str, hub_repo: str) -> LoadedModel:
         import logging
 
         logging.getLogger(__name__).warning("%s: using the bundled copy (%s: %s)", name, why, e)
-        return load_dir(CHECKPOINTS / name, source=f"bundled:{name} ({why}: {e})")
+        loaded = load_dir(CHECKPOINTS / name, source=f"bundled:{name} ({why}: {e})")
+        loaded.fallback = f"{why}: {e}"
+        return loaded
 
 
 def push(directory: str | Path, repo_id: str, token: str | None = None, private: bool = True,

@@ -429,6 +429,7 @@ def test_hub_repo_falls_back_to_bundled_when_the_hub_is_down(fake, bundled, monk
     loaded = hub.resolve("gaussian")
     assert time.monotonic() - start < 5
     assert loaded.source.startswith("bundled:gaussian (Hub unreachable: ")
+    assert loaded.fallback.startswith("Hub unreachable: ")  # what the app reads to retry the Hub later
     assert ("ConnectError" if down == "refused" else "503") in loaded.source
     assert _same_weights(loaded.model, hub.load_dir(bundled / "gaussian").model)
     if down == "503":
@@ -436,7 +437,8 @@ def test_hub_repo_falls_back_to_bundled_when_the_hub_is_down(fake, bundled, monk
 
 
 def test_without_hub_repo_bundled_names_stay_local(fake, bundled):
-    assert hub.resolve("gaussian").source == "bundled:gaussian"
+    loaded = hub.resolve("gaussian")
+    assert loaded.source == "bundled:gaussian" and loaded.fallback == ""
     assert fake.log == []
 
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from . import baselines, hub
 from .data import list_images
-from .infer import TILE, denoise
+from .infer import TILE, denoise, resolve_precision
 from .io import ImageError, read_image, split_alpha, to_float, write_image
 from .metrics import psnr, ssim
 from .noise import NOISE_MODELS, corrupt, get_noise
@@ -74,7 +74,7 @@ def cmd_denoise(args) -> None:
 
 
 def evaluate(model, files, noise: str, param: float, seed: int = 0, baselines_: list[str] | tuple = (),
-             tile: int = TILE, precision: str = "fp32", repeats: int = 1, limits: dict | None = None,
+             tile: int = TILE, precision: str = "auto", repeats: int = 1, limits: dict | None = None,
              label: str = "eval") -> dict:
     """PSNR, SSIM and seconds per megapixel of `model` and of each baseline on the clean images
     `files`, each corrupted by `noise` at `param` (image k with seed [seed, k]); also the noisy
@@ -127,7 +127,8 @@ def cmd_eval(args) -> None:
     figures = evaluate(loaded.model, files, args.noise, args.param, args.seed, (args.baselines or "").split(","),
                        tile=args.tile, precision=args.precision)
     result = {"model": args.model, "source": loaded.source, "data": str(args.data), "noise": args.noise,
-              "param": args.param, "seed": args.seed} | figures
+              "param": args.param, "seed": args.seed,
+              "precision": resolve_precision(args.precision)} | figures
     result |= result["baselines"]  # one top-level entry per baseline too
     text = json.dumps(result, indent=2)
     if args.json and args.json != "-":
@@ -198,7 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="a .png file for one input, a folder for several")
     p.add_argument("--model", required=True, help="bundled name, checkpoint folder, or owner/repo[@rev] on the Hub")
     p.add_argument("--tile", type=int, default=TILE)
-    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                   help="auto: bf16 on CUDA and on CPUs with native bf16, fp32 elsewhere")
     p.set_defaults(run=cmd_denoise)
 
     p = sub.add_parser("eval", help="PSNR/SSIM/speed of a model and baselines on a folder of clean images")
@@ -210,7 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--baselines", default="", help="comma-separated: " + ",".join(baselines.BASELINES))
     p.add_argument("--limit", type=int, default=0, help="only the first N images")
     p.add_argument("--tile", type=int, default=TILE)
-    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                   help="auto: bf16 on CUDA and on CPUs with native bf16, fp32 elsewhere")
     p.add_argument("--json", help="write the JSON here, or - for stdout")
     p.set_defaults(run=cmd_eval)
 

@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader
 from . import hub
 from .data import (NoisyPairs, SingleNoisy, SyntheticPairs, apply_subsample, list_images, load_images,
                    neighbor_subsample, to_channels)
-from .infer import denoise
+from .infer import denoise, resolve_precision
 from .io import centre_crop, read_image, to_float
 from .losses import get_loss, neighbor2neighbor_regulariser
 from .metrics import psnr
@@ -65,7 +65,7 @@ class TrainConfig:
     resume: bool = False
     seed: int = 0
     workers: int = 0  # DataLoader worker processes
-    precision: str = "auto"  # fp32 | bf16 | auto (bf16 on CUDA, fp32 on CPU)
+    precision: str = "auto"  # fp32 | bf16 (autocast) | auto (bf16 on CUDA and on CPUs with native bf16)
     threads: int = 0  # torch CPU threads; 0: leave as is
 
     def loss_name(self) -> str:
@@ -198,7 +198,7 @@ def train(config: TrainConfig, stop=lambda: False) -> Iterator[dict]:
         _load_state(out, optimizer)
         start = int(resumed.config["steps"])
     net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
-    bf16 = config.precision == "bf16" or (config.precision == "auto" and device.type == "cuda")
+    bf16 = resolve_precision(config.precision, device) == "bf16"
     loss_fn = get_loss(config.loss_name())
     dataset = _dataset(config, config.steps * config.batch_size, getattr(model, "multiple", 1))
     indices = range(start * config.batch_size + rank, config.steps * config.batch_size, world)

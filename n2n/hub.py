@@ -186,6 +186,8 @@ def write_model_card(directory: str | Path) -> Path:
     targets = "clean images (Noise2Clean)" if config.get("clean_targets") else "noisy images only (Noise2Noise)"
     draws = "the targets are the clean images" if config.get("clean_targets") else "source and target independently"
     start = f" (started from `{Path(train['init']).name}`)" if train.get("init") else ""
+    history = config.get("history", [])  # one line per run or campaign step that made these weights
+    provenance = "\n## History\n\n" + "\n".join(f"- {line}" for line in history) + "\n" if history else ""
     content = f"""---
 {data.to_yaml()}
 ---
@@ -197,7 +199,7 @@ from {config.get('noise_range')}, {draws}.
 - training data: `{Path(train.get('data', '?')).name}` ({train.get('mode', 'synthetic')} pairs), crops {train.get('crop')}×{train.get('crop')}, batch {train.get('batch_size')}
 - budget: {config.get('steps')} steps of Adam (0.9, 0.99), lr {train.get('lr')} with the paper's ramp-down{start}
 - architecture: the Noise2Noise U-Net (Lehtinen et al. 2018), arguments {config.get('model_args')}
-
+{provenance}
 ## Evaluation (`python -m n2n eval`, PSNR in dB on 8-bit output, per image, averaged)
 
 | data (images) | noise | noisy PSNR | this model PSNR / SSIM | classical baselines PSNR |

@@ -1,0 +1,197 @@
+"""Security (issue 15): what a hostile visitor of a public Space controls, and what they cannot reach.
+
+SECURITY.md names, endpoint by endpoint, the test that shows each threat is met; the tests here
+are the ones issue 15 added (tests/test_reliability.py holds the earlier ones it also names).
+The app is the real server, launched in this process and driven by gradio_client and raw HTTP;
+the Hub is test_hub's recording FakeHub on 127.0.0.1, which logs every request with its headers.
+
+The Space's own credentials are marked tokens: OWNER_TOKEN in HF_TOKEN (as a Space owner sets it
+to read private models), SAVED_TOKEN in the machine's saved login file. A visitor's push must use
+their own token and never either of these.
+"""
+from __future__ import annotations
+
+import json
+import re
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+gradio_client = pytest.importorskip("gradio_client")
+from gradio_client import Client, handle_file  # noqa: E402
+from gradio_client.exceptions import AppError  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # app.py lives at the repository root
+import app  # noqa: E402
+from n2n import hub  # noqa: E402
+from test_hub import FakeHub, _point_client_at  # noqa: E402
+from test_reliability import _OPENED, canary, plain_image, refusal  # noqa: E402,F401 (canary: a fixture)
+
+OWNER_TOKEN = "hf_SpaceOwnerEnvToken0SECRET0000000000"
+SAVED_TOKEN = "hf_MachineSavedLogin0SECRET1111111111"
+VISITOR_TOKEN = "hf_VisitorTypedToken0SECRET2222222222"
+OAUTH_TOKEN = "hf_oauth_VisitorLogin0SECRET333333333"
+SECRETS = (OWNER_TOKEN, SAVED_TOKEN, VISITOR_TOKEN, OAUTH_TOKEN)
+
+
+# ----------------------------------------------------------------------------- the app, its visitors, the Hub
+
+@pytest.fixture(scope="module")
+def server(tiny_checkpoint):
+    demo = app.build_demo(extra_models={"tiny": tiny_checkpoint})
+    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True, **app.LAUNCH_KWARGS)
+    yield demo, url
+    demo.close()
+
+
+@pytest.fixture(scope="module")
+def visitor(server, photo_folder):
+    """One visitor (one session) and the model they fine-tuned there (one step)."""
+    client = Client(server[1], verbose=False)
+    files = [handle_file(str(p)) for p in sorted(photo_folder.glob("*.png"))[:2]]
+    *_, status, _, name = client.submit(files, "gaussian", steps=1, api_name="/finetune").result(timeout=300)
+    assert "finished" in status and name.startswith("finetuned-gaussian-")
+    yield client, name
+    client.close()
+
+
+@pytest.fixture(scope="module")
+def stranger(server):
+    """Another visitor: a session of their own, who knows the first visitor's model name."""
+    client = Client(server[1], verbose=False)
+    yield client
+    client.close()
+
+
+class EchoingHub(FakeHub):
+    """A Hub that refuses every token and quotes the Authorization header back in its error."""
+
+    def _handler(self):
+        base = super()._handler()
+
+        class Handler(base):
+            def _send(self, status, content, headers=None):
+                if status == 401:
+                    said = f"Invalid credentials in Authorization header: {self.headers.get('Authorization')}"
+                    content = json.dumps({"error": said}).encode()
+                    headers = {**(headers or {}), "X-Error-Message": said}
+                super()._send(status, content, headers)
+
+        return Handler
+
+
+def space_hub(monkeypatch, tmp_path, kind=FakeHub) -> FakeHub:
+    """A recording Hub where the Space's credentials are set as on a Space: HF_TOKEN and a saved login."""
+    from huggingface_hub import constants
+
+    fake = kind()
+    fake.valid_tokens = set(SECRETS) if kind is FakeHub else set()  # the owner's tokens would work: the harm is real
+    _point_client_at(monkeypatch, fake.url, tmp_path / "hf" / "hub")
+    monkeypatch.setenv("HF_TOKEN", OWNER_TOKEN)
+    Path(constants.HF_TOKEN_PATH).parent.mkdir(parents=True, exist_ok=True)
+    Path(constants.HF_TOKEN_PATH).write_text(SAVED_TOKEN)
+    return fake
+
+
+@pytest.fixture
+def fake(monkeypatch, tmp_path):
+    server = space_hub(monkeypatch, tmp_path)
+    yield server
+    server.close()
+
+
+def sent(fake: FakeHub) -> str:
+    """Everything the Hub was sent (paths, headers, bodies), as one text to search."""
+    return "\n".join(f"{r['method']} {r['path']}?{r['query']} {r['headers']} {r['body']!r}" for r in fake.log)
+
+
+# ----------------------------------------------------------------------------- /push: credentials
+
+
+@pytest.mark.parametrize("credential", ["HF_TOKEN", "saved login"])
+def test_push_without_a_token_is_refused_and_never_uses_the_space_credentials(visitor, fake, monkeypatch, credential):
+    """The issue's report: the token box left empty pushed with the owner's HF_TOKEN (or saved login)."""
+    from huggingface_hub import constants
+
+    client, name = visitor
+    if credential == "saved login":
+        monkeypatch.delenv("HF_TOKEN")
+    else:
+        Path(constants.HF_TOKEN_PATH).unlink()
+    for typed in ("", "   "):
+        message = refusal(lambda: client.predict(name, "visitor/n2n-mine", typed, True, api_name="/push"))
+        assert re.search(r"access token", message) and message.count(". ") == 0, message  # one sentence
+    assert fake.log == [] and fake.created == [] and fake.repos == {}  # not a single request reached the Hub
+
+
+def test_push_sends_the_visitor_token_and_nothing_else(visitor, fake):
+    client, name = visitor
+    message, box = client.predict(name, "visitor/n2n-mine", f" {VISITOR_TOKEN} ", True, api_name="/push")
+    assert message.startswith(f"Pushed `{name}` to [visitor/n2n-mine]") and box == ""
+    assert fake.created == [{"name": "n2n-mine", "organization": "visitor", "visibility": "private", "type": "model"}]
+    files = fake.repos["visitor/n2n-mine"]["commits"][fake.repos["visitor/n2n-mine"]["refs"]["main"]]
+    folder = app._FINETUNED[name]
+    assert {f: files[f] for f in (hub.CONFIG_NAME, hub.WEIGHTS_NAME)} == {
+        f: (folder / f).read_bytes() for f in (hub.CONFIG_NAME, hub.WEIGHTS_NAME)}
+    writes = [r for r in fake.log if r["method"] == "POST"]
+    assert writes and all(r["headers"].get("authorization") == f"Bearer {VISITOR_TOKEN}" for r in writes)
+    assert all(r["headers"].get("authorization") in (None, f"Bearer {VISITOR_TOKEN}") for r in fake.log)
+    assert OWNER_TOKEN not in sent(fake) and SAVED_TOKEN not in sent(fake)
+
+
+def test_a_failing_push_never_shows_the_token(server, visitor, monkeypatch, tmp_path, capfd, caplog):
+    """A Hub that refuses the token and quotes it back: the token is in none of the logs, the
+    error, the queue's event stream, the session's saved page (deep link), nor the page itself."""
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    _, url = server
+    client, name = visitor
+    fake = space_hub(monkeypatch, tmp_path, EchoingHub)
+    try:
+        message = refusal(lambda: client.predict(name, "visitor/n2n-mine", VISITOR_TOKEN, True, api_name="/push"))
+        assert message.startswith("Push to visitor/n2n-mine failed") and "401" in message, message
+        # the raw queue event stream, in the visitor's own session (what a browser reads)
+        body = {"data": [name, "visitor/n2n-mine", VISITOR_TOKEN, True], "session_hash": client.session_hash}
+        event = httpx.post(url + "gradio_api/call/push", json=body, timeout=30).json()["event_id"]
+        stream = httpx.get(url + f"gradio_api/call/push/{event}", timeout=60).text
+        assert "event: error" in stream and "failed" in stream, stream
+        # the session's saved page state, which "Share via Link" hands to anyone with the link
+        link = httpx.get(url + "gradio_api/deep_link", params={"session_hash": client.session_hash}, timeout=30)
+        shared = httpx.get(url, params={"deep_link": link.json()}, timeout=30).text
+        page = httpx.get(url, timeout=30).text + httpx.get(url + "config", timeout=30).text
+    finally:
+        fake.close()
+    assert link.json() and "Push to the Hugging Face Hub" in page
+    assert f"Bearer {VISITOR_TOKEN}" in sent(fake), "the push did reach the Hub"
+    out, err = capfd.readouterr()
+    for where, text in {"error": message, "event stream": stream, "shared page": shared, "page": page,
+                        "stdout": out, "stderr": err, "log": caplog.text}.items():
+        for secret in SECRETS:
+            assert secret not in text, f"{secret[:12]}… in the {where}"
+
+
+def test_the_login_token_is_used_when_the_box_is_empty(visitor, fake):
+    """On a Space with hf_oauth, gradio injects the visitor's login as gr.OAuthToken (its session
+    cookie, signed by the Space, cannot be made here): the handler is called as gradio calls it."""
+    import gradio as gr
+
+    client, name = visitor
+    login = gr.OAuthToken(token=OAUTH_TOKEN, scope="openid profile write-repos manage-repos",
+                          expires_at=int(time.time()) + 3600)
+    session = gr.Request(session_hash=client.session_hash)
+    *_, (message, box) = app.push_to_hub(name, "visitor/n2n-login", "", True, login, session)
+    assert message.startswith(f"Pushed `{name}`") and box == ""
+    assert fake.created and all(r["headers"].get("authorization") == f"Bearer {OAUTH_TOKEN}" for r in fake.log)
+    # a typed token is the visitor's explicit choice: it wins over the login
+    fake.log.clear()
+    *_, (message, _) = app.push_to_hub(name, "visitor/n2n-login", VISITOR_TOKEN, True, login, session)
+    assert {r["headers"].get("authorization") for r in fake.log} == {f"Bearer {VISITOR_TOKEN}"}
+    # and without a login or a token, nothing
+    with pytest.raises(gr.Error, match="access token"):
+        list(app.push_to_hub(name, "visitor/n2n-login", "", True, None, session))
+    # locally there is no "Sign in" button: gradio's local stand-in for it signs in with the machine's own login
+    assert not any(isinstance(block, gr.LoginButton) for block in app.demo.blocks.values())

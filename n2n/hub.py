@@ -17,10 +17,14 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .models import build_model
+from .models import MODELS, allowed_args, build_model
+from .noise import NOISE_MODELS
 
 CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"
 CONFIG_NAME, WEIGHTS_NAME = "config.json", "model.safetensors"
+# Limits on what a checkpoint (a Hub repo or a folder) may hold, checked before anything is built or read whole.
+MAX_WEIGHTS_BYTES = 16 * 1024**2  # 4× the bundled U-Net (4.0 MB); an SRResNet at its defaults is 4.9 MB
+MAX_CONFIG_BYTES = 256 * 1024  # the bundled config.json files are 2 kB
 _REPO_RE = re.compile(r"^[\w.-]+/[\w.-]+(@[\w./-]+)?(:[\w./-]+)?$")
 
 
@@ -43,37 +47,119 @@ def bundled_names() -> list[str]:
     return sorted(p.name for p in CHECKPOINTS.iterdir() if (p / CONFIG_NAME).is_file() and (p / WEIGHTS_NAME).is_file())
 
 
-def read_config(directory: str | Path) -> dict:
+def read_config(directory: str | Path, name: str | None = None) -> dict:
+    """The checkpoint's config.json as a dict, refused if too large, not a JSON object or without 'architecture'.
+
+    `name` stands for the folder in messages (a Hub load gives the repo, not its cache path).
+    """
     path = Path(directory) / CONFIG_NAME
+    where = name or str(Path(directory))
     try:
-        config = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"{path} is not a readable n2n config.json ({e})") from None
+        with path.open("rb") as f:  # a bounded read: the file may be huge, or endless (a link to /dev/zero)
+            text = f.read(MAX_CONFIG_BYTES + 1)
+    except OSError as e:
+        raise CheckpointError(f"{where}: cannot read {CONFIG_NAME} ({e.strerror or e})") from None
+    if len(text) > MAX_CONFIG_BYTES:
+        raise CheckpointError(f"{where}: {CONFIG_NAME} is larger than {_size(MAX_CONFIG_BYTES)}, far more than "
+                              "an n2n config needs")
+    try:
+        config = json.loads(text)
+    except (ValueError, RecursionError) as e:  # JSONDecodeError, bad UTF-8, too deep or too long numbers
+        raise CheckpointError(f"{where}: {CONFIG_NAME} is not valid JSON ({_short(e, 80)})") from None
     if not isinstance(config, dict) or "architecture" not in config:
-        raise CheckpointError(f"{path} is not an n2n checkpoint config (no 'architecture' key)")
+        raise CheckpointError(f"{where}: {CONFIG_NAME} is not an n2n checkpoint config (no 'architecture' key)")
     return config
 
 
-def load_dir(directory: str | Path, source: str | None = None, device: str | torch.device = "cpu") -> LoadedModel:
-    """Load the checkpoint in `directory` (config.json + model.safetensors) with strict keys."""
+def check_config(config: dict, name: str = "checkpoint") -> None:
+    """Refuse an unknown architecture or noise, and model arguments outside their bounds; allocates nothing.
+
+    Each architecture argument a config may set has bounds (`n2n.models.allowed_args`: channels 1 to 4, ...),
+    and the weights those arguments make, counted on the meta device, must fit in MAX_WEIGHTS_BYTES.
+    """
+    arch = config.get("architecture")
+    if not isinstance(arch, str) or arch not in MODELS:
+        raise CheckpointError(f"{name}: unknown architecture {_short(arch)}; n2n knows {', '.join(MODELS)}")
+    noise = config.get("noise")
+    if noise is not None and (not isinstance(noise, str) or noise not in NOISE_MODELS):
+        raise CheckpointError(f"{name}: unknown noise {_short(noise)}; n2n knows {', '.join(NOISE_MODELS)}")
+    args = config.get("model_args", {})
+    if not isinstance(args, dict):
+        raise CheckpointError(f"{name}: model_args is {_short(args)}, not a JSON object of arguments")
+    bounds = allowed_args(arch)
+    for key, value in args.items():
+        if key not in bounds:
+            raise CheckpointError(f"{name}: the {arch} architecture takes no argument {_short(key)} "
+                                  f"(it takes {', '.join(bounds)})")
+        low, high = bounds[key]
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise CheckpointError(f"{name}: {key}={_short(value)} is refused; the {arch} architecture takes "
+                                  f"{key} from {low} to {high}")
+    size = weights_bytes(arch, args)
+    if size > MAX_WEIGHTS_BYTES:
+        raise CheckpointError(f"{name}: a {arch} with {args} would hold {_size(size)} of weights, over the "
+                              f"{_size(MAX_WEIGHTS_BYTES)} limit for models served here")
+
+
+def weights_bytes(architecture: str, model_args: dict) -> int:
+    """Bytes of the state dict `build_model(architecture, **model_args)` would hold, counted on the meta device."""
+    with torch.device("meta"):  # shapes only, no memory (thread-local: other threads keep their device)
+        model = build_model(architecture, **model_args)
+    return sum(t.numel() * t.element_size() for t in model.state_dict().values())
+
+
+def check_weights_size(size: int | None, name: str = "checkpoint") -> None:
+    """Refuse a weights file larger than MAX_WEIGHTS_BYTES, or of unknown size."""
+    if size is None:
+        raise CheckpointError(f"{name}: the size of {WEIGHTS_NAME} is not known, so it is not loaded")
+    if size > MAX_WEIGHTS_BYTES:
+        raise CheckpointError(f"{name}: {WEIGHTS_NAME} is {_size(size)}, over the {_size(MAX_WEIGHTS_BYTES)} "
+                              "limit for models served here")
+
+
+def _size(n: int) -> str:
+    """Bytes in words: 812 bytes, 256 kB, 16 MB, 2.0 GB (powers of 1024)."""
+    for unit, scale in (("GB", 1024**3), ("MB", 1024**2), ("kB", 1024)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}" if n < 10 * scale else f"{n // scale} {unit}"
+    return f"{n} bytes"
+
+
+def _short(value, limit: int = 40) -> str:
+    """repr(value) cut to `limit` characters, for messages that quote what a config holds."""
+    text = repr(value) if not isinstance(value, BaseException) else str(value)
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def load_dir(directory: str | Path, source: str | None = None, device: str | torch.device = "cpu",
+             name: str | None = None) -> LoadedModel:
+    """Load the checkpoint in `directory` (config.json + model.safetensors) with strict keys.
+
+    The config and the weights' size are checked (`check_config`, `check_weights_size`) before
+    the model is built or the weights read. `name` stands for the folder in messages.
+    """
     directory = Path(directory)
-    config = read_config(directory)
+    where = name or str(directory)
+    config = read_config(directory, where)
+    check_config(config, where)
+    weights = directory / WEIGHTS_NAME
+    if not weights.is_file():
+        raise CheckpointError(f"{where} has no {WEIGHTS_NAME}")
+    check_weights_size(weights.stat().st_size, where)
     try:
         model = build_model(config["architecture"], **config.get("model_args", {}))
     except (TypeError, ValueError) as e:
-        raise CheckpointError(f"{directory}: cannot build {config['architecture']!r}: {e}") from None
-    weights = directory / WEIGHTS_NAME
-    if not weights.is_file():
-        raise CheckpointError(f"{directory} has no {WEIGHTS_NAME}")
+        raise CheckpointError(f"{where}: cannot build {config['architecture']!r}: {e}") from None
     try:
         state = load_file(weights)
     except Exception as e:  # safetensors raises several types for a bad header
-        raise CheckpointError(f"{weights} is not a valid safetensors file ({e})") from None
+        raise CheckpointError(f"{where}: {WEIGHTS_NAME} is not a valid safetensors file ({_short(e, 120)})") from None
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:
         first = str(e).splitlines()[0:2]
-        raise CheckpointError(f"{weights} does not match the {config['architecture']} architecture: {' '.join(first)}") from None
+        raise CheckpointError(f"{where}: {WEIGHTS_NAME} does not match the {config['architecture']} "
+                              f"architecture: {' '.join(first)}") from None
     model.to(device).eval().to(memory_format=torch.channels_last)
     return LoadedModel(model, config, source or str(directory))
 

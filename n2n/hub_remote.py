@@ -4,6 +4,13 @@ Imported only when a Hub reference is used, so that the core package works witho
 network. Files come through `huggingface_hub`'s cache (`HF_HOME` / `HF_HUB_CACHE`), the
 endpoint is `HF_ENDPOINT`, and `HF_HUB_OFFLINE=1` serves from the cache alone. Only
 `config.json` and `model.safetensors` are ever downloaded; nothing is unpickled.
+
+A repo cannot cost the server memory or disk: config.json's size is read from the Hub's
+metadata before it is downloaded, the config is checked (`hub.check_config`: known
+architecture and noise, arguments within bounds) before the weights are asked for, and the
+weights' size is read from the metadata and checked against `hub.MAX_WEIGHTS_BYTES` before
+they are downloaded. Every request has a deliberate timeout (below; the HF_HUB_ETAG_TIMEOUT
+and HF_HUB_DOWNLOAD_TIMEOUT environment variables override them).
 """
 from __future__ import annotations
 
@@ -20,7 +27,8 @@ log = logging.getLogger(__name__)
 CARD_NAME = "README.md"
 PUSHED_FILES = (CONFIG_NAME, WEIGHTS_NAME, CARD_NAME)  # never training_state.safetensors
 _COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
-_PROBE_TIMEOUT = 10.0  # seconds for the one HEAD that tells whether the Hub answers at all
+METADATA_TIMEOUT_S = 5.0  # each HEAD (does the Hub answer, the files' sizes): seconds to wait for the answer
+DOWNLOAD_TIMEOUT_S = 10.0  # a download: seconds to wait for the next bytes (huggingface_hub resumes 5 times)
 
 
 class HubUnreachableError(CheckpointError):
@@ -50,11 +58,7 @@ def load_from_hub(ref: str) -> LoadedModel:
     revision = revision or "main"
     label = f"{repo_id}@{revision}" + (f":{subfolder}" if subfolder else "")
     folder, note = _fetch(repo_id, revision, subfolder, label)
-    try:
-        loaded = hub.load_dir(folder, source=f"hub:{label}" + (f" ({note})" if note else ""))
-    except CheckpointError as e:
-        raise CheckpointError(f"Hub checkpoint {label}: {e}") from None
-    return loaded
+    return hub.load_dir(folder, source=f"hub:{label}" + (f" ({note})" if note else ""), name=f"Hub checkpoint {label}")
 
 
 def _fetch(repo_id: str, revision: str, subfolder: str | None, label: str) -> tuple[Path, str]:
@@ -65,6 +69,8 @@ def _fetch(repo_id: str, revision: str, subfolder: str | None, label: str) -> tu
                                         OfflineModeIsEnabled, RemoteEntryNotFoundError, RepositoryNotFoundError,
                                         RevisionNotFoundError)
 
+    if "HF_HUB_DOWNLOAD_TIMEOUT" not in os.environ:  # huggingface_hub reads this constant; no argument for it
+        constants.HF_HUB_DOWNLOAD_TIMEOUT = DOWNLOAD_TIMEOUT_S
     offline = constants.is_offline_mode()
     unreachable: str | None = "HF_HUB_OFFLINE is set" if offline else None  # set: use the cache alone
     problem: str | None = None  # what the Hub answered, for the message if nothing is cached either
@@ -75,7 +81,10 @@ def _fetch(repo_id: str, revision: str, subfolder: str | None, label: str) -> tu
         # One HEAD without retries first: hf_hub_download retries a failed connection with
         # back-off for ~20 s when nothing is cached, far too long for the bundled fallback.
         try:
-            _probe(repo_id, revision, subfolder)
+            size = _probe(repo_id, revision, subfolder)
+            if size is not None and size > hub.MAX_CONFIG_BYTES:  # refused before it is downloaded
+                raise CheckpointError(f"Hub checkpoint {label}: {CONFIG_NAME} is {hub._size(size)}, far more than "
+                                      "an n2n config needs")
         except (httpx2.TransportError, OfflineModeIsEnabled, FileMetadataError) as e:
             unreachable = _reason(e)
         except (RepositoryNotFoundError, RevisionNotFoundError, RemoteEntryNotFoundError):
@@ -86,20 +95,24 @@ def _fetch(repo_id: str, revision: str, subfolder: str | None, label: str) -> tu
             if status is None or status >= 500 or status in (408, 429):
                 unreachable = problem  # Hub down: straight to the cache, no retries
     kwargs = dict(repo_id=repo_id, revision=revision, subfolder=subfolder, library_name="n2n",
-                  library_version=_version(), local_files_only=unreachable is not None)
+                  library_version=_version(), local_files_only=unreachable is not None,
+                  etag_timeout=_metadata_timeout())
     wanted = CONFIG_NAME
     try:
         config_path = Path(hf_hub_download(filename=CONFIG_NAME, **kwargs))
         folder = config_path.parent
-        try:
-            hub.read_config(folder)  # not an n2n checkpoint? say so before fetching the weights
-        except CheckpointError as e:
-            raise CheckpointError(f"Hub checkpoint {label}: {e}") from None
+        # Not an n2n checkpoint, or one that asks for an absurd model? Refused before the weights are asked for.
+        hub.check_config(hub.read_config(folder, f"Hub checkpoint {label}"), f"Hub checkpoint {label}")
         # The weights from the very commit the config came from, even if the branch moves meanwhile.
         commit = folder.parents[len(subfolder.split("/")) - 1].name if subfolder else folder.name
         if _COMMIT_RE.match(commit):
             kwargs["revision"] = commit
         wanted = WEIGHTS_NAME
+        weights_file = f"{subfolder}/{WEIGHTS_NAME}" if subfolder else WEIGHTS_NAME
+        cached = isinstance(try_to_load_from_cache(repo_id, weights_file, revision=kwargs["revision"]), str)
+        if not kwargs["local_files_only"] and not cached:  # (a cached file's size is checked by load_dir)
+            hub.check_weights_size(_probe(repo_id, kwargs["revision"], subfolder, WEIGHTS_NAME),
+                                   f"Hub checkpoint {label}")
         weights_path = Path(hf_hub_download(filename=WEIGHTS_NAME, **kwargs))
     except RepositoryNotFoundError:
         raise CheckpointError(f"Hub repo {repo_id!r} not found at {constants.ENDPOINT} (or it is private or gated "
@@ -128,13 +141,21 @@ def _fetch(repo_id: str, revision: str, subfolder: str | None, label: str) -> tu
     return folder, note
 
 
-def _probe(repo_id: str, revision: str, subfolder: str | None) -> None:
-    """A single HEAD of config.json, no retries: raises what the Hub (or the network) says."""
-    from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url
+def _probe(repo_id: str, revision: str, subfolder: str | None, filename: str = CONFIG_NAME) -> int | None:
+    """A single HEAD of `filename`, no retries: its size in bytes (None if the Hub does not say), or
+    raises what the Hub (or the network) says."""
+    from huggingface_hub import get_hf_file_metadata, hf_hub_url
 
-    url = hf_hub_url(repo_id, CONFIG_NAME, subfolder=subfolder, revision=revision)
-    timeout = min(_PROBE_TIMEOUT, constants.HF_HUB_ETAG_TIMEOUT)
-    get_hf_file_metadata(url, timeout=timeout, library_name="n2n", library_version=_version())
+    url = hf_hub_url(repo_id, filename, subfolder=subfolder, revision=revision)
+    return get_hf_file_metadata(url, timeout=_metadata_timeout(), library_name="n2n",
+                                library_version=_version()).size
+
+
+def _metadata_timeout() -> float:
+    """METADATA_TIMEOUT_S, or HF_HUB_ETAG_TIMEOUT when the environment sets it."""
+    from huggingface_hub import constants
+
+    return float(constants.HF_HUB_ETAG_TIMEOUT) if os.environ.get("HF_HUB_ETAG_TIMEOUT") else METADATA_TIMEOUT_S
 
 
 def _version() -> str:

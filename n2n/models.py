@@ -5,6 +5,8 @@ the same shape. `build_model(name, **kwargs)` makes one from the registry.
 """
 from __future__ import annotations
 
+import inspect
+
 import torch
 from torch import nn
 import torch.nn.functional as F
@@ -27,6 +29,18 @@ def build_model(name: str, **kwargs) -> nn.Module:
     if name not in MODELS:
         raise ValueError(f"unknown architecture {name!r}; choose one of: {', '.join(MODELS)}")
     return MODELS[name](**kwargs)
+
+
+# What a checkpoint's config.json may set, and within which bounds (checked by n2n.hub before anything is built).
+# An architecture argument not named here keeps its default when a checkpoint is loaded.
+ARG_BOUNDS: dict[str, tuple[int, int]] = {"in_channels": (1, 4), "out_channels": (1, 4), "features": (1, 256),
+                                          "blocks": (1, 64)}
+
+
+def allowed_args(name: str) -> dict[str, tuple[int, int]]:
+    """The arguments of architecture `name` a checkpoint may set, each with its (low, high) bounds."""
+    parameters = inspect.signature(MODELS[name].__init__).parameters
+    return {key: ARG_BOUNDS[key] for key in parameters if key in ARG_BOUNDS}
 
 
 def _conv(cin: int, cout: int) -> nn.Conv2d:

@@ -8,7 +8,9 @@ and stay cached.
     python app.py [--share] [--host 0.0.0.0] [--port 7860]
 
 Endpoints for gradio_client: /corrupt, /denoise, /finetune (their first two inputs
-are the image and the noise or model name; the rest have defaults).
+are the image and the noise or model name; the rest have defaults), /stop, /push.
+A model fine-tuned here belongs to the session that made it; a push uses the visitor's own
+token or Hugging Face login, never the server's (SECURITY.md).
 """
 from __future__ import annotations
 
@@ -53,6 +55,7 @@ MAX_TRAIN_PIXELS = 64_000_000  # all of a run's images together (they are kept i
 MAX_FILE_SIZE = "20mb"
 WORK = Path(tempfile.gettempdir()) / "n2n-app"  # the system temp dir: Gradio may serve files from it
 HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+(@[\w./-]+)?(:[\w./-]+)?$")
+TOKEN_CHARS = re.compile(r"[\x21-\x7e]+")  # a Hub access token: printable ASCII, no spaces
 BASELINE_LABELS = {"nlm": "non-local means (OpenCV)", "median": "median filter", "bm3d": "BM3D"}
 KINDS = [("clean images → synthetic noisy pairs", "synthetic"),
          ("pairs of noisy shots of the same scenes (two uploads)", "pairs"),
@@ -68,6 +71,7 @@ EXAMPLES = ("astronaut", "chelsea", "coffee", "rocket")
 
 _EXTRA: dict[str, Path] = {}  # checkpoints shown to everyone beside the bundled ones (build_demo, N2N_EXTRA_MODELS)
 _FINETUNED: dict[str, Path] = {}  # checkpoints fine-tuned here, by name; listed only to the session that made them
+_OWNERS: dict[str, str | None] = {}  # fine-tuned model name -> session hash of the visitor who made it
 _CACHE: OrderedDict[str, tuple[hub.LoadedModel, float]] = OrderedDict()  # ref -> (model, time.monotonic() loaded)
 _FALLBACK_S = 300.0  # a bundled copy standing in for an unreachable Hub copy is kept this long, then the Hub is retried
 _CACHE_LOCK = threading.Lock()
@@ -252,8 +256,22 @@ def _load_uncached(ref: str) -> hub.LoadedModel:
         return hub.load_dir(_EXTRA.get(ref) or _FINETUNED[ref], source=f"local:{ref}")
     if is_hub_ref(ref) and not Path(ref).exists():
         return hub.resolve(ref)
-    raise UserError(f"Unknown model {ref!r}: choose one of {', '.join(model_names()) or '(none installed)'}, "
-                   f"or give a Hugging Face Hub repo id such as owner/name.")
+    raise unknown_model(ref)
+
+
+def unknown_model(ref: str) -> UserError:
+    return UserError(f"Unknown model {ref!r}: choose one of {', '.join(model_names()) or '(none installed)'}, "
+                     f"or give a Hugging Face Hub repo id such as owner/name.")
+
+
+def session_key(request: gr.Request | None) -> str | None:
+    return getattr(request, "session_hash", None)
+
+
+def check_session(ref: str, request: gr.Request | None) -> None:
+    """Refuse a model fine-tuned in another visitor's session, as if it did not exist (names are not secrets)."""
+    if ref in _FINETUNED and _OWNERS.get(ref) != session_key(request):
+        raise unknown_model(ref)
 
 
 def load(ref: str) -> hub.LoadedModel:
@@ -356,10 +374,12 @@ def send_to_denoise(sent):
 
 @gpu
 def denoise_image(image, model="gaussian", hub_repo="", compare=None, clean=None, noise="gaussian",
-                  param=API_DEFAULT_PARAM, progress=gr.Progress()):
+                  param=API_DEFAULT_PARAM, progress=gr.Progress(), request: gr.Request = None):
     """Denoise `image` with `model` (or `hub_repo`), and with every method in `compare`; score them."""
     noisy = read(image, "noisy image")
     ref = (hub_repo or "").strip() or model
+    for method in [ref, *(compare or [])]:
+        check_session(method, request)
     loaded = load(ref)
     param = check_param(noise_model(noise), param)
     reference = clean_reference(clean, noisy)
@@ -543,6 +563,7 @@ def finetune(files, noise="gaussian", kind="synthetic", second_shots=None, range
              request: gr.Request = None):
     """Fine-tune on the uploaded images; stream the curves, a preview and the time left; end with a checkpoint."""
     stop = stop_flag(request)
+    check_session(init, request)
     if kind == "zero-shot":
         yield from zero_shot_run(files, int(steps), stop)
         return
@@ -561,9 +582,8 @@ def finetune(files, noise="gaussian", kind="synthetic", second_shots=None, range
     if not run.last:
         raise UserError("The run stopped before its first step.")
     name = f"finetuned-{noise}-{uuid.uuid4().hex[:6]}"
-    _FINETUNED[name] = Path(run.configs[0].out)
-    if len(run.configs) > 1:
-        _FINETUNED[f"{name}-n2c"] = Path(run.configs[1].out)
+    for key, config in zip((name, f"{name}-n2c"), run.configs):
+        _FINETUNED[key], _OWNERS[key] = Path(config.out), session_key(request)
     done = "stopped" if run.last[0]["step"] < run.steps else "finished"
     yield run.outputs(f"{run.status()}\n\n**{done}**: `{name}` is ready; download it, use it in Denoise or push it to the Hub.",
                       str(ft.package(run.configs, run.folder / f"{name}.zip", name)), name)
@@ -616,20 +636,45 @@ def use_in_denoise(name, session):
     return gr.Dropdown(choices=model_names(session), value=name), gr.Textbox(value=""), gr.Tabs(selected="denoise")
 
 
-def push_to_hub(name, repo_id, token, private):
-    if not name or name not in _FINETUNED:
-        raise UserError("No fine-tuned model yet: run a fine-tuning first.")
-    if not is_hub_ref((repo_id or "").strip()):
+def oauth_enabled() -> bool:
+    """Whether "Sign in with Hugging Face" works here: on a Space with `hf_oauth: true` and gradio[oauth].
+
+    Elsewhere gradio's stand-in for it signs every visitor in with the machine's own login: never shown.
+    """
+    from importlib.util import find_spec
+
+    return bool(os.environ.get("SPACE_ID") and os.environ.get("OAUTH_CLIENT_ID")
+                and find_spec("authlib") and find_spec("itsdangerous"))
+
+
+def push_to_hub(name, repo_id, token="", private=True, oauth_token: gr.OAuthToken | None = None,
+                request: gr.Request = None):
+    """Push a model fine-tuned in this session with the visitor's own credentials: the token typed, else
+    their Hugging Face login; never the server's HF_TOKEN or saved login. Yields (message, token box).
+
+    The token box is emptied at once: gradio keeps a session's inputs for "Share via Link" pages.
+    """
+    yield "Pushing…", ""
+    repo_id = (repo_id or "").strip()
+    if not name or name not in _FINETUNED or _OWNERS.get(name) != session_key(request):
+        raise UserError("No model fine-tuned in this session to push: run a fine-tuning first.")
+    if not is_hub_ref(repo_id) or "@" in repo_id or ":" in repo_id:
         raise UserError("Give the Hub repo as owner/name.")
-    push = getattr(hub, "push", None)
-    if push is None:
-        raise UserError("Pushing to the Hub is not available in this installation.")
+    token = (token or "").strip() or (oauth_token.token if oauth_token else "")
+    if not token:
+        raise UserError("Enter your Hugging Face access token (write)" + (" or sign in with Hugging Face" if oauth_enabled() else "")
+                        + " to push: this app never pushes with its own credentials.")
+    if not TOKEN_CHARS.fullmatch(token):  # httpx would quote the whole header, token and all, in its error
+        raise UserError("That access token holds characters no token has (spaces, line breaks, accents): "
+                        "copy it again from your Hugging Face settings.")
+    folder = _FINETUNED[name]
     try:
-        hub.write_model_card(_FINETUNED[name])
-        url = push(_FINETUNED[name], repo_id.strip(), token=(token or "").strip() or None, private=bool(private))
-    except Exception as e:
-        raise UserError(f"Push to {repo_id} failed: {str(e).splitlines()[0][:300]}") from None
-    return f"Pushed `{name}` to [{repo_id}]({url or 'https://huggingface.co/' + repo_id.strip()})."
+        hub.write_model_card(folder)
+        url = hub.push(folder, repo_id, token=token, private=bool(private))  # explicit: no fallback to HF_TOKEN
+    except Exception as e:  # the token and the server's folder scrubbed from whatever the Hub or the client said
+        reason = str(e).replace(token, "***").replace(str(folder), name).splitlines()
+        raise UserError(f"Push to {repo_id} failed: {(reason or [type(e).__name__])[0][:300]}") from None
+    yield f"Pushed `{name}` to [{repo_id}]({url}).", ""
 
 
 def refresh_lists(session):
@@ -787,9 +832,14 @@ def build_demo(extra_models=None) -> gr.Blocks:
                             ft_name = gr.Textbox(label="Fine-tuned model", interactive=False, scale=1)
                         use_btn = gr.Button("Use in Denoise →")
                         with gr.Accordion("Push to the Hugging Face Hub", open=False):
+                            gr.Markdown("Pushes go to your account, with your token"
+                                        + (" or your Hugging Face login" if oauth_enabled() else "")
+                                        + ": this app never uses its own credentials, and keeps no token.")
+                            if oauth_enabled():
+                                gr.LoginButton()
                             with gr.Row():
                                 repo_box = gr.Textbox("", label="Repo id", placeholder="your-name/n2n-my-camera")
-                                token_box = gr.Textbox("", label="Access token (write)", type="password")
+                                token_box = gr.Textbox("", label="Your access token (write)", type="password")
                             private_cb = gr.Checkbox(value=True, label="Private repo")
                             push_btn = gr.Button("Push")
                             push_md = gr.Markdown(label="Push result")
@@ -815,7 +865,7 @@ def build_demo(extra_models=None) -> gr.Blocks:
                         ).success(after_finetune, [ft_name, session_models], [model_dd, compare, session_models], **private)
         stop_btn.click(stop_run, None, None, queue=False, api_name="stop")
         use_btn.click(use_in_denoise, [ft_name, session_models], [model_dd, hub_box, tabs], **private)
-        push_btn.click(push_to_hub, [ft_name, repo_box, token_box, private_cb], push_md, api_name="push")
+        push_btn.click(push_to_hub, [ft_name, repo_box, token_box, private_cb], [push_md, token_box], api_name="push")
         demo.load(refresh_lists, session_models, [model_dd, compare, ft_init], **private)
         demo.unload(on_unload)
     demo.queue(default_concurrency_limit=2, max_size=32)

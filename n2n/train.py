@@ -192,10 +192,11 @@ def train(config: TrainConfig, stop=lambda: False) -> Iterator[dict]:
     model = model.to(device).to(memory_format=torch.channels_last).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=(0.9, 0.99), eps=1e-8)
     start = 0
-    if config.resume and (out / STATE_NAME).is_file():
+    if config.resume and (out / hub.WEIGHTS_NAME).is_file() and (out / hub.CONFIG_NAME).is_file():
         resumed = hub.load_dir(out)
         model.load_state_dict(resumed.model.state_dict())
-        _load_state(out, optimizer)
+        if (out / STATE_NAME).is_file():  # else (a committed checkpoint, no optimiser state): fresh Adam moments
+            _load_state(out, optimizer)
         start = int(resumed.config["steps"])
     net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
     bf16 = resolve_precision(config.precision, device) == "bf16"

@@ -1,0 +1,89 @@
+"""The standing campaign (train_space.py --campaign): it resumes, and only ever replaces a
+checkpoint with one that scores higher on its quick eval."""
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+import train_space  # noqa: E402
+
+from n2n import hub  # noqa: E402
+from n2n.models import build_model  # noqa: E402
+
+
+def _args(photo_folder, tmp_path):
+    args = train_space.build_parser().parse_args([
+        "--campaign", "--smoke", "--data", str(photo_folder), "--val", str(photo_folder), "--quick-images", "1",
+        "--eval-every", "2", "--out", str(tmp_path / "out"), "--work", str(tmp_path / "work"),
+        "--eval", str(photo_folder), "--eval-limit", "1", "--eval-baselines", "median"])
+    return args, train_space.base_config(args)
+
+
+def _stop_after(n):
+    calls = []
+    return lambda: calls.append(1) or len(calls) >= n
+
+
+def test_campaign_resumes_and_keeps_the_better_checkpoint(photo_folder, tmp_path):
+    args, base = _args(photo_folder, tmp_path)
+    files = sorted(photo_folder.iterdir())[:1]
+    gaussian, poisson = list(train_space.stages(train_space.SMOKE, []))
+    out = tmp_path / "out"
+    # committed: a strong gaussian (the bundled one) that a 6-step run cannot beat, and a broken-in poisson
+    shutil.copytree(hub.CHECKPOINTS / "gaussian", out / "gaussian", ignore=shutil.ignore_patterns("training_state*"))
+    config = hub.read_config(out / "gaussian")
+    config.pop("campaign", None)  # made outside this (smoke) campaign
+    (out / "gaussian" / "config.json").write_text(json.dumps(config))
+    strong = (out / "gaussian" / hub.WEIGHTS_NAME).read_bytes()
+    torch.manual_seed(0)
+    weak = build_model("unet", in_channels=3, out_channels=3)  # untrained
+    hub.save(weak, out / "poisson", {"architecture": "unet", "model_args": {"in_channels": 3, "out_channels": 3},
+                                       "noise": "poisson", "steps": 0})
+    weak_score = train_space.quick_score(hub.load_dir(out / "poisson").model, "poisson", files)
+
+    # the gaussian run stops after 3 steps, then resumes where it stopped and finishes
+    assert not train_space.run_stage(gaussian, args, base, files, _stop_after(3))
+    work = tmp_path / "work" / "gaussian"
+    assert json.loads((work / "config.json").read_text())["steps"] == 3
+    assert json.loads((work / train_space.MARKER).read_text())["recipe"] == gaussian.recipe
+    assert train_space.run_stage(gaussian, args, base, files, lambda: False)
+    assert json.loads((work / "config.json").read_text())["steps"] == gaussian.steps
+    assert (out / "gaussian" / hub.WEIGHTS_NAME).read_bytes() == strong  # never replaced by a worse one
+    assert train_space.run_stage(gaussian, args, base, files, lambda: False)  # finished: nothing more to do
+
+    # poisson starts from the committed gaussian, beats the weak checkpoint and replaces it, with a card
+    assert train_space.run_stage(poisson, args, base, files, lambda: False)
+    config = hub.read_config(out / "poisson")
+    assert config["campaign"]["recipe"] == poisson.recipe and config["campaign"]["step"] == poisson.steps
+    assert config["campaign"]["quick_eval_psnr"] > weak_score
+    assert config["campaign"]["quick_eval_psnr"] == pytest.approx(
+        train_space.quick_score(hub.load_dir(out / "poisson").model, "poisson", files), abs=1e-6)
+    assert config["eval"][0]["images"] == 1 and "median" in config["eval"][0]["baselines"]
+    assert poisson.recipe in (out / "poisson" / "README.md").read_text()
+    # a committed, finished run is not trained again, even with its run folder gone
+    shutil.rmtree(tmp_path / "work")
+    before = (out / "poisson" / hub.WEIGHTS_NAME).read_bytes()
+    assert train_space.run_stage(poisson, args, base, files, lambda: False)
+    assert (out / "poisson" / hub.WEIGHTS_NAME).read_bytes() == before
+
+
+def test_campaign_goes_on_from_a_committed_unfinished_run(photo_folder, tmp_path):
+    """A new machine has no run folder: the campaign continues from the committed checkpoint's step."""
+    args, base = _args(photo_folder, tmp_path)
+    files = sorted(photo_folder.iterdir())[:1]
+    gaussian = next(train_space.stages(train_space.SMOKE, []))
+    assert not train_space.run_stage(gaussian, args, base, files, _stop_after(2))
+    # commit the unfinished run by hand, as a replacement would (same recipe, step 2), then lose the run folder
+    loaded = hub.load_dir(tmp_path / "work" / "gaussian")
+    hub.save(loaded.model, tmp_path / "out" / "gaussian", loaded.config | {
+        "campaign": {"recipe": gaussian.recipe, "index": gaussian.index, "step": 2, "total_steps": 2}})
+    shutil.rmtree(tmp_path / "work")
+    seen = []
+    stop = lambda: seen.append(1) and False  # noqa: E731
+    assert train_space.run_stage(gaussian, args, base, files, stop)
+    assert len(seen) == gaussian.steps - 2  # only the remaining steps ran

@@ -65,3 +65,17 @@ def test_cli_bench_subcommand_hands_over_to_the_benchmark(capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["bench", "--help"])
     assert exit_.value.code == 0 and "--rss-size" in capsys.readouterr().out
+
+
+def test_train_speed_times_both_loops(tmp_path, monkeypatch):
+    """benchmarks/train_speed.py runs both loops for real and writes what it measured."""
+    from benchmarks import train_speed
+
+    monkeypatch.setattr(train_speed, "TRAIN", tmp_path / "absent")  # its own synthetic photos: a few seconds
+    train_speed.main(["--steps", "2", "--warmup", "1", "--batch", "2", "--crop", "64", "--out", str(tmp_path)])
+    report = json.loads((tmp_path / "train_speed.json").read_text())
+    assert report["data"] == "synthetic photos" and report["machine"]["torch"]
+    for row in report["rows"]:
+        assert row["bare_steps_per_s"] > 0 and row["n2n_steps_per_s"] > 0
+        assert row["ratio"] == pytest.approx(row["n2n_steps_per_s"] / row["bare_steps_per_s"])
+    assert "n2n / bare" in (tmp_path / "train_speed.md").read_text()

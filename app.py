@@ -529,10 +529,11 @@ def prepare_run(files, second_shots, kind, noise, low, high, loss, steps, init, 
     noise_range = check_range(model, low, high)
     if not 1 <= steps <= MAX_STEPS:
         raise UserError(f"Steps must be between 1 and {MAX_STEPS}, got {steps}.")
+    start = init_ref(init)  # a UserError of its own (outside the try: gr.Error is a ValueError)
     folder = workdir("runs", max_age_s=24 * 3600)
     try:  # settings first, before any upload is written
         configs = ft.run_configs(folder, kind, noise, noise_range, None if loss in (None, "", "auto") else loss,
-                                 steps, init_ref(init), twin, seed, cuda=torch.cuda.is_available())
+                                 steps, start, twin, seed, cuda=torch.cuda.is_available())
     except ValueError as e:
         raise UserError(f"{str(e)[0].upper()}{str(e)[1:]}.") from None
     images = write_uploads(files, folder / "data", "images")

@@ -198,3 +198,118 @@ def test_the_login_token_is_used_when_the_box_is_empty(visitor, fake):
         list(app.push_to_hub(name, "visitor/n2n-login", "", True, None, session))
     # locally there is no "Sign in" button: gradio's local stand-in for it signs in with the machine's own login
     assert not any(isinstance(block, gr.LoginButton) for block in app.demo.blocks.values())
+
+
+# ----------------------------------------------------------------------------- another visitor's session
+
+
+def test_another_session_cannot_push_denoise_with_or_start_from_my_model(visitor, stranger, fake, tmp_path,
+                                                                          photo_folder):
+    """Model names show in the page and are short: knowing one must not be enough."""
+    client, name = visitor
+    image = handle_file(str(plain_image(tmp_path)))
+    message = refusal(lambda: stranger.predict(name, "stranger/stolen", VISITOR_TOKEN, True, api_name="/push"))
+    assert message.startswith("No model fine-tuned in this session"), message
+    assert fake.log == []
+    for model, compare in ((name, []), ("tiny", [name])):
+        message = refusal(lambda: stranger.predict(image, model, "", compare, api_name="/denoise"))
+        assert message.startswith(f"Unknown model {name!r}") or (compare and "not in the list of choices" in message), message
+    photo = handle_file(str(next(photo_folder.glob("*.png"))))
+    message = refusal(lambda: stranger.predict([photo], "gaussian", steps=1, init=name, api_name="/finetune"))
+    assert message.startswith(f"Unknown model {name!r}"), message
+    # its own session still can
+    *_, source = client.predict(image, name, api_name="/denoise")
+    assert "fine-tuned in this session" in source
+
+
+def test_another_session_cannot_stop_my_run(server, stranger, photo_folder):
+    owner = Client(server[1], verbose=False)
+    try:
+        job = owner.submit([handle_file(str(next(photo_folder.glob("*.png"))))], "gaussian", steps=app.MAX_STEPS,
+                           api_name="/finetune")
+
+        def steps() -> int:
+            return max([p["step"] for update in job.outputs() for p in plot_points(update[0])] or [0])
+
+        deadline = time.monotonic() + 180
+        while steps() == 0 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        stranger.predict(api_name="/stop")
+        stopped_at = steps()
+        while steps() < stopped_at + 3 and time.monotonic() < deadline and not job.done():
+            time.sleep(0.2)
+        assert not job.done() and steps() >= stopped_at + 3, "another visitor's /stop stopped this run"
+        owner.predict(api_name="/stop")
+        *_, status, _, _ = job.result(timeout=120)
+        assert "stopped" in status and steps() < app.MAX_STEPS
+    finally:
+        owner.close()
+
+
+def plot_points(plot) -> list[dict]:
+    """The rows of a LinePlot value as the client receives it (step 0: the app's empty anchors)."""
+    if not plot:
+        return []
+    plot = plot.get("value", plot) if isinstance(plot, dict) else plot
+    return [row for row in (dict(zip(plot["columns"], r)) for r in plot["data"]) if row["step"] > 0]
+
+
+def test_files_of_another_session_are_not_served(server, visitor):
+    """The checkpoint, uploads and zip of a run sit under the system temp dir: none is served by path."""
+    _, url = server
+    _, name = visitor
+    run = app._FINETUNED[name].parent  # WORK/runs/<random>/
+    files = [app._FINETUNED[name] / hub.WEIGHTS_NAME, app._FINETUNED[name] / hub.CONFIG_NAME, run / "data" / "000.png",
+             run / f"{name}.zip"]
+    assert all(f.is_file() for f in files)
+    for path in files:
+        for link in (f"gradio_api/file={path}", f"gradio_api/file={app.WORK}/../{path.relative_to(app.WORK.parent)}"):
+            assert httpx.get(url + link, timeout=30).status_code in (403, 404), link
+
+
+# ----------------------------------------------------------------------------- path-like inputs, sizes
+
+
+def test_path_like_inputs_reach_no_server_file(server, visitor, canary, tmp_path):
+    """Every text input that could name a file, and every file input given a server path, is refused
+    without opening anything there (/denoise's model and Hub boxes: test_reliability)."""
+    _, url = server
+    client, name = visitor
+    photo = handle_file(str(plain_image(tmp_path)))
+    config = str(canary / hub.CONFIG_NAME)
+    for init in (str(canary), "../" * 8 + str(canary).lstrip("/"), f"file://{canary}", "./tiny", "n2n/..", ".."):
+        message = refusal(lambda: client.predict([photo], "gaussian", steps=1, init=init, api_name="/finetune"))
+        assert message.startswith("Cannot start from") or message.startswith("Unknown model"), message
+    for pushed in (str(canary), config):
+        message = refusal(lambda: client.predict(pushed, "visitor/x", VISITOR_TOKEN, True, api_name="/push"))
+        assert message.startswith("No model fine-tuned in this session"), message
+    for repo in ("../x", "visitor/..", "/etc/passwd", "visitor/x/../../y", "visitor/x@main", "visitor/x:sub", "visitor"):
+        message = refusal(lambda: client.predict(name, repo, VISITOR_TOKEN, True, api_name="/push"))
+        assert message == "Give the Hub repo as owner/name.", message
+    server_file = {"path": config, "meta": {"_type": "gradio.FileData"}}  # a file never uploaded
+    for api, data in (("corrupt", [server_file, "gaussian", 25, 0]),
+                      ("finetune", [[server_file], "gaussian", "synthetic", None, *app.API_DEFAULT_RANGE, "auto", 1,
+                                    "scratch", False, 0])):
+        event = httpx.post(url + f"gradio_api/call/{api}", json={"data": data}, timeout=30).json()["event_id"]
+        answer = httpx.get(url + f"gradio_api/call/{api}/{event}", timeout=60).text
+        assert "event: error" in answer and "event: complete" not in answer, (api, answer)
+    assert _OPENED == [], "an input reached these files"
+
+
+def test_finetune_budget_is_bounded(visitor, photo_folder, tmp_path):
+    """Steps and uploads per run have ceilings (pixels per image: test_reliability's bomb.png)."""
+    client, _ = visitor
+    photo = handle_file(str(next(photo_folder.glob("*.png"))))
+    for kind in ("synthetic", "zero-shot"):
+        for steps in (app.MAX_STEPS + 1, 10**9, 0):
+            message = refusal(lambda: client.predict([photo], "gaussian", kind, steps=steps, api_name="/finetune"))
+            assert re.search(r"(?i)steps|maximum|minimum", message), message
+    tiny = tmp_path / "tiny"
+    tiny.mkdir()
+    from n2n.io import write_image
+    import numpy as np
+
+    many = [handle_file(str(write_image(tiny / f"{k:03d}.png", np.full((8, 8, 3), k, np.uint8))))
+            for k in range(app.MAX_UPLOADS + 1)]
+    message = refusal(lambda: client.predict(many, "gaussian", steps=1, api_name="/finetune"))
+    assert message.startswith(f"Too many images: {app.MAX_UPLOADS + 1} files"), message

@@ -32,7 +32,7 @@ import pandas as pd
 import torch
 
 from n2n import baselines, finetune as ft, hub
-from n2n.infer import denoise as n2n_denoise
+from n2n.infer import denoise as n2n_denoise, resolve_precision
 from n2n.io import ImageError, centre_crop, from_float, read_image, split_alpha, to_float, write_image
 from n2n.metrics import psnr, ssim
 from n2n.noise import NOISE_MODELS, corrupt as n2n_corrupt, get_noise
@@ -311,8 +311,11 @@ def describe_source(ref: str, loaded: hub.LoadedModel) -> str:
     else:
         where = "a local checkpoint"
     targets = "clean targets (Noise2Clean)" if config.get("clean_targets") else "noisy targets (Noise2Noise)"
+    device = next(loaded.model.parameters()).device
+    precision = resolve_precision("auto", device)
+    hardware = "GPU" if device.type == "cuda" else "CPU" + (" with native bf16" if precision == "bf16" else "")
     return (f"Model **{ref}** served from {where}: trained for {config.get('noise', '?')} noise with "
-            f"{targets}, {config.get('steps', '?')} steps.")
+            f"{targets}, {config.get('steps', '?')} steps. Ran in {precision} on the {hardware}.")
 
 
 def run_method(method: str, noisy: np.ndarray, noise: str, param: float, progress) -> np.ndarray:

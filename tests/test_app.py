@@ -141,6 +141,8 @@ def test_bundled_gaussian_model_raises_psnr(client, clean_png):
     gain = psnr(clean, png(denoised)) - psnr(clean, png(noisy_path))
     assert gain > 3, f"the bundled gaussian model gained only {gain:.2f} dB at σ = 25"
     assert "bundled" in source
+    from n2n.infer import resolve_precision
+    assert f"Ran in {resolve_precision('auto')} on the CPU" in source  # the precision and device that served it
 
 
 def test_finetune_streams_progress_and_ends_with_a_checkpoint(client, photo_folder, clean_png, tmp_path):

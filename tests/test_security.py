@@ -296,8 +296,8 @@ def test_path_like_inputs_reach_no_server_file(server, visitor, canary, tmp_path
     assert _OPENED == [], "an input reached these files"
 
 
-def test_finetune_budget_is_bounded(visitor, photo_folder, tmp_path):
-    """Steps and uploads per run have ceilings (pixels per image: test_reliability's bomb.png)."""
+def test_finetune_budget_is_bounded(visitor, photo_folder, tmp_path, monkeypatch):
+    """Steps, uploads and pixels per run have ceilings (pixels per image: test_reliability's bomb.png)."""
     client, _ = visitor
     photo = handle_file(str(next(photo_folder.glob("*.png"))))
     for kind in ("synthetic", "zero-shot"):
@@ -313,3 +313,7 @@ def test_finetune_budget_is_bounded(visitor, photo_folder, tmp_path):
             for k in range(app.MAX_UPLOADS + 1)]
     message = refusal(lambda: client.predict(many, "gaussian", steps=1, api_name="/finetune"))
     assert message.startswith(f"Too many images: {app.MAX_UPLOADS + 1} files"), message
+    monkeypatch.setattr(app, "MAX_TRAIN_PIXELS", 2 * 72 * 96 - 1)  # two of the photos, less one pixel
+    photos = [handle_file(str(p)) for p in sorted(photo_folder.glob("*.png"))[:2]]
+    message = refusal(lambda: client.predict(photos, "gaussian", steps=1, api_name="/finetune"))
+    assert message.startswith("The images hold over"), message

@@ -658,7 +658,7 @@ def push_to_hub(name, repo_id, token="", private=True, oauth_token: gr.OAuthToke
 
     The token box is emptied at once: gradio keeps a session's inputs for "Share via Link" pages.
     """
-    yield "Pushing…", ""
+    yield "", ""
     repo_id = (repo_id or "").strip()
     if not name or name not in _FINETUNED or _OWNERS.get(name) != session_key(request):
         raise UserError("No model fine-tuned in this session to push: run a fine-tuning first.")
@@ -869,7 +869,8 @@ def build_demo(extra_models=None) -> gr.Blocks:
                         ).success(after_finetune, [ft_name, session_models], [model_dd, compare, session_models], **private)
         stop_btn.click(stop_run, None, None, queue=False, api_name="stop")
         use_btn.click(use_in_denoise, [ft_name, session_models], [model_dd, hub_box, tabs], **private)
-        push_btn.click(push_to_hub, [ft_name, repo_box, token_box, private_cb], [push_md, token_box], api_name="push")
+        push_btn.click(push_to_hub, [ft_name, repo_box, token_box, private_cb], [push_md, token_box], api_name="push",
+                       show_progress_on=push_md)
         demo.load(refresh_lists, session_models, [model_dd, compare, ft_init], **private)
         demo.unload(on_unload)
     demo.queue(default_concurrency_limit=2, max_size=32)

@@ -6,6 +6,10 @@
     torchrun --nproc_per_node 8 train_space.py --all ...            # DistributedDataParallel
     python train_space.py --smoke --data DIR --out DIR              # seconds long, for tests
     nice python train_space.py --campaign                           # the standing campaign (below)
+    python train_space.py --campaign --gpu --minutes 7 --batch-size 64 --crop 128 --workers 12 \
+        --eval-every 200 --replace-every 0 --eval "" --out $OUT/checkpoints --work $OUT/work
+                                                                    # one GPU (after cp -r checkpoints $OUT/)
+    python train_space.py --adopt DIR/checkpoints                   # back here: keep what beats ours
 
 The campaign trains the bundled models in order of need (CAMPAIGN), for as long as it runs:
 it resumes from what is committed, scores the run on a fixed Kodak subset every --eval-every
@@ -106,6 +110,10 @@ CAMPAIGN = [
 ROUND = [  # then, round after round: a warm restart of each model from its own weights
     Stage(n, n.removesuffix("-n2c"), 10000, 1e-4, init=n, clean_targets=n.endswith("-n2c"))
     for n in ("gaussian", "poisson", "impulse", "gaussian-n2c", "text", "bernoulli")
+]
+GPU = [  # one GPU for minutes (issue 11 §4): every model from its own weights, large batches (set by flags)
+    Stage(n, n.removesuffix("-n2c"), 1500, 2e-4, init=n, clean_targets=n.endswith("-n2c"), index=1000 + i)
+    for i, n in enumerate(("gaussian", "gaussian-n2c", "poisson", "impulse", "text", "bernoulli"))
 ]
 SMOKE = [Stage("gaussian", "gaussian", 6, 1e-3), Stage("poisson", "poisson", 4, 1e-3, init="gaussian")]
 MARKER = "campaign.json"  # in a run's folder: the Stage it runs
@@ -219,9 +227,41 @@ def campaign(args, base: dict) -> None:
         raise SystemExit(f"--val {args.val}: no images for the quick eval")
     print(f"campaign in {resolve_precision('auto')} on {os.cpu_count()} CPUs; quick eval: {len(files)} images "
           f"of {args.val}", flush=True)
+    if args.gpu:  # each model gets an equal share of --minutes, and goes on to the next when it is up
+        share = (deadline - time.monotonic()) / len(GPU)
+        for stage in GPU:
+            stage = dataclasses.replace(stage, steps=4) if args.smoke else stage
+            end = time.monotonic() + share
+            run_stage(stage, args, base, files, lambda: stop() or time.monotonic() > end)
+        return
     for stage in stages(SMOKE, []) if args.smoke else stages(CAMPAIGN, ROUND):
         if stop() or not run_stage(stage, args, base, files, stop):
             break  # stopped in the middle: the next start picks up here
+
+
+def adopt(source: Path, args) -> list[str]:
+    """Bring in checkpoints trained elsewhere (a GPU run's folder): each replaces --out/NAME only if
+    it scores higher here on the quick eval, keeping NAME's place in the campaign; then evaluated in
+    full and its card rewritten. Returns the names adopted."""
+    files = list_images(args.val)[: args.quick_images]
+    adopted = []
+    for directory in sorted(p for p in Path(source).iterdir() if (p / hub.WEIGHTS_NAME).is_file()):
+        bundled = Path(args.out) / directory.name
+        new = hub.load_dir(directory)
+        score = quick_score(new.model, new.config["noise"], files)
+        old = hub.read_config(bundled) if (bundled / hub.CONFIG_NAME).is_file() else {}
+        best = quick_score(hub.load_dir(bundled).model, old["noise"], files) if old else -math.inf
+        print(f"{directory.name}: {score:.3f} dB on the quick eval, committed {best:.3f}", flush=True)
+        if score <= best + 1e-3:
+            continue
+        made = (new.config.get("history") or ["trained elsewhere"])[-1]
+        config = (old or new.config) | {"history": old.get("history", []) + [f"adopted ({made})"]}
+        hub.save(new.model, bundled, config)
+        evaluate_checkpoint(bundled, [s for s in args.eval.split(",") if s], args.eval_limit,
+                            [b for b in args.eval_baselines.split(",") if b], reuse=old.get("eval", []))
+        hub.write_model_card(bundled)
+        adopted.append(directory.name)
+    return adopted
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -250,6 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--eval-limit", type=int, default=0, help="evaluate on the first N images of each set only")
     parser.add_argument("--eval-only", action="store_true", help="skip training: evaluate the existing checkpoints")
     parser.add_argument("--campaign", action="store_true", help="the standing training campaign (see above)")
+    parser.add_argument("--gpu", action="store_true", help="--campaign: the GPU plan (GPU), --minutes shared by the six models")
+    parser.add_argument("--adopt", metavar="DIR", default="", help="bring in the checkpoints in DIR that beat the committed ones")
     parser.add_argument("--work", default="runs/campaign", help="--campaign: folder of the runs in progress")
     parser.add_argument("--minutes", type=float, default=0, help="--campaign: stop after this long (0: until a signal)")
     parser.add_argument("--eval-every", type=int, default=1000, help="--campaign: quick eval every N steps")
@@ -279,6 +321,9 @@ def main(argv=None) -> None:
         args.steps = min(args.steps, 4)
     if args.campaign:
         campaign(args, base)
+        return
+    if args.adopt:
+        print(f"adopted: {', '.join(adopt(Path(args.adopt), args)) or 'none'}")
         return
     plan = [(args.noise, args.init, args.steps)]
     if args.all:

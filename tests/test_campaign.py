@@ -87,3 +87,37 @@ def test_campaign_goes_on_from_a_committed_unfinished_run(photo_folder, tmp_path
     stop = lambda: seen.append(1) and False  # noqa: E731
     assert train_space.run_stage(gaussian, args, base, files, stop)
     assert len(seen) == gaussian.steps - 2  # only the remaining steps ran
+
+
+def test_gpu_plan_then_adopt_keeps_only_what_beats_ours(photo_folder, tmp_path):
+    """The GPU plan (--gpu --smoke here, on the CPU) trains every model from its own weights into a
+    copy of checkpoints/; --adopt then brings in exactly those that score higher here."""
+    gpu_out = tmp_path / "gpu" / "checkpoints"
+    shutil.copytree(hub.CHECKPOINTS, gpu_out, ignore=shutil.ignore_patterns("training_state*"))
+    train_space.main(["--campaign", "--gpu", "--smoke", "--data", str(photo_folder), "--val", str(photo_folder),
+                      "--quick-images", "1", "--eval-every", "2", "--replace-every", "0", "--eval", "",
+                      "--out", str(gpu_out), "--work", str(tmp_path / "gpu" / "work")])
+    names = [s.name for s in train_space.GPU]
+    assert all(json.loads((tmp_path / "gpu" / "work" / n / "config.json").read_text())["steps"] == 4 for n in names)
+
+    here = tmp_path / "here"
+    shutil.copytree(hub.CHECKPOINTS, here, ignore=shutil.ignore_patterns("training_state*"))
+    torch.manual_seed(0)
+    hub.save(build_model("unet", in_channels=3, out_channels=3), here / "impulse",  # an untrained impulse
+             hub.read_config(here / "impulse"))
+    args = train_space.build_parser().parse_args([
+        "--val", str(photo_folder), "--quick-images", "1", "--out", str(here), "--eval", str(photo_folder),
+        "--eval-limit", "1", "--eval-baselines", "median"])
+    files = sorted(photo_folder.iterdir())[:1]
+    score = lambda d, n: train_space.quick_score(hub.load_dir(d / n).model, hub.read_config(d / n)["noise"], files)  # noqa: E731
+    expected = [n for n in sorted(names) if score(gpu_out, n) > score(here, n) + 1e-3]
+    before = {n: (here / n / hub.WEIGHTS_NAME).read_bytes() for n in names}
+    assert "impulse" in expected
+    assert train_space.adopt(gpu_out, args) == expected
+    for n in names:
+        changed = (here / n / hub.WEIGHTS_NAME).read_bytes() != before[n]
+        assert changed == (n in expected), n
+    config = hub.read_config(here / "impulse")
+    made = (hub.read_config(gpu_out / "impulse").get("history") or ["trained elsewhere"])[-1]
+    assert config["history"][-1] == f"adopted ({made})"
+    assert config["eval"][0]["images"] == 1

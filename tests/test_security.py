@@ -182,6 +182,9 @@ def test_the_login_token_is_used_when_the_box_is_empty(visitor, fake):
     cookie, signed by the Space, cannot be made here): the handler is called as gradio calls it."""
     import gradio as gr
 
+    from gradio.utils import oauth_token_requirement
+
+    assert oauth_token_requirement(app.push_to_hub) == "optional"  # gradio injects the login, or None
     client, name = visitor
     login = gr.OAuthToken(token=OAUTH_TOKEN, scope="openid profile write-repos manage-repos",
                           expires_at=int(time.time()) + 3600)

@@ -26,6 +26,30 @@ def test_poisson_has_no_uint8_wrap_and_right_variance():
     assert abs(noisy.var() - 0.999 / 30.0) < 0.004
 
 
+@pytest.mark.parametrize("lam", [5.0, 30.0])
+def test_poisson_is_counts_over_lambda_with_variance_x_over_lambda(lam):
+    """Shot noise, not a Gaussian of constant variance: λ·noisy is a whole number of photons, and the
+    variance grows with the intensity, x/λ, at dark, mid and bright pixels (9× apart from 0.1 to 0.9)."""
+    for k, x in enumerate((0.1, 0.5, 0.9)):
+        noisy = corrupt(np.full((128, 128, 3), x, np.float32), "poisson", lam, np.random.default_rng(k))
+        counts = noisy.astype(np.float64) * lam
+        assert np.abs(counts - np.round(counts)).max() < 1e-3 and counts.min() >= 0, (lam, x)
+        # 49,152 samples: the sample mean and variance are within ~1 % of the truth; allow 5 %
+        assert abs(noisy.mean() - x) < 0.05 * x, (lam, x, noisy.mean())
+        assert abs(noisy.var() / (x / lam) - 1) < 0.05, (lam, x, noisy.var(), x / lam)
+
+
+@pytest.mark.parametrize("sigma", [10.0, 50.0])
+def test_gaussian_is_white_with_sigma_on_the_255_scale(sigma):
+    """Zero mean, standard deviation σ/255 whatever the intensity, no correlation between neighbours or channels."""
+    for k, x in enumerate((0.1, 0.9)):
+        noise = corrupt(np.full((128, 128, 3), x, np.float32), "gaussian", sigma, np.random.default_rng(k)) - x
+        assert abs(noise.mean()) < 0.02 * sigma / 255
+        assert abs(noise.std() / (sigma / 255) - 1) < 0.02, (sigma, x, noise.std() * 255)
+        for a, b in ((noise[:, 1:], noise[:, :-1]), (noise[1:], noise[:-1]), (noise[..., 1:], noise[..., :-1])):
+            assert abs(np.corrcoef(a.ravel(), b.ravel())[0, 1]) < 0.02
+
+
 def test_median_of_many_text_corruptions_is_clean():
     clean = photo(48)
     rng = np.random.default_rng(0)
@@ -57,6 +81,36 @@ def test_bernoulli_drop_rate_and_mask(p):
     assert mask.shape == (96, 96, 1)
     assert abs(1 - mask.mean() - p) < 0.03
     assert np.all(noisy[mask[..., 0] == 0] == 0) and np.allclose(noisy * mask, clean * mask)
+
+
+@pytest.mark.parametrize("p", [0.1, 0.25, 0.5])
+def test_text_covers_the_asked_fraction_in_random_colours(p):
+    """The fraction p of pixels covered, over the whole range the models are trained on; strings in
+    many colours (all channels of a covered pixel replaced); uncovered pixels untouched."""
+    clean = photo(128)
+    for seed in range(3):
+        noisy = corrupt(clean, "text", p, np.random.default_rng(seed))
+        covered = np.any(noisy != clean, axis=2)
+        assert abs(covered.mean() - p) < 0.03, (p, seed, covered.mean())
+        assert np.array_equal(noisy[~covered], clean[~covered])
+        colours = np.unique(noisy[covered].round(4), axis=0)
+        assert len(colours) >= 3, colours  # several strings, each its own colour
+        assert np.all(np.isin(np.round(noisy[covered] * 255, 3), np.arange(256)))  # 8-bit colours
+
+
+def test_impulse_values_are_uniform_on_0_1_per_channel():
+    """Random-valued impulse noise, not salt-and-pepper: a hit pixel gets a colour drawn uniformly
+    on [0, 1] in each channel independently."""
+    clean = np.full((200, 200, 3), 0.5, np.float32)
+    noisy = corrupt(clean, "impulse", 0.5, np.random.default_rng(3))
+    hit = np.any(noisy != clean, axis=2)
+    assert abs(hit.mean() - 0.5) < 0.02
+    values = noisy[hit]  # (N, 3), N ≈ 20,000
+    assert values.min() >= 0.0 and values.max() <= 1.0
+    counts = np.histogram(values, bins=10, range=(0.0, 1.0))[0] / values.size
+    assert np.all(np.abs(counts - 0.1) < 0.01), counts  # each tenth of [0, 1] gets its tenth (salt-and-pepper: 0 and 1 only)
+    assert abs(values.mean() - 0.5) < 0.01 and abs(values.var() - 1 / 12) < 0.003
+    assert abs(np.corrcoef(values[:, 0], values[:, 1])[0, 1]) < 0.03  # a colour, not a grey level
 
 
 @pytest.mark.parametrize("p", [0.2, 0.7])

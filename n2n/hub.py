@@ -168,8 +168,11 @@ HUB_REPO_ENV = "N2N_HUB_REPO"  # owner/repo[@revision] whose subfolders NAME ser
 _NAME_RE = re.compile(r"^[\w.-]+$")
 
 
-def resolve(name_or_dir: str) -> LoadedModel:
+def resolve(name_or_dir: str, anonymous: bool = False) -> LoadedModel:
     """A bundled name, a checkpoint directory, or a Hub reference `owner/repo[@revision][:subfolder]`.
+
+    anonymous: fetch a Hub reference with no token at all (the app, for a visitor's reference:
+    never the Space's HF_TOKEN); the `N2N_HUB_REPO` lookup of a name keeps the machine's token.
 
     With `N2N_HUB_REPO=owner/repo[@revision]` set, a model name is first looked up on the Hub
     as `owner/repo@revision:NAME`; when that fails (offline, unreachable, not there, broken),
@@ -186,7 +189,7 @@ def resolve(name_or_dir: str) -> LoadedModel:
         return load_dir(CHECKPOINTS / ref, source=f"bundled:{ref}")
     if _REPO_RE.match(ref):
         from .hub_remote import load_from_hub  # the network part, imported only when used
-        return load_from_hub(ref)
+        return load_from_hub(ref, anonymous=anonymous)
     known = ", ".join(bundled_names()) or "none bundled"
     raise CheckpointError(f"no model {ref!r}: give a bundled name ({known}), a checkpoint folder, or owner/repo on the Hub")
 

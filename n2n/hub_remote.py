@@ -48,21 +48,25 @@ def parse_ref(ref: str) -> tuple[str, str | None, str | None]:
     return repo_id, revision or None, subfolder
 
 
-def load_from_hub(ref: str) -> LoadedModel:
+def load_from_hub(ref: str, anonymous: bool = False) -> LoadedModel:
     """Load `owner/repo[@revision][:subfolder]` from the Hub (or its local cache), strict keys, no pickle.
 
     `LoadedModel.source` is `hub:owner/repo@revision[:subfolder]`, followed by a note in
     parentheses when the files came from the cache because the Hub was not asked or did not answer.
+    anonymous: send no token at all (a visitor's reference in the app: never the Space's HF_TOKEN
+    or saved login); otherwise huggingface_hub's own (HF_TOKEN, then the saved login).
     """
     repo_id, revision, subfolder = parse_ref(ref)
     revision = revision or "main"
     label = f"{repo_id}@{revision}" + (f":{subfolder}" if subfolder else "")
-    folder, note = _fetch(repo_id, revision, subfolder, label)
+    folder, note = _fetch(repo_id, revision, subfolder, label, token=False if anonymous else None)
     return hub.load_dir(folder, source=f"hub:{label}" + (f" ({note})" if note else ""), name=f"Hub checkpoint {label}")
 
 
-def _fetch(repo_id: str, revision: str, subfolder: str | None, label: str) -> tuple[Path, str]:
-    """Download (or find in the cache) config.json then model.safetensors; return their folder and a note."""
+def _fetch(repo_id: str, revision: str, subfolder: str | None, label: str,
+           token: bool | None = None) -> tuple[Path, str]:
+    """Download (or find in the cache) config.json then model.safetensors; return their folder and a note.
+    token: False for none at all, None for huggingface_hub's default."""
     import httpx2
     from huggingface_hub import constants, hf_hub_download, try_to_load_from_cache
     from huggingface_hub.errors import (FileMetadataError, HfHubHTTPError, LocalEntryNotFoundError,
@@ -81,7 +85,7 @@ def _fetch(repo_id: str, revision: str, subfolder: str | None, label: str) -> tu
         # One HEAD without retries first: hf_hub_download retries a failed connection with
         # back-off for ~20 s when nothing is cached, far too long for the bundled fallback.
         try:
-            size = _probe(repo_id, revision, subfolder)
+            size = _probe(repo_id, revision, subfolder, token=token)
             if size is not None and size > hub.MAX_CONFIG_BYTES:  # refused before it is downloaded
                 raise CheckpointError(f"Hub checkpoint {label}: {CONFIG_NAME} is {hub._size(size)}, far more than "
                                       "an n2n config needs")
@@ -96,7 +100,7 @@ def _fetch(repo_id: str, revision: str, subfolder: str | None, label: str) -> tu
                 unreachable = problem  # Hub down: straight to the cache, no retries
     kwargs = dict(repo_id=repo_id, revision=revision, subfolder=subfolder, library_name="n2n",
                   library_version=_version(), local_files_only=unreachable is not None,
-                  etag_timeout=_metadata_timeout())
+                  etag_timeout=_metadata_timeout(), token=token)
     wanted = CONFIG_NAME
     try:
         config_path = Path(hf_hub_download(filename=CONFIG_NAME, **kwargs))
@@ -111,7 +115,7 @@ def _fetch(repo_id: str, revision: str, subfolder: str | None, label: str) -> tu
         weights_file = f"{subfolder}/{WEIGHTS_NAME}" if subfolder else WEIGHTS_NAME
         cached = isinstance(try_to_load_from_cache(repo_id, weights_file, revision=kwargs["revision"]), str)
         if not kwargs["local_files_only"] and not cached:  # (a cached file's size is checked by load_dir)
-            hub.check_weights_size(_probe(repo_id, kwargs["revision"], subfolder, WEIGHTS_NAME),
+            hub.check_weights_size(_probe(repo_id, kwargs["revision"], subfolder, WEIGHTS_NAME, token),
                                    f"Hub checkpoint {label}")
         weights_path = Path(hf_hub_download(filename=WEIGHTS_NAME, **kwargs))
     except RepositoryNotFoundError:
@@ -141,14 +145,15 @@ def _fetch(repo_id: str, revision: str, subfolder: str | None, label: str) -> tu
     return folder, note
 
 
-def _probe(repo_id: str, revision: str, subfolder: str | None, filename: str = CONFIG_NAME) -> int | None:
+def _probe(repo_id: str, revision: str, subfolder: str | None, filename: str = CONFIG_NAME,
+           token: bool | None = None) -> int | None:
     """A single HEAD of `filename`, no retries: its size in bytes (None if the Hub does not say), or
     raises what the Hub (or the network) says."""
     from huggingface_hub import get_hf_file_metadata, hf_hub_url
 
     url = hf_hub_url(repo_id, filename, subfolder=subfolder, revision=revision)
     return get_hf_file_metadata(url, timeout=_metadata_timeout(), library_name="n2n",
-                                library_version=_version()).size
+                                library_version=_version(), token=token).size
 
 
 def _metadata_timeout() -> float:

@@ -306,6 +306,17 @@ def test_download_loads_and_denoises_like_the_folder(fake, tiny_checkpoint):
     assert all("n2n" in r["headers"].get("user-agent", "") for r in fake.log)
 
 
+def test_anonymous_loads_never_send_the_machines_token(fake, monkeypatch):
+    """The app loads a visitor's Hub reference anonymously: the Space's HF_TOKEN stays home (issue 15).
+    Without `anonymous` (the CLI, N2N_HUB_REPO) huggingface_hub's own token goes along as before."""
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    hub.resolve("n2n/tiny", anonymous=True)
+    assert fake.log and not any("authorization" in r["headers"] for r in fake.log)
+    fake.log.clear()
+    hub.resolve("n2n/zoo:gaussian")
+    assert fake.log and all(r["headers"].get("authorization") == f"Bearer {TOKEN}" for r in fake.log)
+
+
 def test_second_load_reuses_the_cache(fake):
     first = hub.resolve("n2n/zoo:gaussian")
     fake.log.clear()

@@ -206,7 +206,7 @@ def train(config: TrainConfig, stop=lambda: False) -> Iterator[dict]:
     loader = DataLoader(dataset, batch_size=config.batch_size // world or 1, sampler=indices,
                         num_workers=config.workers, persistent_workers=config.workers > 0)
     val_pairs = validation_set(config) if rank == 0 else []
-    generator = torch.Generator().manual_seed(config.seed + start)
+    generator = torch.Generator()  # Neighbor2Neighbor's sub-sampling, seeded per step below
     last_val = None
     t0, step = time.perf_counter(), start
 
@@ -228,6 +228,8 @@ def train(config: TrainConfig, stop=lambda: False) -> Iterator[dict]:
                                             for t in (noisy_source, noisy_target, mask))
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             if config.mode == "single":
+                # from (seed, step) alone, so that a resumed run draws what an uninterrupted one would
+                generator.manual_seed(int(np.random.SeedSequence([config.seed, step]).generate_state(1)[0]))
                 loss = _neighbor2neighbor_loss(net, noisy_source, step / config.steps, config.n2n_gamma, generator)
             else:
                 denoised = net(noisy_source).float()

@@ -21,8 +21,9 @@ gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # app.py lives at the repository root
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # app.py and ui/ live at the repository root
 import app  # noqa: E402
+from ui import registry  # noqa: E402
 from n2n import hub  # noqa: E402
 from n2n.infer import denoise  # noqa: E402
 from n2n.io import read_image, to_float, write_image  # noqa: E402
@@ -109,7 +110,7 @@ def test_denoise_serves_the_model_and_compares_baselines(client, clean_png):
     assert result.shape == noisy.shape and result.dtype == np.uint8
     assert np.array_equal(png(denoised), result) and np.array_equal(png(shown_noisy), noisy)
     # exactly what the library gives for this model and image
-    assert np.array_equal(result, denoise(hub.load_model(app._EXTRA["tiny"]), noisy))
+    assert np.array_equal(result, denoise(hub.load_model(registry.EXTRA["tiny"]), noisy))
     assert "tiny" in source and "local checkpoint" in source
     captions = [item["caption"].split(" · ")[0] for item in gallery]
     assert captions == ["noisy input", "tiny", "non-local means (OpenCV)", "median filter"]
@@ -190,7 +191,7 @@ def test_finetune_on_noisy_data_only(client, photo_folder, tmp_path, kind):
     with zipfile.ZipFile(archive) as z:
         config = json.loads(z.read(f"{name}/config.json"))
     assert config["mode"] == kind and config["steps"] == 2 and config["loss"] == "l1"
-    assert config["train_config"]["init"] == str(app._EXTRA["tiny"])
+    assert config["train_config"]["init"] == str(registry.EXTRA["tiny"])
 
 
 def test_finetune_stops_when_asked(client, photo_folder):

@@ -35,8 +35,9 @@ from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # app.py and benchmarks/ live at the repository root
+sys.path.insert(0, str(ROOT))  # app.py, ui/ and benchmarks/ live at the repository root
 import app  # noqa: E402
+from ui import common, registry  # noqa: E402
 from benchmarks.load import run_load  # noqa: E402
 from conftest import photo  # noqa: E402
 from n2n import finetune as ft, hub  # noqa: E402
@@ -167,7 +168,7 @@ def refusal(call) -> str:
     message = str(err.value)
     assert message and "\n" not in message and "Traceback" not in message
     assert "upstream Gradio app has raised an exception" not in message  # Gradio's word for an unhandled crash
-    for server_path in (os.path.join(tempfile.gettempdir(), "gradio"), str(app.WORK), str(ROOT)):
+    for server_path in (os.path.join(tempfile.gettempdir(), "gradio"), str(common.WORK), str(ROOT)):
         assert server_path not in message, message  # no paths of the server's files
     return message
 
@@ -264,7 +265,7 @@ def test_hub_dropping_mid_download_serves_the_bundled_model_with_a_notice(server
                                 "gaussian/model.safetensors": _safetensors(hub_weights)})
         _point_client_at(monkeypatch, fake.url, tmp_path / "hf" / "hub")
         monkeypatch.setenv(hub.HUB_REPO_ENV, "n2n/zoo")
-        monkeypatch.setattr(app, "_CACHE", OrderedDict())  # load afresh, and forget the fallback afterwards
+        monkeypatch.setattr(registry, "_CACHE", OrderedDict())  # load afresh, and forget the fallback afterwards
         image = plain_image(tmp_path)
         start = time.monotonic()
         _, _, _, download, source = client.predict(handle_file(str(image)), "gaussian", api_name="/denoise")
@@ -278,7 +279,7 @@ def test_hub_dropping_mid_download_serves_the_bundled_model_with_a_notice(server
         fake.down, fake.healed = False, True
         *_, source = client.predict(handle_file(str(image)), "gaussian", api_name="/denoise")
         assert "bundled checkpoint" in source, source
-        monkeypatch.setattr(app, "_FALLBACK_S", 0.0)
+        monkeypatch.setattr(registry, "_FALLBACK_S", 0.0)
         _, _, _, download, source = client.predict(handle_file(str(image)), "gaussian", api_name="/denoise")
         assert "Hugging Face Hub" in source and "unreachable" not in source, source
         assert not np.array_equal(read_image(download, dtype=None), expected)  # the Hub's weights, not the bundled
@@ -410,7 +411,7 @@ def test_uploads_are_bounded_by_the_server(server):
     assert too_big.status_code == 413, too_big.text
     fine = httpx.post(url + "gradio_api/upload", files={"files": ("small.png", b"\0" * 1000, "image/png")}, timeout=60)
     assert fine.status_code == 200
-    assert app.MAX_PIXELS <= 40_000_000  # and images are refused on their header's size (bomb.png above)
+    assert common.MAX_PIXELS <= 40_000_000  # and images are refused on their header's size (bomb.png above)
 
 
 _WATCHED: list[str] = []  # folders whose opening is recorded while a test watches them

@@ -24,8 +24,9 @@ gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # app.py lives at the repository root
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # app.py and ui/ live at the repository root
 import app  # noqa: E402
+from ui import common, push, registry  # noqa: E402
 from n2n import hub  # noqa: E402
 from test_hub import FakeHub, _point_client_at  # noqa: E402
 from test_reliability import _OPENED, canary, plain_image, refusal  # noqa: E402,F401 (canary: a fixture)
@@ -133,7 +134,7 @@ def test_push_sends_the_visitor_token_and_nothing_else(visitor, fake):
     assert message.startswith(f"Pushed `{name}` to [visitor/n2n-mine]") and box == ""
     assert fake.created == [{"name": "n2n-mine", "organization": "visitor", "visibility": "private", "type": "model"}]
     files = fake.repos["visitor/n2n-mine"]["commits"][fake.repos["visitor/n2n-mine"]["refs"]["main"]]
-    folder = app._FINETUNED[name]
+    folder = registry.FINETUNED[name]
     assert {f: files[f] for f in (hub.CONFIG_NAME, hub.WEIGHTS_NAME)} == {
         f: (folder / f).read_bytes() for f in (hub.CONFIG_NAME, hub.WEIGHTS_NAME)}
     writes = [r for r in fake.log if r["method"] == "POST"]
@@ -184,21 +185,21 @@ def test_the_login_token_is_used_when_the_box_is_empty(visitor, fake):
 
     from gradio.utils import oauth_token_requirement
 
-    assert oauth_token_requirement(app.push_to_hub) == "optional"  # gradio injects the login, or None
+    assert oauth_token_requirement(push.push_to_hub) == "optional"  # gradio injects the login, or None
     client, name = visitor
     login = gr.OAuthToken(token=OAUTH_TOKEN, scope="openid profile write-repos manage-repos",
                           expires_at=int(time.time()) + 3600)
     session = gr.Request(session_hash=client.session_hash)
-    *_, (message, box) = app.push_to_hub(name, "visitor/n2n-login", "", True, login, session)
+    *_, (message, box) = push.push_to_hub(name, "visitor/n2n-login", "", True, login, session)
     assert message.startswith(f"Pushed `{name}`") and box == ""
     assert fake.created and all(r["headers"].get("authorization") == f"Bearer {OAUTH_TOKEN}" for r in fake.log)
     # a typed token is the visitor's explicit choice: it wins over the login
     fake.log.clear()
-    *_, (message, _) = app.push_to_hub(name, "visitor/n2n-login", VISITOR_TOKEN, True, login, session)
+    *_, (message, _) = push.push_to_hub(name, "visitor/n2n-login", VISITOR_TOKEN, True, login, session)
     assert {r["headers"].get("authorization") for r in fake.log} == {f"Bearer {VISITOR_TOKEN}"}
     # and without a login or a token, nothing
     with pytest.raises(gr.Error, match="access token"):
-        list(app.push_to_hub(name, "visitor/n2n-login", "", True, None, session))
+        list(push.push_to_hub(name, "visitor/n2n-login", "", True, None, session))
     # locally there is no "Sign in" button: gradio's local stand-in for it signs in with the machine's own login
     assert not any(isinstance(block, gr.LoginButton) for block in app.demo.blocks.values())
 
@@ -228,7 +229,7 @@ def test_another_session_cannot_push_denoise_with_or_start_from_my_model(visitor
 def test_another_session_cannot_stop_my_run(server, stranger, photo_folder):
     owner = Client(server[1], verbose=False)
     try:
-        job = owner.submit([handle_file(str(next(photo_folder.glob("*.png"))))], "gaussian", steps=app.MAX_STEPS,
+        job = owner.submit([handle_file(str(next(photo_folder.glob("*.png"))))], "gaussian", steps=common.MAX_STEPS,
                            api_name="/finetune")
 
         def steps() -> int:
@@ -244,7 +245,7 @@ def test_another_session_cannot_stop_my_run(server, stranger, photo_folder):
         assert not job.done() and steps() >= stopped_at + 3, "another visitor's /stop stopped this run"
         owner.predict(api_name="/stop")
         *_, status, _, _ = job.result(timeout=120)
-        assert "stopped" in status and steps() < app.MAX_STEPS
+        assert "stopped" in status and steps() < common.MAX_STEPS
     finally:
         owner.close()
 
@@ -261,12 +262,12 @@ def test_files_of_another_session_are_not_served(server, visitor):
     """The checkpoint, uploads and zip of a run sit under the system temp dir: none is served by path."""
     _, url = server
     _, name = visitor
-    run = app._FINETUNED[name].parent  # WORK/runs/<random>/
-    files = [app._FINETUNED[name] / hub.WEIGHTS_NAME, app._FINETUNED[name] / hub.CONFIG_NAME, run / "data" / "000.png",
+    run = registry.FINETUNED[name].parent  # WORK/runs/<random>/
+    files = [registry.FINETUNED[name] / hub.WEIGHTS_NAME, registry.FINETUNED[name] / hub.CONFIG_NAME, run / "data" / "000.png",
              run / f"{name}.zip"]
     assert all(f.is_file() for f in files)
     for path in files:
-        for link in (f"gradio_api/file={path}", f"gradio_api/file={app.WORK}/../{path.relative_to(app.WORK.parent)}"):
+        for link in (f"gradio_api/file={path}", f"gradio_api/file={common.WORK}/../{path.relative_to(common.WORK.parent)}"):
             assert httpx.get(url + link, timeout=30).status_code in (403, 404), link
 
 
@@ -291,7 +292,7 @@ def test_path_like_inputs_reach_no_server_file(server, visitor, canary, tmp_path
         assert message == "Give the Hub repo as owner/name.", message
     server_file = {"path": config, "meta": {"_type": "gradio.FileData"}}  # a file never uploaded
     for api, data in (("corrupt", [server_file, "gaussian", 25, 0]),
-                      ("finetune", [[server_file], "gaussian", "synthetic", None, *app.API_DEFAULT_RANGE, "auto", 1,
+                      ("finetune", [[server_file], "gaussian", "synthetic", None, *common.API_DEFAULT_RANGE, "auto", 1,
                                     "scratch", False, 0])):
         event = httpx.post(url + f"gradio_api/call/{api}", json={"data": data}, timeout=30).json()["event_id"]
         answer = httpx.get(url + f"gradio_api/call/{api}/{event}", timeout=60).text
@@ -304,7 +305,7 @@ def test_finetune_budget_is_bounded(visitor, photo_folder, tmp_path, monkeypatch
     client, _ = visitor
     photo = handle_file(str(next(photo_folder.glob("*.png"))))
     for kind in ("synthetic", "zero-shot"):
-        for steps in (app.MAX_STEPS + 1, 10**9, 0):
+        for steps in (common.MAX_STEPS + 1, 10**9, 0):
             message = refusal(lambda: client.predict([photo], "gaussian", kind, steps=steps, api_name="/finetune"))
             assert re.search(r"(?i)steps|maximum|minimum", message), message
     tiny = tmp_path / "tiny"
@@ -313,10 +314,10 @@ def test_finetune_budget_is_bounded(visitor, photo_folder, tmp_path, monkeypatch
     import numpy as np
 
     many = [handle_file(str(write_image(tiny / f"{k:03d}.png", np.full((8, 8, 3), k, np.uint8))))
-            for k in range(app.MAX_UPLOADS + 1)]
+            for k in range(common.MAX_UPLOADS + 1)]
     message = refusal(lambda: client.predict(many, "gaussian", steps=1, api_name="/finetune"))
-    assert message.startswith(f"Too many images: {app.MAX_UPLOADS + 1} files"), message
-    monkeypatch.setattr(app, "MAX_TRAIN_PIXELS", 2 * 72 * 96 - 1)  # two of the photos, less one pixel
+    assert message.startswith(f"Too many images: {common.MAX_UPLOADS + 1} files"), message
+    monkeypatch.setattr("ui.finetune.MAX_TRAIN_PIXELS", 2 * 72 * 96 - 1)  # two of the photos, less one pixel (where it is read)
     photos = [handle_file(str(p)) for p in sorted(photo_folder.glob("*.png"))[:2]]
     message = refusal(lambda: client.predict(photos, "gaussian", steps=1, api_name="/finetune"))
     assert message.startswith("The images hold over"), message

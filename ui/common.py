@@ -1,0 +1,156 @@
+"""What every tab shares: the limits per visitor, errors shown to visitors, uploads read once and
+checked, files written under WORK, and the noise parameter sliders and their checks."""
+from __future__ import annotations
+
+import re
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+
+from n2n.io import ImageError, from_float, read_image, to_float, write_image
+from n2n.noise import NOISE_MODELS, get_noise
+
+try:  # ZeroGPU Spaces: borrow a GPU for the duration of a call
+    import spaces
+
+    gpu = spaces.GPU
+except ImportError:
+    def gpu(fn=None, **_):
+        """No-op stand-in for `spaces.GPU` (usable bare or with arguments)."""
+        return fn if fn is not None else (lambda f: f)
+
+# Limits per visitor (SECURITY.md)
+MAX_FILE_SIZE = "20mb"  # per upload, enforced by the server (HTTP 413)
+MAX_PIXELS = 16_000_000  # per uploaded image
+MAX_STEPS = 2000  # fine-tuning budget per run
+MAX_UPLOADS = 64  # images per fine-tuning run
+MAX_TRAIN_PIXELS = 64_000_000  # all of a run's images together (they are kept in memory)
+
+WORK = Path(tempfile.gettempdir()) / "n2n-app"  # the system temp dir: Gradio may serve files from it
+IMAGE_SOURCES = ["upload", "webcam", "clipboard"]  # of the image inputs
+
+# The parameter an API call sends when it leaves the slider out: the Gaussian default. For another
+# noise whose range excludes it, it stands for "not given" and that noise's own default is used.
+API_DEFAULT_PARAM = NOISE_MODELS["gaussian"].default
+API_DEFAULT_RANGE = NOISE_MODELS["gaussian"].train_range
+
+
+class UserError(gr.Error):
+    """Bad input, said in plain words to the user; no traceback in the server log."""
+
+    def __init__(self, message: str):
+        super().__init__(message, print_exception=False)
+
+
+def session_key(request: gr.Request | None) -> str | None:
+    return getattr(request, "session_hash", None)
+
+
+# --------------------------------------------------------------------------- files and images
+
+
+def image_input(**kwargs) -> gr.Image:
+    """A gr.Image input (type="filepath") whose upload reaches the handler unopened, for `read` to check.
+
+    gr.Image's own preprocessing opens the file with Pillow first: an empty file, a page or a PDF
+    named .png, or a decompression bomb failed there, before the handler, with no word to the user.
+    (Patched on the instance: Gradio writes a .pyi stub beside any file that subclasses a component.)
+    """
+    component = gr.Image(**kwargs)
+    default = component.preprocess
+
+    def preprocess(payload):
+        if payload is not None and payload.path and not (payload.url or "").startswith("data:"):
+            return str(payload.path)  # Gradio has checked it is a file uploaded to this server
+        return default(payload)
+
+    component.preprocess = preprocess
+    return component
+
+
+def workdir(kind: str = "calls", max_age_s: float = 3 * 3600) -> Path:
+    """A fresh folder for one call's files under WORK/kind; folders older than max_age_s are removed."""
+    root = WORK / kind
+    root.mkdir(parents=True, exist_ok=True)
+    now = time.time()
+    for old in root.iterdir():
+        try:
+            if now - old.stat().st_mtime > max_age_s:
+                shutil.rmtree(old, ignore_errors=True)
+        except OSError:
+            pass
+    return Path(tempfile.mkdtemp(dir=root))
+
+
+def read(path, what: str = "image") -> np.ndarray:
+    """The image at `path` (HxWxC at its own bit depth) or a gr.Error in plain words."""
+    if not path:
+        raise UserError(f"No {what}: upload one first (or pick an example).")
+    try:
+        return read_image(path, dtype=None, max_pixels=MAX_PIXELS)
+    except ImageError as e:
+        raise UserError(e.user_message.replace(str(path), Path(path).name)) from None
+
+
+def save_png(path: Path, colour: np.ndarray, like: np.ndarray, alpha: np.ndarray | None = None) -> str:
+    """Write `colour` (float or int) as a PNG at the bit depth of `like`, alpha appended; return the path."""
+    out = colour if colour.dtype == like.dtype else from_float(to_float(colour), like.dtype)
+    if alpha is not None:
+        out = np.concatenate([out, alpha.astype(out.dtype)], axis=2)
+    return str(write_image(path, out))
+
+
+def safe_name(text: str) -> str:
+    return re.sub(r"[^\w.-]+", "_", text).strip("_") or "image"
+
+
+# --------------------------------------------------------------------------- noise settings
+
+
+def noise_model(name: str):
+    try:
+        return get_noise(name)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+
+
+def slider_step(model) -> float:
+    return 1.0 if model.limits[1] > 2 else 0.01
+
+
+def param_slider(noise: str, value: float | None = None, **kwargs) -> gr.Slider:
+    """The parameter slider for `noise`: its symbol, units and limits, at `value` (default: the test setting)."""
+    m = get_noise(noise)
+    return gr.Slider(minimum=m.limits[0], maximum=m.limits[1], step=slider_step(m),
+                     value=m.default if value is None else value, label=f"{m.param}: {m.units}", **kwargs)
+
+
+def range_sliders(noise: str) -> tuple[gr.Slider, gr.Slider]:
+    """The two sliders of the training range of `noise`, at its default range."""
+    m = get_noise(noise)
+    common = dict(minimum=m.limits[0], maximum=m.limits[1], step=slider_step(m))
+    return (gr.Slider(value=m.train_range[0], label=f"training {m.param} from", **common),
+            gr.Slider(value=m.train_range[1], label=f"training {m.param} to", **common))
+
+
+def check_param(model, param) -> float:
+    lo, hi = model.limits
+    if param is None or (param == API_DEFAULT_PARAM and model.name != "gaussian" and not lo <= param <= hi):
+        return model.default
+    if not lo <= param <= hi:
+        raise UserError(f"{model.name} {model.param} = {param} is outside [{lo}, {hi}] ({model.units}).")
+    return float(param)
+
+
+def check_range(model, low, high) -> tuple[float, float]:
+    if (low, high) == tuple(API_DEFAULT_RANGE) and model.name != "gaussian":
+        return model.train_range
+    lo, hi = model.limits
+    if not lo <= low <= high <= hi:
+        raise UserError(f"the training range of {model.param} must satisfy {lo} ≤ from ≤ to ≤ {hi}; "
+                       f"got {low} to {high}.")
+    return float(low), float(high)

@@ -1,0 +1,317 @@
+"""The Fine-tune tab: short runs on the visitor's images with live curves and a preview, ending with
+a checkpoint that belongs to the visitor's session (download it, use it in Denoise, push it).
+
+Endpoints /finetune (images, noise, kind, second shots, range, loss, steps, start from, twin, seed)
+and /stop (the caller's own run); /push is ui/push.py, built inside this tab.
+"""
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+import pandas as pd
+import torch
+
+from n2n import finetune as ft
+from n2n.io import centre_crop, split_alpha, to_float, write_image
+from n2n.metrics import psnr
+from n2n.noise import NOISE_MODELS, corrupt
+from n2n.train import TrainConfig, validation_set
+from ui import push
+from ui.common import (API_DEFAULT_RANGE, MAX_STEPS, MAX_TRAIN_PIXELS, MAX_UPLOADS, UserError, check_range, gpu,
+                       noise_model, range_sliders, read, safe_name, save_png, workdir)
+from ui.denoise import DenoiseTab
+from ui.registry import FINETUNED, add_finetuned, check_session, compare_choices, init_ref, model_names
+
+KINDS = [("clean images → synthetic noisy pairs", "synthetic"),
+         ("pairs of noisy shots of the same scenes (two uploads)", "pairs"),
+         ("single noisy images (Neighbor2Neighbor)", "single"),
+         ("one noisy image, zero-shot (no training data)", "zero-shot")]
+LOSSES = [("auto: the one that fits the noise", "auto"), ("L2 (mean)", "l2"), ("L1 (median)", "l1"),
+          ("annealed L0 (mode)", "l0"), ("L2 on surviving pixels", "masked_l2")]
+
+_STOPS: dict[str, threading.Event] = {}  # session -> "stop the fine-tuning run" flag
+
+
+@dataclass
+class Run:
+    """One fine-tuning run as the UI shows it: its configs (N2N, maybe its N2C twin), curves and preview."""
+
+    configs: list[TrainConfig]
+    labels: list[str]
+    folder: Path
+    steps: int
+    noisy_preview: np.ndarray  # the noisy crop the preview denoises (HxWxC, any dtype)
+    noisy_val_psnr: float | None = None
+    loss_points: list[dict] = field(default_factory=list)
+    val_points: list[dict] = field(default_factory=list)
+    last: list[dict] = field(default_factory=list)
+    preview: str | None = None
+    last_yield: float = 0.0
+
+    def add(self, records: list[dict]) -> None:
+        self.last = records
+        for label, record in zip(self.labels, records):
+            self.loss_points.append({"step": record["step"], "loss": record["loss"], "run": label})
+            if "val_psnr" in record:
+                self.val_points.append({"step": record["step"], "psnr": record["val_psnr"], "run": label})
+        step = records[0]["step"]
+        if step % self.configs[0].checkpoint_every == 0 or records[0].get("done"):
+            self.refresh_preview()
+
+    def due(self) -> bool:
+        """Whether to send an update now: twice a second, on a validation and at the end."""
+        return (time.monotonic() - self.last_yield > 0.5 or "val_psnr" in self.last[0]
+                or bool(self.last[0].get("done")))
+
+    def refresh_preview(self) -> None:
+        """Denoise the preview crop with every run's current model: noisy | N2N [| N2C]."""
+        self.preview = write_preview(self.folder / f"preview_{uuid.uuid4().hex[:8]}.png",
+                                     ft.preview_panels(self.noisy_preview, self.last))
+
+    def outputs(self, status: str | None = None, download=None, name=""):
+        self.last_yield = time.monotonic()
+        val_runs = self.labels if self.configs and self.configs[0].val else []
+        # x_lim and the legend are part of the plot's drawing: a run with other runs in its legend redraws it
+        return (gr.LinePlot(value=curve(self.loss_points, "loss", self.labels), x_lim=[0, self.steps],
+                            colors_in_legend=self.labels),
+                gr.LinePlot(value=curve(self.val_points, "psnr", val_runs), x_lim=[0, self.steps],
+                            colors_in_legend=val_runs),
+                self.preview, status or self.status(), download, name)
+
+    def status(self) -> str:
+        if not self.last:
+            return "Loading the images and building the model…"
+        record = self.last[0]
+        text = (f"**step {record['step']} / {self.steps}** · loss {record['loss']:.4f} · "
+                f"{record['steps_per_s']:.2f} steps/s · {format_eta(record.get('eta_s'))} left")
+        if self.val_points:
+            latest = {p["run"]: p["psnr"] for p in self.val_points}
+            noisy = f"noisy input {self.noisy_val_psnr:.2f} dB → " if self.noisy_val_psnr else ""
+            text += " · validation PSNR: " + noisy + ", ".join(f"{k} {v:.2f} dB" for k, v in latest.items())
+        elif self.configs and not self.configs[0].val:
+            text += " · no validation PSNR: it needs clean images"
+        return text
+
+
+def curve(points: list[dict], y: str, runs: list[str]) -> pd.DataFrame:
+    """Plot data for a LinePlot coloured by run, from the first update on.
+
+    The browser fixes the plot's axis types and colours when it first draws it, so every frame
+    has numeric columns (an empty frame's would be categories) and names all `runs` from the
+    start, each with an empty point at step 0 (y = NaN, which the plot skips).
+    """
+    anchors = [{"step": 0, y: float("nan"), "run": run} for run in runs]
+    return pd.DataFrame(anchors + points, columns=["step", y, "run"]).astype({"step": "int64", y: "float64", "run": "str"})
+
+
+def format_eta(seconds) -> str:
+    if seconds is None:
+        return "?"
+    seconds = int(round(seconds))
+    return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
+
+
+def write_preview(path: Path, panels: list[np.ndarray]) -> str:
+    """Panels (HxWxC, any dtype, equal sizes) side by side as an 8-bit PNG; return the path."""
+    return str(write_image(path, ft.preview_strip(panels)))
+
+
+def write_uploads(files, folder: Path, what: str) -> list[np.ndarray]:
+    """Check the uploaded images and write them to `folder` as 000.png, 001.png… (sorted by file name)."""
+    if not files:
+        raise UserError(f"No {what}: upload at least one image.")
+    files = sorted((f if isinstance(f, str) else f.name for f in files), key=lambda f: Path(f).name)
+    if len(files) > MAX_UPLOADS:
+        raise UserError(f"Too many {what}: {len(files)} files; at most {MAX_UPLOADS} per run.")
+    folder.mkdir(parents=True, exist_ok=True)
+    images = [read(f, what) for f in files]
+    if sum(i.shape[0] * i.shape[1] for i in images) > MAX_TRAIN_PIXELS:
+        raise UserError(f"The {what} hold over {MAX_TRAIN_PIXELS // 1_000_000} megapixels together; use fewer or smaller images.")
+    for k, image in enumerate(images):
+        write_image(folder / f"{k:03d}.png", image)
+    return images
+
+
+def prepare_run(files, second_shots, kind, noise, low, high, loss, steps, init, twin, seed) -> Run:
+    """Write the uploads to disk and build the TrainConfig(s) of a run."""
+    model = noise_model(noise)
+    noise_range = check_range(model, low, high)
+    if not 1 <= steps <= MAX_STEPS:
+        raise UserError(f"Steps must be between 1 and {MAX_STEPS}, got {steps}.")
+    start = init_ref(init)  # a UserError of its own (outside the try: gr.Error is a ValueError)
+    folder = workdir("runs", max_age_s=24 * 3600)
+    try:  # settings first, before any upload is written
+        configs = ft.run_configs(folder, kind, noise, noise_range, None if loss in (None, "", "auto") else loss,
+                                 steps, start, twin, seed, cuda=torch.cuda.is_available())
+    except ValueError as e:
+        raise UserError(f"{str(e)[0].upper()}{str(e)[1:]}.") from None
+    images = write_uploads(files, folder / "data", "images")
+    if kind == "pairs":
+        partners = write_uploads(second_shots, folder / "target", "second shots")
+        if len(partners) != len(images):
+            raise UserError(f"Pairs need as many second shots as first shots: got {len(images)} and {len(partners)}.")
+    labels = ["N2N (noisy targets)" if kind != "single" else "Neighbor2Neighbor", "N2C (clean targets)"][:len(configs)]
+    crop = split_alpha(centre_crop(images[0], 128))[0]  # what the preview denoises
+    if kind == "synthetic":
+        crop = corrupt(to_float(crop), noise, model.default, np.random.default_rng(seed))
+    run = Run(configs, labels, folder, steps, crop)
+    if configs[0].val:
+        pairs = validation_set(configs[0])
+        run.noisy_val_psnr = float(np.mean([psnr(clean, noisy) for clean, noisy in pairs]))
+    return run
+
+
+def stop_flag(request: gr.Request | None) -> threading.Event:
+    key = getattr(request, "session_hash", None) or "anonymous"
+    event = _STOPS[key] = threading.Event()
+    return event
+
+
+@gpu(duration=600)
+def finetune(files, noise="gaussian", kind="synthetic", second_shots=None, range_low=API_DEFAULT_RANGE[0],
+             range_high=API_DEFAULT_RANGE[1], loss="auto", steps=200, init="scratch", twin=False, seed=0,
+             request: gr.Request = None):
+    """Fine-tune on the uploaded images; stream the curves, a preview and the time left; end with a checkpoint."""
+    stop = stop_flag(request)
+    check_session(init, request)
+    if kind == "zero-shot":
+        yield from zero_shot_run(files, int(steps), stop)
+        return
+    run = prepare_run(files, second_shots, kind, noise, range_low, range_high, loss, int(steps), init, bool(twin), int(seed or 0))
+    yield run.outputs()
+    try:
+        for records in ft.lockstep(run.configs, stop.is_set):
+            run.add(records)
+            if run.due():
+                yield run.outputs()
+    except FloatingPointError as e:  # diverged; its message names folders on this server: not for the visitor
+        raise UserError(f"Training diverged and stopped ({str(e).split(';')[0]}); the model it started from is "
+                       f"unchanged. Try fewer steps, another loss or other images.") from None
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    if not run.last:
+        raise UserError("The run stopped before its first step.")
+    name = f"finetuned-{noise}-{uuid.uuid4().hex[:6]}"
+    for key, config in zip((name, f"{name}-n2c"), run.configs):
+        add_finetuned(key, Path(config.out), request)
+    done = "stopped" if run.last[0]["step"] < run.steps else "finished"
+    yield run.outputs(f"{run.status()}\n\n**{done}**: `{name}` is ready; download it, use it in Denoise or push it to the Hub.",
+                      str(ft.package(run.configs, run.folder / f"{name}.zip", name)), name)
+
+
+def zero_shot_run(files, steps: int, stop: threading.Event):
+    """Zero-Shot Noise2Noise on one noisy image, in a thread; stream its loss, end with the denoised PNG."""
+    if not files or len(files) != 1:
+        raise UserError("Zero-shot denoises one noisy image: upload exactly one.")
+    if not 1 <= steps <= MAX_STEPS:
+        raise UserError(f"Steps must be between 1 and {MAX_STEPS}, got {steps}.")
+    path = files[0] if isinstance(files[0], str) else files[0].name
+    noisy = read(path)
+    colour, alpha = split_alpha(noisy)
+    run = Run([], ["zero-shot"], workdir(), steps, centre_crop(colour, 128))
+    try:
+        for record in ft.zero_shot_records(to_float(colour), steps, stop.is_set):
+            if record.get("stopped"):
+                yield run.outputs("**stopped**: zero-shot training was stopped before the end; no result.")
+                return
+            if record.get("done"):
+                break
+            run.loss_points = [point | {"run": "zero-shot"} for point in record["losses"]]
+            run.last = [record]
+            yield run.outputs()
+    except Exception as e:
+        raise UserError(f"Zero-shot training failed: {e}") from None
+    result = save_png(run.folder / f"{safe_name(Path(path).stem)}_zero_shot.png", record["result"], colour, alpha)
+    run.preview = write_preview(run.folder / "preview.png", [run.noisy_preview, centre_crop(record["result"], 128)])
+    yield run.outputs(f"{run.status()}\n\n**finished**: the denoised image is ready to download.", result, "")
+
+
+def stop_run(request: gr.Request):
+    event = _STOPS.get(getattr(request, "session_hash", None) or "anonymous")
+    if event is not None:
+        event.set()
+
+
+def after_finetune(name, session):
+    """Add the new model to this session's lists."""
+    session = list(session or [])
+    if name and name in FINETUNED:
+        session += [n for n in (name, f"{name}-n2c") if n in FINETUNED and n not in session]
+    return gr.Dropdown(choices=model_names(session)), gr.CheckboxGroup(choices=compare_choices(session)), session
+
+
+def use_in_denoise(name, session):
+    if not name or name not in FINETUNED:
+        raise UserError("No fine-tuned model yet: run a fine-tuning first.")
+    return gr.Dropdown(choices=model_names(session), value=name), gr.Textbox(value=""), gr.Tabs(selected="denoise")
+
+
+def refresh_lists(session):
+    names = model_names(session)
+    return (gr.Dropdown(choices=names), gr.CheckboxGroup(choices=compare_choices(session)),
+            gr.Dropdown(choices=["scratch", *names]))
+
+
+def on_unload(request: gr.Request):
+    stop_run(request)
+
+
+def build(demo: gr.Blocks, denoiser: DenoiseTab, tabs: gr.Tabs) -> None:
+    """The tab's components and events, inside the caller's gr.Tab; new models join `denoiser`'s lists."""
+    session_models = gr.State([])  # the names of the models fine-tuned in this session
+    with gr.Row():
+        with gr.Column(scale=2):
+            ft_files = gr.File(label="Images", file_count="multiple", file_types=["image"], height=180,
+                               elem_id="ft-files")
+            ft_kind = gr.Radio(KINDS, value="synthetic", label="What are these images?")
+            ft_second = gr.File(label="Second noisy shots (same scenes; paired by sorted file name)",
+                                file_count="multiple", file_types=["image"], visible=False, height=140)
+            ft_noise = gr.Dropdown(list(NOISE_MODELS), value="gaussian", label="Noise",
+                                   info="synthesised on clean images; also the validation noise")
+            with gr.Row():
+                ft_low, ft_high = range_sliders("gaussian")
+            ft_loss = gr.Dropdown(LOSSES, value="auto", label="Loss",
+                                  info="single noisy images and zero-shot use their own losses")
+            ft_steps = gr.Slider(1, MAX_STEPS, value=200, step=1, label="Steps", elem_id="ft-steps")
+            ft_init = gr.Dropdown(["scratch", *model_names()], value="scratch", label="Start from",
+                                  allow_custom_value=True)
+            ft_twin = gr.Checkbox(label="Train the clean-target twin alongside (Noise2Clean)")
+            ft_seed = gr.Number(0, precision=0, label="Seed")
+            with gr.Row():
+                start_btn = gr.Button("Start", variant="primary")
+                stop_btn = gr.Button("Stop", variant="stop")
+        with gr.Column(scale=3):
+            ft_status = gr.Markdown("Upload images, choose the settings and press Start.", label="Status",
+                                    elem_id="status")
+            with gr.Row():
+                loss_plot = gr.LinePlot(x="step", y="loss", color="run", label="Training loss", color_title="",
+                                        y_title="loss", elem_id="loss-plot")
+                val_plot = gr.LinePlot(x="step", y="psnr", color="run", label="Validation PSNR", color_title="",
+                                       y_title="PSNR (dB)", elem_id="val-plot")
+            preview = gr.Image(label="Preview: noisy | denoised by the model as it trains", format="png",
+                               interactive=False, height=220, elem_id="preview")
+            with gr.Row(equal_height=True):
+                ft_download = gr.File(label="Checkpoint (.zip: model.safetensors + config.json)", scale=2)
+                ft_name = gr.Textbox(label="Fine-tuned model", interactive=False, scale=1)
+            use_btn = gr.Button("Use in Denoise →")
+            push.build(ft_name)
+
+    private = {"api_visibility": "private"}
+    ft_noise.input(range_sliders, ft_noise, [ft_low, ft_high], **private)
+    ft_kind.change(lambda kind: gr.File(visible=kind == "pairs"), ft_kind, ft_second, **private)
+    start_btn.click(finetune, [ft_files, ft_noise, ft_kind, ft_second, ft_low, ft_high, ft_loss, ft_steps, ft_init,
+                               ft_twin, ft_seed],
+                    [loss_plot, val_plot, preview, ft_status, ft_download, ft_name], api_name="finetune",
+                    concurrency_limit=1, concurrency_id="finetune", show_progress="minimal",
+                    ).success(after_finetune, [ft_name, session_models], [denoiser.model, denoiser.compare, session_models],
+                              **private)
+    stop_btn.click(stop_run, None, None, queue=False, api_name="stop")
+    use_btn.click(use_in_denoise, [ft_name, session_models], [denoiser.model, denoiser.hub_repo, tabs], **private)
+    demo.load(refresh_lists, session_models, [denoiser.model, denoiser.compare, ft_init], **private)
+    demo.unload(on_unload)

@@ -1,0 +1,134 @@
+"""The models a visitor can pick, by name, and the cache that holds them once loaded.
+
+Bundled names first, then extra checkpoints shown to everyone (`build_demo`, N2N_EXTRA_MODELS),
+then the models fine-tuned in the visitor's own session: a fine-tuned model belongs to the
+session that made it, and any other session is told it does not exist. A Hub repo id
+(owner/name[@revision][:subfolder]) loads from the Hub; a bundled copy standing in for an
+unreachable Hub is retried after a while.
+"""
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+from collections import OrderedDict
+from pathlib import Path
+
+import gradio as gr
+
+from n2n import baselines, hub
+from ui.common import UserError, session_key
+
+EXTRA: dict[str, Path] = {}  # checkpoints shown to everyone beside the bundled ones, by name
+FINETUNED: dict[str, Path] = {}  # checkpoints fine-tuned here, by name; listed only to the session that made them
+BASELINE_LABELS = {"nlm": "non-local means (OpenCV)", "median": "median filter", "bm3d": "BM3D"}
+HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+(@[\w./-]+)?(:[\w./-]+)?$")
+
+_OWNERS: dict[str, str | None] = {}  # fine-tuned model name -> session hash of the visitor who made it
+_CACHE: OrderedDict[str, tuple[hub.LoadedModel, float]] = OrderedDict()  # ref -> (model, time.monotonic() loaded)
+_FALLBACK_S = 300.0  # a bundled copy standing in for an unreachable Hub copy is kept this long, then the Hub is retried
+_CACHE_LOCK = threading.Lock()
+
+
+def register_extra(models) -> None:
+    """Add checkpoint folders to the model list: a dict name -> folder, or folders (named after themselves)."""
+    items = models.items() if isinstance(models, dict) else ((Path(p).name, p) for p in models)
+    for name, folder in items:
+        folder = Path(folder)
+        hub.read_config(folder)  # fails loudly on a folder that is not a checkpoint
+        name = str(name)
+        while name in hub.bundled_names() or (name in EXTRA and EXTRA[name] != folder):
+            name += "+"
+        EXTRA[name] = folder
+
+
+def extra_from_env() -> dict[str, str]:
+    """N2N_EXTRA_MODELS: entries `name=folder` or `folder`, separated by os.pathsep."""
+    found = {}
+    for entry in filter(None, os.environ.get("N2N_EXTRA_MODELS", "").split(os.pathsep)):
+        name, _, folder = entry.partition("=") if "=" in entry else (Path(entry).name, "", entry)
+        found[name] = folder
+    return found
+
+
+def add_finetuned(name: str, folder: Path, request: gr.Request | None) -> None:
+    """A model fine-tuned in the caller's session, from now on theirs alone."""
+    FINETUNED[name], _OWNERS[name] = folder, session_key(request)
+
+
+def owns(name: str, request: gr.Request | None) -> bool:
+    """Whether `name` was fine-tuned in the caller's session."""
+    return name in FINETUNED and _OWNERS.get(name) == session_key(request)
+
+
+def model_names(session: list[str] | None = None) -> list[str]:
+    """Bundled models, extra checkpoints, then this session's fine-tuned ones."""
+    names = hub.bundled_names() + [n for n in EXTRA if n not in hub.bundled_names()]
+    return names + [n for n in (session or []) if n in FINETUNED and n not in names]
+
+
+def compare_choices(session: list[str] | None = None) -> list[tuple[str, str]]:
+    return [(f"n2n · {n}", n) for n in model_names(session)] + [(BASELINE_LABELS[b], b) for b in baselines.available()]
+
+
+def is_hub_ref(ref: str) -> bool:
+    """owner/name[@revision][:subfolder], with no '.' or '..' part: a revision reaches the Hub cache's paths."""
+    return bool(HUB_ID.match(ref)) and not any(part in (".", "..") for part in re.split(r"[/@:]", ref))
+
+
+def unknown_model(ref: str) -> UserError:
+    return UserError(f"Unknown model {ref!r}: choose one of {', '.join(model_names()) or '(none installed)'}, "
+                     f"or give a Hugging Face Hub repo id such as owner/name.")
+
+
+def check_session(ref: str, request: gr.Request | None) -> None:
+    """Refuse a model fine-tuned in another visitor's session, as if it did not exist (names are not secrets)."""
+    if ref in FINETUNED and not owns(ref, request):
+        raise unknown_model(ref)
+
+
+def init_ref(init: str) -> str:
+    """TrainConfig.init for the "start from" choice: '' (scratch), a bundled name or a checkpoint folder."""
+    if not init or init == "scratch":
+        return ""
+    if init in hub.bundled_names():
+        return init
+    if init in EXTRA or init in FINETUNED:
+        return str(EXTRA.get(init) or FINETUNED[init])
+    raise UserError(f"Cannot start from {init!r}: choose 'scratch' or one of {', '.join(model_names())}.")
+
+
+def _load_uncached(ref: str) -> hub.LoadedModel:
+    if ref in hub.bundled_names() and not Path(ref).exists():  # (a folder of that name here would shadow it)
+        return hub.resolve(ref)  # from the Hub first when N2N_HUB_REPO is set, else (or failing that) bundled
+    if ref in EXTRA or ref in FINETUNED:
+        return hub.load_dir(EXTRA.get(ref) or FINETUNED[ref], source=f"local:{ref}")
+    if is_hub_ref(ref) and not Path(ref).exists():
+        return hub.resolve(ref)
+    raise unknown_model(ref)
+
+
+def load(ref: str) -> hub.LoadedModel:
+    """The model for a listed name or a Hub repo id, loaded once and cached (the last 8)."""
+    ref = (ref or "").strip()
+    if not ref:
+        raise UserError("No model chosen: pick one from the list or enter a Hub repo id.")
+    with _CACHE_LOCK:
+        if ref in _CACHE and _CACHE[ref][0].fallback and time.monotonic() - _CACHE[ref][1] > _FALLBACK_S:
+            del _CACHE[ref]  # the Hub may be back
+        if ref not in _CACHE:
+            try:
+                _CACHE[ref] = (_load_uncached(ref), time.monotonic())
+            except UserError:
+                raise
+            except hub.CheckpointError as e:
+                raise UserError(f"Cannot load {ref!r}: {e}") from None
+            except ImportError:
+                raise UserError("Loading models from the Hub is not available in this installation.") from None
+            except Exception as e:  # network, authentication, missing files on the Hub
+                raise UserError(f"Cannot load {ref!r} from the Hub: {str(e).splitlines()[0][:300]}") from None
+            while len(_CACHE) > 8:
+                _CACHE.popitem(last=False)
+        _CACHE.move_to_end(ref)
+        return _CACHE[ref][0]

@@ -33,8 +33,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from n2n import hub
-from n2n.cli import evaluate, run_training
+from n2n.cli import run_training
 from n2n.data import list_images
+from n2n.evaluate import evaluate
 from n2n.noise import NOISE_MODELS
 from n2n.infer import resolve_precision
 from n2n.train import TrainConfig, train

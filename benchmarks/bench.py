@@ -5,11 +5,11 @@
 For each model at its noise model's test setting (config.json `noise`, `NOISE_MODELS[noise].default`),
 on a folder of clean images (default ../shared/data/kodak24): PSNR, SSIM and seconds per megapixel
 of the model, of OpenCV non-local means, of the median filter, of BM3D when installed, and the
-noisy input's PSNR and SSIM (`n2n.cli.evaluate`, the `eval` command's core). Then, for one model
+noisy input's PSNR and SSIM (`n2n.evaluate`, the `eval` command's core). Then, for one model
 (gaussian when there): the peak resident memory of denoising a 24-megapixel photo in a fresh
 process, and the model's achieved GFLOP/s against this machine's measured matrix-multiply peak in
 the dtype it runs in (fp32; bf16 with --precision bf16). Writes OUT/latest.json and OUT/latest.md,
-with the machine it ran on. Also `python -m n2n bench ...`.
+with the machine it ran on.
 """
 from __future__ import annotations
 
@@ -206,7 +206,7 @@ def test_setting(config: dict) -> tuple[str, float]:
 
 def bench_model(name: str, files: list[Path], args) -> dict:
     from n2n import baselines, hub
-    from n2n.cli import evaluate
+    from n2n.evaluate import evaluate
 
     loaded = hub.resolve(name)
     noise, param = test_setting(loaded.config)

@@ -5,7 +5,6 @@ import argparse
 import dataclasses
 import json
 import sys
-import time
 import types
 import typing
 from pathlib import Path
@@ -14,21 +13,10 @@ import numpy as np
 
 from . import baselines, hub
 from .data import list_images
+from .evaluate import evaluate, progress_bar
 from .infer import TILE, denoise, resolve_precision
-from .io import ImageError, read_image, split_alpha, to_float, write_image
-from .metrics import psnr, ssim
+from .io import ImageError, read_image, split_alpha, write_image
 from .noise import NOISE_MODELS, corrupt, get_noise
-
-
-def _progress(iterable, total: int, label: str):
-    """Yield from `iterable`, drawing a one-line progress bar on stderr."""
-    start = time.perf_counter()
-    for i, item in enumerate(iterable, 1):
-        yield item
-        done = int(30 * i / max(total, 1))
-        rate = i / (time.perf_counter() - start)
-        print(f"\r{label} [{'#' * done}{'.' * (30 - done)}] {i}/{total} {rate:.2f}/s", end="", file=sys.stderr)
-    print(file=sys.stderr)
 
 
 def cmd_corrupt(args) -> None:
@@ -62,7 +50,7 @@ def cmd_denoise(args) -> None:
         out.mkdir(parents=True, exist_ok=True)
     targets = [out / name for name in output_names(args.inputs)] if len(args.inputs) > 1 else [out]
     failed = 0
-    for path, target in zip(_progress(args.inputs, len(args.inputs), "denoise"), targets):
+    for path, target in zip(progress_bar(args.inputs, len(args.inputs), "denoise"), targets):
         try:
             image = read_image(path, dtype=None)
             write_image(target, denoise(loaded.model, image, tile=args.tile, precision=args.precision))
@@ -71,54 +59,6 @@ def cmd_denoise(args) -> None:
             print(f"\nerror: {e}", file=sys.stderr)
     if failed:
         raise SystemExit(1)
-
-
-def evaluate(model, files, noise: str, param: float, seed: int = 0, baselines_: list[str] | tuple = (),
-             tile: int = TILE, precision: str = "auto", repeats: int = 1, limits: dict | None = None,
-             label: str = "eval") -> dict:
-    """PSNR, SSIM and seconds per megapixel of `model` and of each baseline on the clean images
-    `files`, each corrupted by `noise` at `param` (image k with seed [seed, k]); also the noisy
-    input's PSNR and SSIM. `repeats`: the model's time is the fastest of that many runs per image.
-    `limits`: {method: N} runs that method ("model" or a baseline) on the first N images only.
-    Returns the `eval` JSON less the model's name: images, psnr, ssim, noisy_psnr, noisy_ssim,
-    seconds_per_megapixel, per_image, and baselines {name: the same figures}."""
-    channels = model.in_channels
-    methods = {"model": lambda noisy: denoise(model, noisy, tile=tile, precision=precision)}
-    for name in [b for b in baselines_ if b]:
-        fn = baselines.get_baseline(name)
-        methods[name] = lambda noisy, fn=fn: fn(noisy, noise, param)
-    limits = limits or {}
-    rows = {name: [] for name in methods}
-    noisy_psnr, noisy_ssim = [], []
-    for k, path in enumerate(_progress(files, len(files), label)):
-        clean = to_float(read_image(path, dtype=None))[..., :channels]
-        if clean.shape[2] != channels:
-            clean = np.repeat(clean, channels, axis=2)
-        noisy = corrupt(clean, noise, param, np.random.default_rng([seed, k]))
-        noisy_psnr.append(psnr(clean, noisy))
-        noisy_ssim.append(ssim(clean, noisy))
-        for name, fn in methods.items():
-            if limits.get(name) and k >= limits[name]:
-                continue
-            seconds = float("inf")
-            for _ in range(repeats if name == "model" else 1):
-                t = time.perf_counter()
-                out = fn(noisy)
-                seconds = min(seconds, time.perf_counter() - t)
-            rows[name].append({"image": path.name, "psnr": psnr(clean, out), "ssim": ssim(clean, out),
-                               "seconds": seconds, "megapixels": clean.shape[0] * clean.shape[1] / 1e6})
-
-    def summary(r):
-        return {"images": len(r), "psnr": float(np.mean([x["psnr"] for x in r])),
-                "ssim": float(np.mean([x["ssim"] for x in r])),
-                "seconds_per_megapixel": sum(x["seconds"] for x in r) / sum(x["megapixels"] for x in r),
-                "per_image": r}
-
-    result = {"images": len(files), "noisy_psnr": float(np.mean(noisy_psnr)),
-              "noisy_ssim": float(np.mean(noisy_ssim))} | summary(rows.pop("model"))
-    result["images"] = len(files)
-    result["baselines"] = {name: summary(r) for name, r in rows.items()}
-    return result
 
 
 def cmd_eval(args) -> None:
@@ -217,32 +157,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", help="write the JSON here, or - for stdout")
     p.set_defaults(run=cmd_eval)
 
-    sub.add_parser("bench", help="quality and speed of the bundled models against the baselines "
-                   "(benchmarks/bench.py; `python -m n2n bench --help`)")
-
     p = sub.add_parser("train", help="train a model (see also train_space.py)")
     add_dataclass_arguments(p, TrainConfig)
     p.set_defaults(run=cmd_train)
     return parser
 
 
-def run_bench(argv: list[str]) -> None:
-    """`python -m n2n bench ...`: benchmarks/bench.py of a source checkout, its arguments unchanged."""
-    root = str(Path(__file__).resolve().parents[1])
-    if root not in sys.path:
-        sys.path.insert(0, root)
-    try:
-        from benchmarks import bench  # imported only here: the package itself never needs it
-    except ImportError:
-        raise SystemExit("error: the benchmark lives in the source tree (benchmarks/bench.py): "
-                         "run it from a checkout of n2n") from None
-    bench.main(argv)
-
-
 def main(argv=None) -> None:
     argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
-    if argv[:1] == ["bench"]:  # its own parser: `python -m n2n bench --help`
-        return run_bench(argv[1:])
+    if argv[:1] == ["bench"]:  # the benchmark imports n2n, never the reverse
+        raise SystemExit("error: the benchmark is not part of the package: run `python -m benchmarks.bench` "
+                         "from a checkout of n2n")
     args = build_parser().parse_args(argv)
     try:
         args.run(args)

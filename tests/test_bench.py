@@ -59,12 +59,16 @@ def test_synthetic_photo_is_uint8_and_noisy():
     assert 10 < image.std() and image.min() < 60 and image.max() > 200
 
 
-def test_cli_bench_subcommand_hands_over_to_the_benchmark(capsys):
+def test_the_benchmark_runs_as_its_own_module_and_the_cli_points_there(capsys):
+    """benchmarks imports n2n, never the reverse: `python -m n2n bench` names `python -m benchmarks.bench`."""
     from n2n.cli import main
 
     with pytest.raises(SystemExit) as exit_:
-        main(["bench", "--help"])
+        bench.main(["--help"])
     assert exit_.value.code == 0 and "--rss-size" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_:
+        main(["bench", "--help"])
+    assert "python -m benchmarks.bench" in str(exit_.value.code)  # a message: exit status 1
 
 
 def test_train_speed_times_both_loops(tmp_path, monkeypatch):

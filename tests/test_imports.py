@@ -1,0 +1,113 @@
+"""Imports flow one way (issue 12, STYLE.md 11): app → ui → n2n; benchmarks → n2n. No cycles, no
+private names reached across modules, no sys.path edits. Read from the source with `ast`, lazy
+imports inside functions included."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+# Known and being removed by the checkpoint split of issue 12 (n2n/hub.py, n2n/hub_remote.py, n2n/train.py):
+# delete these lines when it lands.
+KNOWN_CYCLES = [{"n2n", "n2n.hub", "n2n.hub_remote"}]  # any cycle within these
+KNOWN_PRIVATE = {("n2n.hub_remote", "n2n.hub._REPO_RE"), ("n2n.hub_remote", "n2n.hub._size"),
+                 ("n2n.train", "n2n.hub._atomic")}
+
+
+def modules() -> dict[str, Path]:
+    files = [ROOT / "app.py", ROOT / "train_space.py", *ROOT.glob("ui/*.py"), *ROOT.glob("n2n/*.py"),
+             *ROOT.glob("benchmarks/*.py")]
+    names = {}
+    for path in files:
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        names[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return names
+
+
+def imports(name: str, path: Path, known: dict[str, Path]) -> tuple[set[str], set[str]]:
+    """The project modules `name` imports, and the private names it reaches in them (module._name)."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    tree = ast.parse(path.read_text())
+    found, private, aliases = set(), set(), {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                found.add(alias.name)
+                aliases[alias.asname or alias.name] = alias.name
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(parts + ([base] if base else []))
+            for alias in node.names:
+                if f"{base}.{alias.name}" in known:  # a module: `from n2n import hub`
+                    found.add(f"{base}.{alias.name}")
+                    aliases[alias.asname or alias.name] = f"{base}.{alias.name}"
+                else:
+                    found.add(base)
+                    if alias.name.startswith("_"):
+                        private.add(f"{base}.{alias.name}")
+    for node in ast.walk(tree):  # hub._atomic, where hub is a project module
+        if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.attr.startswith("_")
+                and not node.attr.startswith("__") and aliases.get(node.value.id) in known):
+            private.add(f"{aliases[node.value.id]}.{node.attr}")
+    return {m for m in found if m in known and m != name}, {p for p in private if p.rpartition(".")[0] != name}
+
+
+def graph() -> tuple[dict[str, set[str]], set[tuple[str, str]]]:
+    known = modules()
+    edges, private = {}, set()
+    for name, path in known.items():
+        edges[name], reached = imports(name, path, known)
+        private |= {(name, p) for p in reached}
+    return edges, private
+
+
+def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
+    """Every cycle found by a depth-first walk (each once, as the modules on it)."""
+    found, done = [], set()
+
+    def walk(node, stack):
+        for nxt in sorted(edges[node]):
+            if nxt in stack:
+                cycle = stack[stack.index(nxt):]
+                if set(cycle) not in [set(c) for c in found]:
+                    found.append(cycle)
+            elif nxt not in done:
+                walk(nxt, stack + [nxt])
+        done.add(node)
+
+    for node in sorted(edges):
+        walk(node, [node])
+    return found
+
+
+def test_no_import_cycles():
+    edges, _ = graph()
+    assert edges["app"] and edges["ui.finetune"], "the walk found the app's imports"
+    unknown = [" → ".join(c + c[:1]) for c in cycles(edges) if not any(set(c) <= known for known in KNOWN_CYCLES)]
+    assert unknown == []
+
+
+def test_cycle_finder_finds_a_cycle():
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_imports_flow_one_way():
+    """n2n imports neither the app, ui nor benchmarks; ui imports neither the app nor benchmarks."""
+    edges, _ = graph()
+    for name, targets in edges.items():
+        if name.startswith("n2n"):
+            assert not [t for t in targets if not t.startswith("n2n")], name
+        if name.startswith("ui"):
+            assert not [t for t in targets if t == "app" or t.startswith("benchmarks")], name
+
+
+def test_no_private_names_across_modules():
+    _, private = graph()
+    assert private - KNOWN_PRIVATE == set()
+
+
+def test_no_sys_path_edits_in_the_package_or_the_app():
+    for path in [ROOT / "app.py", *ROOT.glob("ui/*.py"), *ROOT.glob("n2n/*.py")]:
+        assert "sys.path" not in path.read_text(), path

@@ -10,6 +10,24 @@ import skimage.data
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
+def pytest_addoption(parser):
+    parser.addoption("--run-slow", action="store_true",
+                     help="also run the tests marked slow (minutes: the bundled checkpoints' Kodak24 regressions)")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: minutes long; skipped unless pytest is given --run-slow")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--run-slow"):
+        return
+    skip = pytest.mark.skip(reason="slow: run with `python -m pytest --run-slow -m slow`")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
 def photo(size: int = 64, channels: int = 3) -> np.ndarray:
     """A real photo (scikit-image's astronaut), resized to size × size, float32 in [0, 1]."""
     from skimage.transform import resize

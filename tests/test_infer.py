@@ -1,11 +1,12 @@
 """denoise(): every size, dtype and channel layout; tiles invisible; a trained model helps."""
 import numpy as np
 import pytest
+import skimage.data
 import torch
 
 from n2n import hub
 from n2n.infer import denoise
-from n2n.metrics import psnr
+from n2n.metrics import psnr, to_uint8
 from n2n.models import build_model
 from n2n.noise import corrupt
 from conftest import photo
@@ -28,14 +29,6 @@ def test_any_shape_and_dtype_round_trips(unet, shape, dtype):
     assert out.shape == image.shape and out.dtype == image.dtype
     if len(shape) == 3 and shape[2] in (2, 4):
         np.testing.assert_array_equal(out[..., -1], image[..., -1])  # alpha untouched
-
-
-def test_tiled_equals_untiled(unet):
-    image = np.random.default_rng(1).random((200, 300, 3), dtype=np.float32)
-    whole = denoise(unet, image, tile=1024)
-    for tile, overlap in [(64, 32), (128, 64), (96, 48)]:
-        tiled = denoise(unet, image, tile=tile, overlap=overlap, batch=3)
-        assert np.abs(tiled - whole).max() < 1e-3
 
 
 def test_progress_and_batching(unet):
@@ -63,10 +56,20 @@ def test_bad_input(unet):
         denoise(unet, np.zeros((8, 8, 3), np.float32), precision="fp8")
 
 
-def test_bundled_gaussian_model_denoises():
-    if "gaussian" not in hub.bundled_names():
-        pytest.skip("checkpoints/gaussian is not bundled yet")
-    model = hub.load_model("gaussian")
-    clean = photo(128)
-    noisy = corrupt(clean, "gaussian", 25.0, np.random.default_rng(0))
-    assert psnr(clean, denoise(model, noisy)) > psnr(clean, noisy) + 5.0
+def test_tiles_are_invisible_with_the_trained_model():
+    """The bundled gaussian model on a real noisy 8-bit photo (400 × 600, so the last tiles are padded):
+    tiled in 256-px tiles and whole, the outputs are at most one level apart away from the image border
+    once tiles overlap by 96 px or more. At the default overlap, 64, a few seam pixels differ by 2 levels
+    (measured: 10 of 720,000 values here, up to 13 of 1.2 million on Kodak photos cut in two): bounded below.
+    (An untrained net barely looks at distant pixels: only a trained one shows the seams.)"""
+    model = hub.load_dir(hub.CHECKPOINTS / "gaussian").model
+    clean = skimage.data.coffee().astype(np.float32) / 255
+    noisy = to_uint8(corrupt(clean, "gaussian", 25.0, np.random.default_rng(0)))
+    whole = denoise(model, noisy, tile=1024)
+    assert whole.dtype == np.uint8 and psnr(clean, whole) > psnr(clean, noisy) + 8  # the trained model, at work
+    inner = (slice(16, -16), slice(16, -16))
+    for overlap in (96, 128):
+        tiled = denoise(model, noisy, tile=256, overlap=overlap, batch=2)
+        assert np.abs(tiled.astype(int) - whole)[inner].max() <= 1, overlap
+    difference = np.abs(denoise(model, noisy, tile=256).astype(int) - whole)[inner]
+    assert difference.max() <= 2 and np.mean(difference > 1) < 1e-4, (difference.max(), np.sum(difference > 1))

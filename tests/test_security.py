@@ -109,6 +109,23 @@ def sent(fake: FakeHub) -> str:
     return "\n".join(f"{r['method']} {r['path']}?{r['query']} {r['headers']} {r['body']!r}" for r in fake.log)
 
 
+# ----------------------------------------------------------------------------- /denoise: the Hub box
+
+
+def test_a_visitors_hub_repo_is_fetched_without_the_space_credentials(visitor, fake, tiny_checkpoint, tmp_path):
+    """The Space's HF_TOKEN (and saved login) must not open private or gated repos to visitors:
+    a reference typed in the Hub box is fetched anonymously, and still served."""
+    client, _ = visitor
+    fake.commit("someone/public-n2n", {n: (tiny_checkpoint / n).read_bytes() for n in (hub.CONFIG_NAME, hub.WEIGHTS_NAME)})
+    noisy = plain_image(tmp_path)
+    *_, download, source = client.predict(handle_file(str(noisy)), "gaussian", "someone/public-n2n",
+                                          api_name="/denoise")
+    assert Path(download).is_file() and "someone/public-n2n" in source
+    assert fake.requests("GET", "someone/public-n2n")
+    assert not any("authorization" in r["headers"] for r in fake.log)
+    assert not any(secret in sent(fake) for secret in SECRETS)
+
+
 # ----------------------------------------------------------------------------- /push: credentials
 
 

@@ -105,7 +105,7 @@ def _load_uncached(ref: str) -> hub.LoadedModel:
     if ref in EXTRA or ref in FINETUNED:
         return hub.load_dir(EXTRA.get(ref) or FINETUNED[ref], source=f"local:{ref}")
     if is_hub_ref(ref) and not Path(ref).exists():
-        return hub.resolve(ref)
+        return hub.resolve(ref, anonymous=True)  # a visitor's reference: never with the Space's own token
     raise unknown_model(ref)
 
 

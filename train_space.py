@@ -236,6 +236,8 @@ def campaign(args, base: dict) -> None:
             run_stage(stage, args, base, files, lambda: stop() or time.monotonic() > end)
         return
     for stage in stages(SMOKE, []) if args.smoke else stages(CAMPAIGN, ROUND):
+        if args.only and stage.name not in args.only.split(","):
+            continue
         if stop() or not run_stage(stage, args, base, files, stop):
             break  # stopped in the middle: the next start picks up here
 
@@ -292,6 +294,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--eval-only", action="store_true", help="skip training: evaluate the existing checkpoints")
     parser.add_argument("--campaign", action="store_true", help="the standing training campaign (see above)")
     parser.add_argument("--gpu", action="store_true", help="--campaign: the GPU plan (GPU), --minutes shared by the six models")
+    parser.add_argument("--only", default="", help="--campaign: only the runs of these models (a,b), e.g. in a "
+                        "second process beside the main one (never both on the same model)")
     parser.add_argument("--adopt", metavar="DIR", default="", help="bring in the checkpoints in DIR that beat the committed ones")
     parser.add_argument("--work", default="runs/campaign", help="--campaign: folder of the runs in progress")
     parser.add_argument("--minutes", type=float, default=0, help="--campaign: stop after this long (0: until a signal)")

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import skimage.data
+import torch
 from skimage.transform import resize
 
 from n2n.finetune import lockstep
@@ -48,10 +49,19 @@ def photos(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """The runs below use one CPU thread (threads=1): on tensors this small a second thread gains little, and
+    on a busy machine threads waiting for each other made a 5 s test take 70 s. Restored afterwards."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
 def config(photos: Path, tmp_path: Path, **kw) -> TrainConfig:
     return TrainConfig(**(dict(arch="zsn2n", data=str(photos / "train"), steps=200, batch_size=4, crop=32, lr=1e-3,
                                val=str(photos / "val"), val_images=1, val_crop=128, val_every=200,
-                               checkpoint_every=10**6, out=str(tmp_path / "n2n")) | kw))
+                               checkpoint_every=10**6, out=str(tmp_path / "n2n"), threads=1) | kw))
 
 
 def noisy_psnr(config: TrainConfig) -> float:

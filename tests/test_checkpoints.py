@@ -13,7 +13,7 @@ import pytest
 import skimage.data
 
 from n2n import baselines, hub
-from n2n.cli import evaluate
+from n2n.evaluate import evaluate
 from n2n.data import list_images
 from n2n.infer import denoise
 from n2n.io import centre_crop

@@ -1,0 +1,127 @@
+"""Blind noise estimation: how noisy an image is, with no clean reference, and which bundled model fits.
+
+`noise_sigma` is the PCA estimator of Chen, Zhu & Heng (ICCV 2015, "An efficient statistical method
+for image noise level estimation"): the eigenvalues of the covariance of small patches that the
+image's structure leaves alone are the noise variance; the largest ones (structure) are dropped
+until the remaining ones' mean equals their median. On Kodak24 it is several times more accurate
+than the wavelet estimator of `skimage.restoration.estimate_sigma` at low σ, where only the
+flattest patches are read (benchmarks/results/estimate.md). `estimate_noise` adds a guess of the kind of noise: impulses
+(many isolated outliers), signal-dependent (Poisson-like: the variance grows with brightness) or
+Gaussian; the guess is rougher than σ (its hit rate is in the same file).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.ndimage import median_filter
+
+from .io import centre_crop, to_float
+
+PATCH = 7  # patch side of the PCA estimator
+WEAK_BELOW = 14.0  # σ under which the flattest patches alone are read (measured on Kodak24)
+MAX_SIDE = 512  # the estimate reads a centre crop of at most this side: cheap on a 16 MP upload
+IMPULSE_FRACTION = 0.04  # more isolated outliers than this: impulse noise (textured clean photos reach 0.02)
+POISSON_DEPENDENCE = 0.45  # more of the variance growing with brightness than this: Poisson (σ > 10 only)
+
+
+@dataclass
+class NoiseEstimate:
+    """What `estimate_noise` found: `kind` a noise name of n2n.noise ("gaussian", "poisson",
+    "impulse"), `sigma` the Gaussian-equivalent σ on the 0–255 scale, `param` the estimate in the
+    kind's own units (σ, λ or p), `model` the bundled model that fits, `text` one sentence."""
+
+    kind: str
+    sigma: float
+    param: float
+    model: str
+    text: str
+
+
+def pca_variance(channel: np.ndarray, patch: int = PATCH, weak: float = 1.0, max_patches: int = 40_000) -> float:
+    """Noise variance (in the units of `channel`², float (H, W)) from the eigenvalues of the patch
+    covariance: drop the largest until the mean of the rest equals their median (Chen et al. 2015).
+
+    weak: keep only this fraction of the patches, the flattest (least gradient): texture then
+    inflates the estimate less at low noise, but the selection biases it low at high noise.
+    """
+    windows = np.lib.stride_tricks.sliding_window_view(channel, (patch, patch))  # (H', W', p, p)
+    if windows.shape[0] * windows.shape[1] < patch * patch * 4:
+        raise ValueError(f"the image is too small to estimate its noise: at least {2 * patch + 1} pixels a side")
+    windows = windows.reshape(-1, patch * patch)
+    if weak < 1.0:
+        gradient = np.abs(np.diff(channel, axis=0))[:, :-1] + np.abs(np.diff(channel, axis=1))[:-1]  # (H-1, W-1)
+        energy = np.lib.stride_tricks.sliding_window_view(gradient, (patch - 1, patch - 1)).mean(axis=(2, 3)).ravel()
+        windows = windows[energy <= np.quantile(energy, weak)]
+    if len(windows) > max_patches:
+        windows = windows[np.random.default_rng(0).choice(len(windows), max_patches, replace=False)]
+    eig = np.maximum(np.sort(np.linalg.eigvalsh(np.cov(windows.astype(np.float64), rowvar=False))), 0.0)  # ascending
+    for end in range(len(eig), 0, -1):  # keep the `end` smallest eigenvalues
+        tail = eig[:end]
+        if tail.mean() <= np.median(tail) * 1.0001:
+            return float(tail.mean())
+    return float(eig[0])
+
+
+def noise_sigma(image: np.ndarray) -> float:
+    """Gaussian σ (0–255 scale) of the noise in `image` ((H, W) or (H, W, C), any dtype), averaged
+    over channels; a centre crop of at most MAX_SIDE² pixels is read. Below σ ≈ 14 the estimate is
+    redone on the flattest 30% of patches (texture no longer dominates there)."""
+    colour = to_float(image)
+    colour = centre_crop(colour if colour.ndim == 3 else colour[..., None], MAX_SIDE)[..., :3]
+    sigma = 255.0 * np.sqrt(np.mean([pca_variance(colour[..., c]) for c in range(colour.shape[2])]))
+    if sigma < WEAK_BELOW:
+        sigma = 255.0 * np.sqrt(np.mean([pca_variance(colour[..., c], weak=0.3) for c in range(colour.shape[2])]))
+    return float(sigma)
+
+
+def impulse_fraction(image: np.ndarray) -> float:
+    """Fraction of pixels (float (H, W, C) in [0, 1]) that stand out from their 3×3 median by over
+    0.25 and over 6 robust σ of all such differences, in some channel: isolated outliers, which
+    Gaussian or Poisson noise almost never makes."""
+    residual = np.abs(image - median_filter(image, size=(3, 3, 1)))
+    robust_sigma = 1.4826 * float(np.median(residual))
+    return float((residual > max(0.25, 6 * robust_sigma)).any(axis=2).mean())
+
+
+def signal_dependence(image: np.ndarray, block: int = 16) -> float:
+    """How much of the noise variance grows with brightness, in [about 0, 1] (can stray outside):
+    fit var = a + b·mean over the smoother half of `block`² blocks of float (H, W, C) `image`, and
+    return b·m / (a + b·m) at the mean brightness m. About 0 for Gaussian noise, 1 for Poisson."""
+    grey = image.mean(axis=2)
+    h, w = (grey.shape[0] // block) * block, (grey.shape[1] // block) * block
+    blocks = grey[:h, :w].reshape(h // block, block, w // block, block).transpose(0, 2, 1, 3).reshape(-1, block * block)
+    diffs = np.diff(blocks.reshape(-1, block, block), axis=2).reshape(len(blocks), -1)  # var of a difference: 2σ²
+    var = (1.4826 * np.median(np.abs(diffs - np.median(diffs, axis=1, keepdims=True)), axis=1)) ** 2 / 2
+    mean = blocks.mean(axis=1)
+    keep = (var <= np.quantile(var, 0.5)) & (mean > 0.05) & (mean < 0.95)  # smooth, unclipped
+    if keep.sum() < 8:
+        return 0.0
+    a, b = np.linalg.lstsq(np.stack([np.ones(keep.sum()), mean[keep]], 1), var[keep], rcond=None)[0]
+    m = float(mean[keep].mean())
+    return float(b * m / max(a + b * m, 1e-12))
+
+
+def estimate_noise(image: np.ndarray, models: list[str] | None = None) -> NoiseEstimate:
+    """The noise in `image` ((H, W, C) any dtype, alpha ignored), guessed blind.
+
+    models: the bundled model names to suggest from (default: gaussian, poisson, impulse).
+    """
+    models = ["gaussian", "poisson", "impulse"] if models is None else models
+    colour = to_float(image)
+    colour = colour if colour.ndim == 3 else colour[..., None]
+    colour = centre_crop(colour[..., :3] if colour.shape[2] in (3, 4) else colour[..., :1], MAX_SIDE)
+    impulses = impulse_fraction(colour)
+    sigma = noise_sigma(colour)
+    if impulses > IMPULSE_FRACTION:
+        kind, param = "impulse", round(min(0.95, impulses / 0.65), 2)  # about 2/3 of replaced pixels stand out
+        text = f"looks like impulse noise (about {param:.0%} of pixels replaced)"
+    elif sigma > 10 and signal_dependence(colour) > POISSON_DEPENDENCE:
+        mean = float(colour.mean())
+        kind, param = "poisson", round(float(np.clip(mean / (sigma / 255) ** 2, 1, 100)), 1)  # var = x/λ
+        text = f"looks like shot (Poisson) noise, λ ≈ {param:g} (σ ≈ {sigma:.0f} at mean brightness)"
+    else:
+        kind, param = "gaussian", round(sigma, 1)
+        text = f"looks like Gaussian noise, σ ≈ {sigma:.0f}" if sigma >= 1 else "looks clean (σ < 1)"
+    model = kind if kind in models else ("gaussian" if "gaussian" in models else (models[0] if models else ""))
+    return NoiseEstimate(kind, round(sigma, 1), param, model, text)

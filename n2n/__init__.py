@@ -2,6 +2,6 @@
 from .hub import load_model
 from .infer import denoise
 from .noise import NOISE_MODELS, corrupt
+from .version import __version__
 
 __all__ = ["corrupt", "load_model", "denoise", "NOISE_MODELS"]
-__version__ = "0.1.0"

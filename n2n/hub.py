@@ -1,43 +1,26 @@
-"""Model zoo: bundled checkpoints and the Hugging Face Hub; save, load and push.
-
-A checkpoint is a directory holding `config.json` (architecture, its arguments, the
-noise it was trained for, training budget, eval results) and `model.safetensors`.
-Loading uses strict key checks and never unpickles anything.
+"""Model names → checkpoints: the bundled ones in `checkpoints/`, the Hugging Face Hub, the fallback
+from one to the other; and push. The checkpoint format itself (save, load, checks, errors) is
+n2n.checkpoint, whose names are re-exported here for the callers that know them as `hub.*`.
 """
 from __future__ import annotations
 
-import json
+import logging
 import os
 import re
-import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .models import MODELS, allowed_args, build_model
-from .noise import NOISE_MODELS
+from .checkpoint import (CARD_NAME, CONFIG_NAME, MAX_CONFIG_BYTES, MAX_WEIGHTS_BYTES,  # noqa: F401 (re-exported)
+                         WEIGHTS_NAME, CheckpointError, LoadedModel, check_config, check_weights_size, load_dir,
+                         read_config, save, weights_bytes, write_model_card)
+from .hub_remote import REPO_RE, HubUnreachableError, load_from_hub, push  # noqa: F401 (push re-exported)
+
+log = logging.getLogger(__name__)
 
 CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"
-CONFIG_NAME, WEIGHTS_NAME = "config.json", "model.safetensors"
-# Limits on what a checkpoint (a Hub repo or a folder) may hold, checked before anything is built or read whole.
-MAX_WEIGHTS_BYTES = 16 * 1024**2  # 4× the bundled U-Net (4.0 MB); an SRResNet at its defaults is 4.9 MB
-MAX_CONFIG_BYTES = 256 * 1024  # the bundled config.json files are 2 kB
-_REPO_RE = re.compile(r"^[\w.-]+/[\w.-]+(@[\w./-]+)?(:[\w./-]+)?$")
-
-
-class CheckpointError(ValueError):
-    """A model reference that cannot be resolved or loaded; the message says why."""
-
-
-@dataclass
-class LoadedModel:
-    model: nn.Module
-    config: dict
-    source: str  # where the weights came from, for the UI: "bundled", a path, or "hub:owner/repo@rev"
-    fallback: str = ""  # why the Hub copy was not served, when the bundled one stands in for it
+HUB_REPO_ENV = "N2N_HUB_REPO"  # owner/repo[@revision] whose subfolders NAME serve the bundled names first
+_NAME_RE = re.compile(r"^[\w.-]+$")
 
 
 def bundled_names() -> list[str]:
@@ -45,127 +28,6 @@ def bundled_names() -> list[str]:
     if not CHECKPOINTS.is_dir():
         return []
     return sorted(p.name for p in CHECKPOINTS.iterdir() if (p / CONFIG_NAME).is_file() and (p / WEIGHTS_NAME).is_file())
-
-
-def read_config(directory: str | Path, name: str | None = None) -> dict:
-    """The checkpoint's config.json as a dict, refused if too large, not a JSON object or without 'architecture'.
-
-    `name` stands for the folder in messages (a Hub load gives the repo, not its cache path).
-    """
-    path = Path(directory) / CONFIG_NAME
-    where = name or str(Path(directory))
-    try:
-        with path.open("rb") as f:  # a bounded read: the file may be huge, or endless (a link to /dev/zero)
-            text = f.read(MAX_CONFIG_BYTES + 1)
-    except OSError as e:
-        raise CheckpointError(f"{where}: cannot read {CONFIG_NAME} ({e.strerror or e})") from None
-    if len(text) > MAX_CONFIG_BYTES:
-        raise CheckpointError(f"{where}: {CONFIG_NAME} is larger than {_size(MAX_CONFIG_BYTES)}, far more than "
-                              "an n2n config needs")
-    try:
-        config = json.loads(text)
-    except (ValueError, RecursionError) as e:  # JSONDecodeError, bad UTF-8, too deep or too long numbers
-        raise CheckpointError(f"{where}: {CONFIG_NAME} is not valid JSON ({_short(e, 80)})") from None
-    if not isinstance(config, dict) or "architecture" not in config:
-        raise CheckpointError(f"{where}: {CONFIG_NAME} is not an n2n checkpoint config (no 'architecture' key)")
-    return config
-
-
-def check_config(config: dict, name: str = "checkpoint") -> None:
-    """Refuse an unknown architecture or noise, and model arguments outside their bounds; allocates nothing.
-
-    Each architecture argument a config may set has bounds (`n2n.models.allowed_args`: channels 1 to 4, ...),
-    and the weights those arguments make, counted on the meta device, must fit in MAX_WEIGHTS_BYTES.
-    """
-    arch = config.get("architecture")
-    if not isinstance(arch, str) or arch not in MODELS:
-        raise CheckpointError(f"{name}: unknown architecture {_short(arch)}; n2n knows {', '.join(MODELS)}")
-    noise = config.get("noise")
-    if noise is not None and (not isinstance(noise, str) or noise not in NOISE_MODELS):
-        raise CheckpointError(f"{name}: unknown noise {_short(noise)}; n2n knows {', '.join(NOISE_MODELS)}")
-    args = config.get("model_args", {})
-    if not isinstance(args, dict):
-        raise CheckpointError(f"{name}: model_args is {_short(args)}, not a JSON object of arguments")
-    bounds = allowed_args(arch)
-    for key, value in args.items():
-        if key not in bounds:
-            raise CheckpointError(f"{name}: the {arch} architecture takes no argument {_short(key)} "
-                                  f"(it takes {', '.join(bounds)})")
-        low, high = bounds[key]
-        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-            raise CheckpointError(f"{name}: {key}={_short(value)} is refused; the {arch} architecture takes "
-                                  f"{key} from {low} to {high}")
-    size = weights_bytes(arch, args)
-    if size > MAX_WEIGHTS_BYTES:
-        raise CheckpointError(f"{name}: a {arch} with {args} would hold {_size(size)} of weights, over the "
-                              f"{_size(MAX_WEIGHTS_BYTES)} limit for models served here")
-
-
-def weights_bytes(architecture: str, model_args: dict) -> int:
-    """Bytes of the state dict `build_model(architecture, **model_args)` would hold, counted on the meta device."""
-    with torch.device("meta"):  # shapes only, no memory (thread-local: other threads keep their device)
-        model = build_model(architecture, **model_args)
-    return sum(t.numel() * t.element_size() for t in model.state_dict().values())
-
-
-def check_weights_size(size: int | None, name: str = "checkpoint") -> None:
-    """Refuse a weights file larger than MAX_WEIGHTS_BYTES, or of unknown size."""
-    if size is None:
-        raise CheckpointError(f"{name}: the size of {WEIGHTS_NAME} is not known, so it is not loaded")
-    if size > MAX_WEIGHTS_BYTES:
-        raise CheckpointError(f"{name}: {WEIGHTS_NAME} is {_size(size)}, over the {_size(MAX_WEIGHTS_BYTES)} "
-                              "limit for models served here")
-
-
-def _size(n: int) -> str:
-    """Bytes in words: 812 bytes, 256 kB, 16 MB, 2.0 GB (powers of 1024)."""
-    for unit, scale in (("GB", 1024**3), ("MB", 1024**2), ("kB", 1024)):
-        if n >= scale:
-            return f"{n / scale:.1f} {unit}" if n < 10 * scale else f"{n // scale} {unit}"
-    return f"{n} bytes"
-
-
-def _short(value, limit: int = 40) -> str:
-    """repr(value) cut to `limit` characters, for messages that quote what a config holds."""
-    text = repr(value) if not isinstance(value, BaseException) else str(value)
-    return text if len(text) <= limit else text[:limit - 1] + "…"
-
-
-def load_dir(directory: str | Path, source: str | None = None, device: str | torch.device = "cpu",
-             name: str | None = None) -> LoadedModel:
-    """Load the checkpoint in `directory` (config.json + model.safetensors) with strict keys.
-
-    The config and the weights' size are checked (`check_config`, `check_weights_size`) before
-    the model is built or the weights read. `name` stands for the folder in messages.
-    """
-    directory = Path(directory)
-    where = name or str(directory)
-    config = read_config(directory, where)
-    check_config(config, where)
-    weights = directory / WEIGHTS_NAME
-    if not weights.is_file():
-        raise CheckpointError(f"{where} has no {WEIGHTS_NAME}")
-    check_weights_size(weights.stat().st_size, where)
-    try:
-        model = build_model(config["architecture"], **config.get("model_args", {}))
-    except (TypeError, ValueError) as e:
-        raise CheckpointError(f"{where}: cannot build {config['architecture']!r}: {e}") from None
-    try:
-        state = load_file(weights)
-    except Exception as e:  # safetensors raises several types for a bad header
-        raise CheckpointError(f"{where}: {WEIGHTS_NAME} is not a valid safetensors file ({_short(e, 120)})") from None
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as e:
-        first = str(e).splitlines()[0:2]
-        raise CheckpointError(f"{where}: {WEIGHTS_NAME} does not match the {config['architecture']} "
-                              f"architecture: {' '.join(first)}") from None
-    model.to(device).eval().to(memory_format=torch.channels_last)
-    return LoadedModel(model, config, source or str(directory))
-
-
-HUB_REPO_ENV = "N2N_HUB_REPO"  # owner/repo[@revision] whose subfolders NAME serve the bundled names first
-_NAME_RE = re.compile(r"^[\w.-]+$")
 
 
 def resolve(name_or_dir: str, anonymous: bool = False) -> LoadedModel:
@@ -187,8 +49,7 @@ def resolve(name_or_dir: str, anonymous: bool = False) -> LoadedModel:
         return _resolve_name_via_hub(ref, hub_repo)
     if ref in bundled_names():
         return load_dir(CHECKPOINTS / ref, source=f"bundled:{ref}")
-    if _REPO_RE.match(ref):
-        from .hub_remote import load_from_hub  # the network part, imported only when used
+    if REPO_RE.match(ref):
         return load_from_hub(ref, anonymous=anonymous)
     known = ", ".join(bundled_names()) or "none bundled"
     raise CheckpointError(f"no model {ref!r}: give a bundled name ({known}), a checkpoint folder, or owner/repo on the Hub")
@@ -196,113 +57,21 @@ def resolve(name_or_dir: str, anonymous: bool = False) -> LoadedModel:
 
 def _resolve_name_via_hub(name: str, hub_repo: str) -> LoadedModel:
     """`name` from `hub_repo` (subfolder `name`), else the bundled copy with the reason in `source`."""
-    from .hub_remote import HubUnreachableError, load_from_hub
-
     ref = f"{hub_repo}:{name}"
     try:
-        if ":" in hub_repo or not _REPO_RE.match(ref):
+        if ":" in hub_repo or not REPO_RE.match(ref):
             raise CheckpointError(f"{HUB_REPO_ENV}={hub_repo!r} is not owner/repo[@revision]")
         return load_from_hub(ref)
     except (CheckpointError, OSError, ImportError) as e:  # whatever kept the Hub copy away: the bundled one serves
         why = "Hub unreachable" if isinstance(e, HubUnreachableError) else "Hub copy unavailable"
         if name not in bundled_names():
             raise CheckpointError(f"no model {name!r}: {why} ({e}) and no bundled copy in {CHECKPOINTS}") from None
-        import logging
-
-        logging.getLogger(__name__).warning("%s: using the bundled copy (%s: %s)", name, why, e)
+        log.warning("%s: using the bundled copy (%s: %s)", name, why, e)
         loaded = load_dir(CHECKPOINTS / name, source=f"bundled:{name} ({why}: {e})")
         loaded.fallback = f"{why}: {e}"
         return loaded
 
 
-def push(directory: str | Path, repo_id: str, token: str | None = None, private: bool = True,
-         path_in_repo: str | None = None, **kwargs) -> str:
-    """Upload config.json, model.safetensors and README.md of `directory` to the Hub; return the URL.
-
-    Token from the argument or `HF_TOKEN`, never printed, logged or stored. See `hub_remote.push`.
-    """
-    from .hub_remote import push as _push
-
-    return _push(directory, repo_id, token=token, private=private, path_in_repo=path_in_repo, **kwargs)
-
-
 def load_model(name_or_dir: str) -> nn.Module:
     """The model for a bundled name, a checkpoint directory or a Hub repo id, in eval mode on CPU."""
     return resolve(name_or_dir).model
-
-
-def save(model: nn.Module, directory: str | Path, config: dict) -> Path:
-    """Write `config.json` and `model.safetensors` into `directory`, each atomically.
-
-    `config` must name the `architecture` and its `model_args`; anything else
-    (noise, range, steps, eval results) travels along.
-    """
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    if "architecture" not in config:
-        raise ValueError("config needs an 'architecture' key")
-    module = model.module if hasattr(model, "module") else model
-    state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
-    _atomic(directory / WEIGHTS_NAME, lambda p: save_file(state, p, metadata={"format": "pt"}))
-    _atomic(directory / CONFIG_NAME, lambda p: Path(p).write_text(json.dumps(config, indent=2) + "\n"))
-    return directory
-
-
-def _atomic(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_model_card(directory: str | Path) -> Path:
-    """Write README.md, a Hub model card, from the checkpoint's config.json (training budget, eval table)."""
-    from huggingface_hub import ModelCard, ModelCardData
-
-    directory = Path(directory)
-    config = read_config(directory)
-    noise, train = config.get("noise", "?"), config.get("train_config", {})
-    data = ModelCardData(library_name="n2n", license="mit", pipeline_tag="image-to-image",
-                         tags=["denoising", "noise2noise", noise, "pytorch", "safetensors"])
-    rows = "\n".join(
-        f"| {e['data']} ({e.get('images', '?')}) | {e['noise']} {e['param']:g} | {e['noisy_psnr']:.2f} | **{e['psnr']:.2f}** / {e['ssim']:.4f} | "
-        + " · ".join(f"{b} {f['psnr']:.2f}" for b, f in e.get("baselines", {}).items()) + " |"
-        for e in config.get("eval", []))
-    targets = "clean images (Noise2Clean)" if config.get("clean_targets") else "noisy images only (Noise2Noise)"
-    draws = "the targets are the clean images" if config.get("clean_targets") else "source and target independently"
-    start = f" (started from `{Path(train['init']).name}`)" if train.get("init") else ""
-    history = config.get("history", [])  # one line per run or campaign step that made these weights
-    provenance = "\n## History\n\n" + "\n".join(f"- {line}" for line in history) + "\n" if history else ""
-    content = f"""---
-{data.to_yaml()}
----
-# n2n `{directory.name}`: {config['architecture']} denoiser for {noise} noise
-
-Trained with **{targets}**, loss `{config.get('loss')}`, noise parameter drawn per image
-from {config.get('noise_range')}, {draws}.
-
-- training data: `{Path(train.get('data', '?')).name}` ({train.get('mode', 'synthetic')} pairs), crops {train.get('crop')}×{train.get('crop')}, batch {train.get('batch_size')}
-- budget: {config.get('steps')} steps of Adam (0.9, 0.99), lr {train.get('lr')} with the paper's ramp-down{start}
-- architecture: the Noise2Noise U-Net (Lehtinen et al. 2018), arguments {config.get('model_args')}
-{provenance}
-## Evaluation (`python -m n2n eval`, PSNR in dB on 8-bit output, per image, averaged)
-
-| data (images) | noise | noisy PSNR | this model PSNR / SSIM | classical baselines PSNR |
-|---|---|---|---|---|
-{rows or '| (not evaluated yet) | | | | |'}
-
-## Use
-
-```python
-import n2n
-model = n2n.load_model("{directory.name}")   # or a folder holding config.json + model.safetensors
-clean = n2n.denoise(model, image)             # (H, W, C) uint8/uint16/float32, same out
-```
-"""
-    path = directory / "README.md"
-    ModelCard(content).save(path)
-    return path

@@ -1,14 +1,14 @@
 """The network half of the model zoo: load checkpoints from the Hugging Face Hub, push them there.
 
-Imported only when a Hub reference is used, so that the core package works without the
-network. Files come through `huggingface_hub`'s cache (`HF_HOME` / `HF_HUB_CACHE`), the
+`huggingface_hub` and `httpx2` are imported only when a Hub reference is used, so that the core
+package works without the network. Files come through `huggingface_hub`'s cache (`HF_HOME` / `HF_HUB_CACHE`), the
 endpoint is `HF_ENDPOINT`, and `HF_HUB_OFFLINE=1` serves from the cache alone. Only
 `config.json` and `model.safetensors` are ever downloaded; nothing is unpickled.
 
 A repo cannot cost the server memory or disk: config.json's size is read from the Hub's
-metadata before it is downloaded, the config is checked (`hub.check_config`: known
+metadata before it is downloaded, the config is checked (`checkpoint.check_config`: known
 architecture and noise, arguments within bounds) before the weights are asked for, and the
-weights' size is read from the metadata and checked against `hub.MAX_WEIGHTS_BYTES` before
+weights' size is read from the metadata and checked against `checkpoint.MAX_WEIGHTS_BYTES` before
 they are downloaded. Every request has a deliberate timeout (below; the HF_HUB_ETAG_TIMEOUT
 and HF_HUB_DOWNLOAD_TIMEOUT environment variables override them).
 """
@@ -19,12 +19,13 @@ import os
 import re
 from pathlib import Path
 
-from . import hub
-from .hub import CONFIG_NAME, WEIGHTS_NAME, CheckpointError, LoadedModel
+from .checkpoint import (CARD_NAME, CONFIG_NAME, MAX_CONFIG_BYTES, WEIGHTS_NAME, CheckpointError, LoadedModel,
+                         check_config, check_weights_size, format_size, load_dir, read_config, write_model_card)
+from .version import __version__
 
 log = logging.getLogger(__name__)
 
-CARD_NAME = "README.md"
+REPO_RE = re.compile(r"^[\w.-]+/[\w.-]+(@[\w./-]+)?(:[\w./-]+)?$")  # owner/repo[@revision][:subfolder]
 PUSHED_FILES = (CONFIG_NAME, WEIGHTS_NAME, CARD_NAME)  # never training_state.safetensors
 _COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
 METADATA_TIMEOUT_S = 5.0  # each HEAD (does the Hub answer, the files' sizes): seconds to wait for the answer
@@ -38,7 +39,7 @@ class HubUnreachableError(CheckpointError):
 def parse_ref(ref: str) -> tuple[str, str | None, str | None]:
     """`owner/repo[@revision][:subfolder]` → (repo_id, revision or None, subfolder or None)."""
     ref = str(ref).strip()
-    if not hub._REPO_RE.match(ref):
+    if not REPO_RE.match(ref):
         raise CheckpointError(f"{ref!r} is not a Hub reference: expected owner/repo[@revision][:subfolder]")
     ref, _, subfolder = ref.partition(":")
     repo_id, _, revision = ref.partition("@")
@@ -60,7 +61,7 @@ def load_from_hub(ref: str, anonymous: bool = False) -> LoadedModel:
     revision = revision or "main"
     label = f"{repo_id}@{revision}" + (f":{subfolder}" if subfolder else "")
     folder, note = _fetch(repo_id, revision, subfolder, label, token=False if anonymous else None)
-    return hub.load_dir(folder, source=f"hub:{label}" + (f" ({note})" if note else ""), name=f"Hub checkpoint {label}")
+    return load_dir(folder, source=f"hub:{label}" + (f" ({note})" if note else ""), name=f"Hub checkpoint {label}")
 
 
 def _fetch(repo_id: str, revision: str, subfolder: str | None, label: str,
@@ -86,8 +87,8 @@ def _fetch(repo_id: str, revision: str, subfolder: str | None, label: str,
         # back-off for ~20 s when nothing is cached, far too long for the bundled fallback.
         try:
             size = _probe(repo_id, revision, subfolder, token=token)
-            if size is not None and size > hub.MAX_CONFIG_BYTES:  # refused before it is downloaded
-                raise CheckpointError(f"Hub checkpoint {label}: {CONFIG_NAME} is {hub._size(size)}, far more than "
+            if size is not None and size > MAX_CONFIG_BYTES:  # refused before it is downloaded
+                raise CheckpointError(f"Hub checkpoint {label}: {CONFIG_NAME} is {format_size(size)}, far more than "
                                       "an n2n config needs")
         except (httpx2.TransportError, OfflineModeIsEnabled, FileMetadataError) as e:
             unreachable = _reason(e)
@@ -99,14 +100,14 @@ def _fetch(repo_id: str, revision: str, subfolder: str | None, label: str,
             if status is None or status >= 500 or status in (408, 429):
                 unreachable = problem  # Hub down: straight to the cache, no retries
     kwargs = dict(repo_id=repo_id, revision=revision, subfolder=subfolder, library_name="n2n",
-                  library_version=_version(), local_files_only=unreachable is not None,
+                  library_version=__version__, local_files_only=unreachable is not None,
                   etag_timeout=_metadata_timeout(), token=token)
     wanted = CONFIG_NAME
     try:
         config_path = Path(hf_hub_download(filename=CONFIG_NAME, **kwargs))
         folder = config_path.parent
         # Not an n2n checkpoint, or one that asks for an absurd model? Refused before the weights are asked for.
-        hub.check_config(hub.read_config(folder, f"Hub checkpoint {label}"), f"Hub checkpoint {label}")
+        check_config(read_config(folder, f"Hub checkpoint {label}"), f"Hub checkpoint {label}")
         # The weights from the very commit the config came from, even if the branch moves meanwhile.
         commit = folder.parents[len(subfolder.split("/")) - 1].name if subfolder else folder.name
         if _COMMIT_RE.match(commit):
@@ -115,7 +116,7 @@ def _fetch(repo_id: str, revision: str, subfolder: str | None, label: str,
         weights_file = f"{subfolder}/{WEIGHTS_NAME}" if subfolder else WEIGHTS_NAME
         cached = isinstance(try_to_load_from_cache(repo_id, weights_file, revision=kwargs["revision"]), str)
         if not kwargs["local_files_only"] and not cached:  # (a cached file's size is checked by load_dir)
-            hub.check_weights_size(_probe(repo_id, kwargs["revision"], subfolder, WEIGHTS_NAME, token),
+            check_weights_size(_probe(repo_id, kwargs["revision"], subfolder, WEIGHTS_NAME, token),
                                    f"Hub checkpoint {label}")
         weights_path = Path(hf_hub_download(filename=WEIGHTS_NAME, **kwargs))
     except RepositoryNotFoundError:
@@ -153,7 +154,7 @@ def _probe(repo_id: str, revision: str, subfolder: str | None, filename: str = C
 
     url = hf_hub_url(repo_id, filename, subfolder=subfolder, revision=revision)
     return get_hf_file_metadata(url, timeout=_metadata_timeout(), library_name="n2n",
-                                library_version=_version(), token=token).size
+                                library_version=__version__, token=token).size
 
 
 def _metadata_timeout() -> float:
@@ -161,12 +162,6 @@ def _metadata_timeout() -> float:
     from huggingface_hub import constants
 
     return float(constants.HF_HUB_ETAG_TIMEOUT) if os.environ.get("HF_HUB_ETAG_TIMEOUT") else METADATA_TIMEOUT_S
-
-
-def _version() -> str:
-    import n2n
-
-    return getattr(n2n, "__version__", "0")
 
 
 def _reason(e: BaseException) -> str:
@@ -183,26 +178,26 @@ def push(directory: str | Path, repo_id: str, token: str | None = None, private:
     Creates the repo if needed (private by default; an existing repo keeps its visibility).
     The token is the argument, else `HF_TOKEN` (else a `hf auth login` token); it goes into
     the Authorization header and nowhere else: not printed, logged, stored or put in errors.
-    A missing README.md is written from config.json first (`hub.write_model_card`).
+    A missing README.md is written from config.json first (`checkpoint.write_model_card`).
     """
     import httpx2
     from huggingface_hub import HfApi, constants, get_token
     from huggingface_hub.errors import HfHubHTTPError
 
     directory = Path(directory)
-    hub.read_config(directory)
+    read_config(directory)
     if not (directory / WEIGHTS_NAME).is_file():
         raise CheckpointError(f"{directory} has no {WEIGHTS_NAME}: nothing to push")
     if not (directory / CARD_NAME).is_file():
-        hub.write_model_card(directory)
+        write_model_card(directory)
     token = token or os.environ.get("HF_TOKEN") or get_token()
     if not token:
         raise CheckpointError("pushing needs a Hub token with write access: pass token= or set HF_TOKEN")
-    if not hub._REPO_RE.match(repo_id) or "@" in repo_id or ":" in repo_id:
+    if not REPO_RE.match(repo_id) or "@" in repo_id or ":" in repo_id:
         raise CheckpointError(f"{repo_id!r} is not a Hub repo id (owner/name)")
     path_in_repo = (path_in_repo or "").strip("/") or None
     api = HfApi(endpoint=endpoint or constants.ENDPOINT, token=token, library_name="n2n",
-                library_version=_version())
+                library_version=__version__)
     try:
         repo_url = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
         api.upload_folder(folder_path=directory, repo_id=repo_id, repo_type="model", path_in_repo=path_in_repo,

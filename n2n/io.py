@@ -30,7 +30,7 @@ import numpy as np
 from PIL import Image, ImageFile, ImageOps, TiffImagePlugin, UnidentifiedImageError
 
 __all__ = ["ImageError", "DEFAULT_MAX_PIXELS", "read_image", "write_image", "to_float", "from_float",
-           "split_alpha", "centre_crop"]
+           "split_alpha", "centre_crop", "write_atomic"]
 
 DEFAULT_MAX_PIXELS = 40_000_000
 
@@ -377,7 +377,12 @@ def write_image(path, image, *, bit_depth=None) -> pathlib.Path:
     target = np.uint8 if bit_depth == 8 else np.uint16
     if image.dtype != target:
         image = from_float(to_float(image), target)
-    _write_atomic(path, _encode_png(image))
+    data = _encode_png(image)
+    try:
+        write_atomic(path, data)
+    except OSError as e:
+        raise ImageError(f"{path}: cannot write file ({e.strerror or e}); check that the folder exists, "
+                         f"is writable and has free space") from None
     return path
 
 
@@ -414,8 +419,14 @@ def _encode_png(image: np.ndarray) -> bytes:
     return encoded.tobytes()
 
 
-def _write_atomic(path: pathlib.Path, data: bytes) -> None:
-    """Write data to a temporary file next to path, fsync it, then rename it over path."""
+def write_atomic(path, data: bytes) -> None:
+    """Write `data` to a temporary file next to `path`, fsync it, then rename it over `path`.
+
+    `path` never holds a partial file; on any failure the temporary file is removed and the
+    error (OSError for the file system's) raised. The one atomic writer: images, checkpoints
+    and training state all go through it.
+    """
+    path = pathlib.Path(path)
     folder = path.parent
     tmp = folder / f".{uuid.uuid4().hex[:16]}.n2n-tmp"
     try:
@@ -425,16 +436,11 @@ def _write_atomic(path: pathlib.Path, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException as e:
+    except BaseException:
         try:
             os.unlink(tmp)
         except OSError:
             pass
-        if isinstance(e, OSError):
-            raise ImageError(
-                f"{path}: cannot write file ({e.strerror or e}); check that the folder exists, "
-                f"is writable and has free space"
-            ) from None
         raise
     try:  # make the rename itself durable; not possible on every platform
         dir_fd = os.open(folder, os.O_RDONLY)

@@ -2,7 +2,7 @@
 
 `train(config)` is a generator yielding one record (dict) per step; the CLI prints
 them, the app plots them. It runs the same under `torchrun` (DistributedDataParallel).
-Checkpoints: `hub.save` writes the model; `training_state.safetensors` holds the
+Checkpoints: `checkpoint.save` writes the model; `training_state.safetensors` holds the
 optimiser's tensors and `config.json` the step, so a run resumes where it stopped.
 """
 from __future__ import annotations
@@ -18,14 +18,15 @@ from typing import Iterator
 import numpy as np
 import torch
 import torch.distributed as dist
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as safetensors_bytes
 from torch.utils.data import DataLoader
 
-from . import hub
+from . import checkpoint, hub
 from .data import (NoisyPairs, SingleNoisy, SyntheticPairs, apply_subsample, list_images, load_images,
                    neighbor_subsample, to_channels)
 from .infer import denoise, resolve_precision
-from .io import centre_crop, read_image, to_float
+from .io import centre_crop, read_image, to_float, write_atomic
 from .losses import get_loss, neighbor2neighbor_regulariser
 from .metrics import psnr
 from .models import build_model
@@ -145,7 +146,7 @@ def _save_state(out: Path, optimizer: torch.optim.Optimizer, step: int) -> None:
     for i, state in optimizer.state_dict()["state"].items():
         for key, value in state.items():
             tensors[f"{i}.{key}"] = torch.as_tensor(value).detach().cpu().contiguous().clone()
-    hub._atomic(out / STATE_NAME, lambda p: save_file(tensors, p, metadata={"step": str(step)}))
+    write_atomic(out / STATE_NAME, safetensors_bytes(tensors, metadata={"step": str(step)}))
 
 
 def _load_state(out: Path, optimizer: torch.optim.Optimizer) -> None:
@@ -192,8 +193,8 @@ def train(config: TrainConfig, stop=lambda: False) -> Iterator[dict]:
     model = model.to(device).to(memory_format=torch.channels_last).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=(0.9, 0.99), eps=1e-8)
     start = 0
-    if config.resume and (out / hub.WEIGHTS_NAME).is_file() and (out / hub.CONFIG_NAME).is_file():
-        resumed = hub.load_dir(out)
+    if config.resume and (out / checkpoint.WEIGHTS_NAME).is_file() and (out / checkpoint.CONFIG_NAME).is_file():
+        resumed = checkpoint.load_dir(out)
         model.load_state_dict(resumed.model.state_dict())
         if (out / STATE_NAME).is_file():  # else (a committed checkpoint, no optimiser state): fresh Adam moments
             _load_state(out, optimizer)
@@ -210,12 +211,12 @@ def train(config: TrainConfig, stop=lambda: False) -> Iterator[dict]:
     last_val = None
     t0, step = time.perf_counter(), start
 
-    def checkpoint(extra=None):
+    def save_checkpoint(extra=None):
         if not all(torch.isfinite(p).all() for p in model.parameters()):
             raise FloatingPointError(f"the weights became NaN or infinite at step {step}; the last good "
                                      f"checkpoint is in {out}. Try a lower learning rate.")
         if rank == 0:
-            hub.save(model, out, _meta(config, model, step, extra))
+            checkpoint.save(model, out, _meta(config, model, step, extra))
             _save_state(out, optimizer, step)
 
     for noisy_source, noisy_target, mask in loader:
@@ -249,10 +250,10 @@ def train(config: TrainConfig, stop=lambda: False) -> Iterator[dict]:
         if val_pairs and (step % config.val_every == 0 or step == config.steps):
             last_val = record["val_psnr"] = evaluate(model, val_pairs)
         if step % config.checkpoint_every == 0:
-            checkpoint({"val_psnr": last_val})
+            save_checkpoint({"val_psnr": last_val})
         stopping = stop()
         if step == config.steps or stopping:
-            checkpoint({"val_psnr": last_val})
+            save_checkpoint({"val_psnr": last_val})
             record |= {"done": True, "out": str(out)}
         yield record
         if stopping:

@@ -7,11 +7,6 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-# Known and being removed by the checkpoint split of issue 12 (n2n/hub.py, n2n/hub_remote.py, n2n/train.py):
-# delete these lines when it lands.
-KNOWN_CYCLES = [{"n2n", "n2n.hub", "n2n.hub_remote"}]  # any cycle within these
-KNOWN_PRIVATE = {("n2n.hub_remote", "n2n.hub._REPO_RE"), ("n2n.hub_remote", "n2n.hub._size"),
-                 ("n2n.train", "n2n.hub._atomic")}
 
 
 def modules() -> dict[str, Path]:
@@ -45,7 +40,7 @@ def imports(name: str, path: Path, known: dict[str, Path]) -> tuple[set[str], se
                     aliases[alias.asname or alias.name] = f"{base}.{alias.name}"
                 else:
                     found.add(base)
-                    if alias.name.startswith("_"):
+                    if alias.name.startswith("_") and not alias.name.startswith("__"):  # __version__ is public
                         private.add(f"{base}.{alias.name}")
     for node in ast.walk(tree):  # hub._atomic, where hub is a project module
         if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.attr.startswith("_")
@@ -85,8 +80,7 @@ def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
 def test_no_import_cycles():
     edges, _ = graph()
     assert edges["app"] and edges["ui.finetune"], "the walk found the app's imports"
-    unknown = [" → ".join(c + c[:1]) for c in cycles(edges) if not any(set(c) <= known for known in KNOWN_CYCLES)]
-    assert unknown == []
+    assert [" → ".join(c + c[:1]) for c in cycles(edges)] == []
 
 
 def test_cycle_finder_finds_a_cycle():
@@ -105,7 +99,7 @@ def test_imports_flow_one_way():
 
 def test_no_private_names_across_modules():
     _, private = graph()
-    assert private - KNOWN_PRIVATE == set()
+    assert private == set()
 
 
 def test_no_sys_path_edits_in_the_package_or_the_app():

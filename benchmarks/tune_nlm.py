@@ -12,8 +12,8 @@ import cv2
 import numpy as np
 
 from n2n.data import list_images
-from n2n.io import read_image
-from n2n.metrics import psnr, to_uint8
+from n2n.io import read_image, to_uint8
+from n2n.metrics import psnr
 from n2n.noise import corrupt
 
 parser = argparse.ArgumentParser()

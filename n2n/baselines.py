@@ -10,7 +10,7 @@ import importlib.util
 import cv2
 import numpy as np
 
-from .metrics import to_uint8
+from .io import to_uint8
 
 # h of cv2.fastNlMeans* as a function of the Gaussian-equivalent σ (0–255 scale), fitted on
 # training images (bsd400, benchmarks/tune_nlm.py): h = NLM_SLOPE · σ + NLM_OFFSET.

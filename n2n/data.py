@@ -17,8 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .io import read_image, to_float
-from .metrics import to_uint8
+from .io import read_image, to_float, to_uint8
 from .noise import training_pair
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}

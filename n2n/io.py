@@ -30,7 +30,7 @@ import numpy as np
 from PIL import Image, ImageFile, ImageOps, TiffImagePlugin, UnidentifiedImageError
 
 __all__ = ["ImageError", "DEFAULT_MAX_PIXELS", "read_image", "write_image", "to_float", "from_float",
-           "split_alpha", "centre_crop", "write_atomic"]
+           "to_uint8", "split_alpha", "centre_crop", "write_atomic"]
 
 DEFAULT_MAX_PIXELS = 40_000_000
 
@@ -92,6 +92,12 @@ def from_float(image, dtype) -> np.ndarray:
     if dtype in (np.uint8, np.uint16):
         return np.rint(image * np.float32(np.iinfo(dtype).max)).astype(dtype)
     raise ValueError(f"from_float: unsupported dtype {dtype}; expected uint8, uint16 or float32")
+
+
+def to_uint8(image) -> np.ndarray:
+    """uint8 as is; uint16 or float (nominally [0, 1]) through `from_float`: clipped, then rounded to 0..255."""
+    image = np.asarray(image)
+    return image if image.dtype == np.uint8 else from_float(to_float(image), np.uint8)
 
 
 # --------------------------------------------------------------------------- reading

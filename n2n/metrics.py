@@ -4,15 +4,7 @@ from __future__ import annotations
 import numpy as np
 from skimage.metrics import structural_similarity
 
-
-def to_uint8(image: np.ndarray) -> np.ndarray:
-    """uint8 as is; uint16 scaled; float in [0, 1] clipped, scaled and rounded to uint8."""
-    image = np.asarray(image)
-    if image.dtype == np.uint8:
-        return image
-    if image.dtype == np.uint16:
-        return np.round(image / 257.0).astype(np.uint8)
-    return np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
+from .io import to_uint8
 
 
 def _pair(clean, test):

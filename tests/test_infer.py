@@ -6,7 +6,8 @@ import torch
 
 from n2n import hub
 from n2n.infer import denoise
-from n2n.metrics import psnr, to_uint8
+from n2n.io import to_uint8
+from n2n.metrics import psnr
 from n2n.models import build_model
 from n2n.noise import corrupt
 from conftest import photo

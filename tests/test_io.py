@@ -20,6 +20,7 @@ from n2n.io import (
     from_float,
     read_image,
     to_float,
+    to_uint8,
     write_image,
 )
 
@@ -723,6 +724,17 @@ def test_from_float():
         from_float(np.array([np.nan]), np.uint8)
     with pytest.raises(ValueError, match="dtype"):
         from_float(x, np.int32)
+
+
+def test_to_uint8_is_from_float_to_8_bits():
+    """The one 8-bit conversion (PSNR's, the baselines'): uint8 untouched, uint16 to the nearest level."""
+    same = np.arange(256, dtype=np.uint8)
+    assert to_uint8(same) is same
+    levels = np.arange(65536, dtype=np.uint16)
+    np.testing.assert_array_equal(to_uint8(levels), np.round(levels / 257.0).astype(np.uint8))
+    assert to_uint8(np.array([-1.0, 0.5, 2.0], np.float32)).tolist() == [0, 128, 255]
+    with pytest.raises(ValueError, match="NaN"):
+        to_uint8(np.array([np.nan], np.float32))
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16])

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from .checkpoint import (CARD_NAME, CONFIG_NAME, MAX_CONFIG_BYTES, WEIGHTS_NAME, CheckpointError, LoadedModel,
                          check_config, check_weights_size, format_size, load_dir, read_config, write_model_card)
+from .io import reason
 from .version import __version__
 
 log = logging.getLogger(__name__)
@@ -91,7 +92,7 @@ def _fetch(repo_id: str, revision: str, subfolder: str | None, label: str,
                 raise CheckpointError(f"Hub checkpoint {label}: {CONFIG_NAME} is {format_size(size)}, far more than "
                                       "an n2n config needs")
         except (httpx2.TransportError, OfflineModeIsEnabled, FileMetadataError) as e:
-            unreachable = _reason(e)
+            unreachable = reason(e, typed=True)
         except (RepositoryNotFoundError, RevisionNotFoundError, RemoteEntryNotFoundError):
             pass  # hf_hub_download raises the same, handled below with the cache consulted
         except HfHubHTTPError as e:
@@ -139,7 +140,7 @@ def _fetch(repo_id: str, revision: str, subfolder: str | None, label: str,
         raise CheckpointError(f"{label} is not an n2n checkpoint: no {wanted} "
                               f"{'in ' + subfolder if subfolder else 'at the repo root'}") from None
     except (HfHubHTTPError, httpx2.HTTPError) as e:
-        raise HubUnreachableError(f"cannot download {wanted} of {label} from the Hub: {_reason(e)}") from None
+        raise HubUnreachableError(f"cannot download {wanted} of {label} from the Hub: {reason(e, typed=True)}") from None
     if weights_path.parent != folder:  # cannot happen with a well-formed cache; load_dir needs one folder
         raise CheckpointError(f"{label}: config.json and model.safetensors landed in different folders")
     note = "" if unreachable is None else ("from the cache, offline" if offline else f"from the cache, Hub unreachable: {unreachable}")
@@ -162,12 +163,6 @@ def _metadata_timeout() -> float:
     from huggingface_hub import constants
 
     return float(constants.HF_HUB_ETAG_TIMEOUT) if os.environ.get("HF_HUB_ETAG_TIMEOUT") else METADATA_TIMEOUT_S
-
-
-def _reason(e: BaseException) -> str:
-    """A one-line reason without the request's headers (the token never appears in these)."""
-    text = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {text[0]}" if text else type(e).__name__
 
 
 def push(directory: str | Path, repo_id: str, token: str | None = None, private: bool = True,
@@ -204,9 +199,9 @@ def push(directory: str | Path, repo_id: str, token: str | None = None, private:
                           allow_patterns=list(PUSHED_FILES),
                           commit_message=commit_message or f"n2n: upload {path_in_repo or directory.name}")
     except (HfHubHTTPError, OSError, ValueError) as e:
-        raise CheckpointError(f"push of {directory} to {repo_id} failed: {_reason(e)}".replace(token, "***")) from None
+        raise CheckpointError(f"push of {directory} to {repo_id} failed: {reason(e, typed=True)}".replace(token, "***")) from None
     except httpx2.HTTPError as e:  # network down: same scrubbing, no chained traceback
-        raise HubUnreachableError(f"push of {directory} to {repo_id} failed: {_reason(e)}".replace(token, "***")) from None
+        raise HubUnreachableError(f"push of {directory} to {repo_id} failed: {reason(e, typed=True)}".replace(token, "***")) from None
     url = str(repo_url).rstrip("/")
     log.info("pushed %s to %s", directory, url)
     return f"{url}/tree/main/{path_in_repo}" if path_in_repo else url

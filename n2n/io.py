@@ -30,7 +30,7 @@ import numpy as np
 from PIL import Image, ImageFile, ImageOps, TiffImagePlugin, UnidentifiedImageError
 
 __all__ = ["ImageError", "DEFAULT_MAX_PIXELS", "read_image", "write_image", "to_float", "from_float",
-           "to_uint8", "split_alpha", "centre_crop", "write_atomic"]
+           "to_uint8", "split_alpha", "centre_crop", "write_atomic", "reason"]
 
 DEFAULT_MAX_PIXELS = 40_000_000
 
@@ -158,7 +158,7 @@ def read_image(src, *, max_pixels=DEFAULT_MAX_PIXELS, dtype="float32") -> np.nda
         except MemoryError:
             raise
         except Exception as e:
-            raise ImageError(f"{name}: corrupted image header ({_reason(e)}); re-export or re-download it") from None
+            raise ImageError(f"{name}: corrupted image header ({reason(e, 200)}); re-export or re-download it") from None
 
         if im is None:
             header = _tiff_header(data) if data.startswith(_TIFF_SIGNATURES) else None
@@ -307,7 +307,7 @@ def _decode_pillow(im: Image.Image, data: bytes, name: str) -> np.ndarray:
     except MemoryError:
         raise
     except Exception as e:
-        raise ImageError(f"{name}: image data is truncated or corrupted ({_reason(e)}); re-export or re-download it") from None
+        raise ImageError(f"{name}: image data is truncated or corrupted ({reason(e, 200)}); re-export or re-download it") from None
 
     if mode.startswith("I"):  # I;16, I;16B, I;16S, I (32-bit): keep only what fits in uint16
         if image.dtype.kind not in "iu" or (image.size and (image.min() < 0 or image.max() > 65535)):
@@ -328,7 +328,7 @@ def _decode_cv2(data: bytes, name: str, height: int, width: int, orientation: in
     try:
         image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     except cv2.error as e:
-        raise ImageError(f"{name}: image data is corrupted (OpenCV: {_reason(e)}); re-export or re-download it") from None
+        raise ImageError(f"{name}: image data is corrupted (OpenCV: {reason(e, 200)}); re-export or re-download it") from None
     if image is None or image.shape[:2] != (height, width):
         raise ImageError(f"{name}: image data is truncated or corrupted; re-export or re-download it")
     if image.dtype == np.float64 or image.dtype == np.float16:
@@ -352,10 +352,13 @@ def _hwc(image: np.ndarray) -> np.ndarray:
     return image[:, :, None] if image.ndim == 2 else image
 
 
-def _reason(e: Exception) -> str:
-    """The first line of an exception message, short."""
-    text = str(e).strip().splitlines()
-    return (text[0] if text else type(e).__name__)[:200]
+def reason(e: BaseException, limit: int | None = None, typed: bool = False) -> str:
+    """The first line of `e`'s message for a one-line error, cut to `limit` characters (None: whole);
+    `typed`: led by the exception's type ("ConnectError: ..."). The type alone when the message is empty."""
+    lines = str(e).strip().splitlines()
+    if not lines:
+        return type(e).__name__
+    return (f"{type(e).__name__}: {lines[0]}" if typed else lines[0])[:limit]
 
 
 # --------------------------------------------------------------------------- writing

@@ -11,6 +11,7 @@ import re
 import gradio as gr
 
 from n2n import hub
+from n2n.io import reason
 from ui.common import UserError
 from ui.registry import FINETUNED, is_hub_ref, owns
 
@@ -53,8 +54,8 @@ def push_to_hub(name, repo_id, token="", private=True, oauth_token: gr.OAuthToke
         hub.write_model_card(folder)
         url = hub.push(folder, repo_id, token=token, private=bool(private))  # explicit: no fallback to HF_TOKEN
     except Exception as e:  # the token and the server's folder scrubbed from whatever the Hub or the client said
-        reason = str(e).replace(token, "***").replace(str(folder), name).splitlines()
-        raise UserError(f"Push to {repo_id} failed: {(reason or [type(e).__name__])[0][:300]}") from None
+        why = reason(e).replace(token, "***").replace(str(folder), name)[:300]
+        raise UserError(f"Push to {repo_id} failed: {why}") from None
     yield f"Pushed `{name}` to [{repo_id}]({url}).", ""
 
 

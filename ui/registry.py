@@ -18,12 +18,12 @@ from pathlib import Path
 import gradio as gr
 
 from n2n import baselines, hub
+from n2n.io import reason
 from ui.common import UserError, session_key
 
 EXTRA: dict[str, Path] = {}  # checkpoints shown to everyone beside the bundled ones, by name
 FINETUNED: dict[str, Path] = {}  # checkpoints fine-tuned here, by name; listed only to the session that made them
 BASELINE_LABELS = {"nlm": "non-local means (OpenCV)", "median": "median filter", "bm3d": "BM3D"}
-HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+(@[\w./-]+)?(:[\w./-]+)?$")
 
 _OWNERS: dict[str, str | None] = {}  # fine-tuned model name -> session hash of the visitor who made it
 _CACHE: OrderedDict[str, tuple[hub.LoadedModel, float]] = OrderedDict()  # ref -> (model, time.monotonic() loaded)
@@ -74,7 +74,7 @@ def compare_choices(session: list[str] | None = None) -> list[tuple[str, str]]:
 
 def is_hub_ref(ref: str) -> bool:
     """owner/name[@revision][:subfolder], with no '.' or '..' part: a revision reaches the Hub cache's paths."""
-    return bool(HUB_ID.match(ref)) and not any(part in (".", "..") for part in re.split(r"[/@:]", ref))
+    return bool(hub.REPO_RE.match(ref)) and not any(part in (".", "..") for part in re.split(r"[/@:]", ref))
 
 
 def unknown_model(ref: str) -> UserError:
@@ -127,7 +127,7 @@ def load(ref: str) -> hub.LoadedModel:
             except ImportError:
                 raise UserError("Loading models from the Hub is not available in this installation.") from None
             except Exception as e:  # network, authentication, missing files on the Hub
-                raise UserError(f"Cannot load {ref!r} from the Hub: {str(e).splitlines()[0][:300]}") from None
+                raise UserError(f"Cannot load {ref!r} from the Hub: {reason(e, 300)}") from None
             while len(_CACHE) > 8:
                 _CACHE.popitem(last=False)
         _CACHE.move_to_end(ref)

@@ -120,8 +120,8 @@ def validation_set(config: TrainConfig) -> list[tuple[np.ndarray, np.ndarray]]:
     return pairs
 
 
-def evaluate(model, pairs) -> float:
-    """Mean PSNR (dB, 8-bit) of `model` over (clean, noisy) pairs."""
+def validate(model, pairs) -> float:
+    """Validation PSNR: the mean PSNR (dB, 8-bit) of `model` over (clean, noisy) pairs (`validation_set`)."""
     return float(np.mean([psnr(clean, denoise(model, noisy)) for clean, noisy in pairs]))
 
 
@@ -248,7 +248,7 @@ def train(config: TrainConfig, stop=lambda: False) -> Iterator[dict]:
         record = {"step": step, "loss": loss.item(), "lr": lr, "steps_per_s": rate, "model": model,
                   "eta_s": (config.steps - step) / rate if rate > 0 else None}
         if val_pairs and (step % config.val_every == 0 or step == config.steps):
-            last_val = record["val_psnr"] = evaluate(model, val_pairs)
+            last_val = record["val_psnr"] = validate(model, val_pairs)
         if step % config.checkpoint_every == 0:
             save_checkpoint({"val_psnr": last_val})
         stopping = stop()

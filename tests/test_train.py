@@ -261,9 +261,9 @@ def test_cli_train_takes_tuple_and_optional_flags(photo_folder, tmp_path):
     assert saved.config["noise"] == "impulse" and saved.config["loss"] == "l1" and saved.config["steps"] == 2
     assert saved.config["noise_range"] == [0.1, 0.3] and saved.config["train_config"]["val_param"] == 0.2
     config = TrainConfig(**saved.config["train_config"])
-    assert saved.config["val_psnr"] == pytest.approx(n2n.train.evaluate(saved.model, n2n.train.validation_set(config)), abs=0.05)
+    assert saved.config["val_psnr"] == pytest.approx(n2n.train.validate(saved.model, n2n.train.validation_set(config)), abs=0.05)
     config.val_param = None  # the default level, 0.5, scores differently: the flag was used
-    assert abs(saved.config["val_psnr"] - n2n.train.evaluate(saved.model, n2n.train.validation_set(config))) > 1.0
+    assert abs(saved.config["val_psnr"] - n2n.train.validate(saved.model, n2n.train.validation_set(config))) > 1.0
 
 
 def test_train_space_smoke_trains_every_bundled_model(photo_folder, tmp_path):

@@ -33,10 +33,17 @@ class CheckpointError(ValueError):
 
 @dataclass
 class LoadedModel:
+    """A loaded checkpoint and where it came from: `source` in one line, and the same in fields."""
+
     model: nn.Module
     config: dict
-    source: str  # where the weights came from, for the UI: "bundled", a path, or "hub:owner/repo@rev"
+    source: str  # in one line: "bundled:NAME", "hub:owner/repo@rev[:sub]", "local:NAME" or a path; " (note)" after
     fallback: str = ""  # why the Hub copy was not served, when the bundled one stands in for it
+    kind: str = "local"  # bundled | hub | local (a folder) | finetuned (a folder fine-tuned in this app)
+    repo: str = ""  # hub: owner/repo
+    revision: str = ""  # hub: the revision asked for (branch, tag or commit)
+    subfolder: str = ""  # hub: the checkpoint's folder in the repo, if not its root
+    note: str = ""  # how it was served, when that is worth saying: "from the cache, offline", "Hub unreachable: ..."
 
 
 def read_config(directory: str | Path, name: str | None = None) -> dict:

@@ -4,6 +4,7 @@ n2n.checkpoint, whose names are re-exported here for the callers that know them 
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import re
@@ -48,7 +49,7 @@ def resolve(name_or_dir: str, anonymous: bool = False) -> LoadedModel:
     if hub_repo and _NAME_RE.match(ref):
         return _resolve_name_via_hub(ref, hub_repo)
     if ref in bundled_names():
-        return load_dir(CHECKPOINTS / ref, source=f"bundled:{ref}")
+        return dataclasses.replace(load_dir(CHECKPOINTS / ref, source=f"bundled:{ref}"), kind="bundled")
     if REPO_RE.match(ref):
         return load_from_hub(ref, anonymous=anonymous)
     known = ", ".join(bundled_names()) or "none bundled"
@@ -68,8 +69,7 @@ def _resolve_name_via_hub(name: str, hub_repo: str) -> LoadedModel:
             raise CheckpointError(f"no model {name!r}: {why} ({e}) and no bundled copy in {CHECKPOINTS}") from None
         log.warning("%s: using the bundled copy (%s: %s)", name, why, e)
         loaded = load_dir(CHECKPOINTS / name, source=f"bundled:{name} ({why}: {e})")
-        loaded.fallback = f"{why}: {e}"
-        return loaded
+        return dataclasses.replace(loaded, kind="bundled", fallback=f"{why}: {e}", note=f"{why}: {e}")
 
 
 def load_model(name_or_dir: str) -> nn.Module:

@@ -14,6 +14,7 @@ and HF_HUB_DOWNLOAD_TIMEOUT environment variables override them).
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import re
@@ -54,7 +55,8 @@ def load_from_hub(ref: str, anonymous: bool = False) -> LoadedModel:
     """Load `owner/repo[@revision][:subfolder]` from the Hub (or its local cache), strict keys, no pickle.
 
     `LoadedModel.source` is `hub:owner/repo@revision[:subfolder]`, followed by a note in
-    parentheses when the files came from the cache because the Hub was not asked or did not answer.
+    parentheses when the files came from the cache because the Hub was not asked or did not answer;
+    `kind` is "hub" and `repo`, `revision`, `subfolder` and `note` hold the same in fields.
     anonymous: send no token at all (a visitor's reference in the app: never the Space's HF_TOKEN
     or saved login); otherwise huggingface_hub's own (HF_TOKEN, then the saved login).
     """
@@ -62,7 +64,8 @@ def load_from_hub(ref: str, anonymous: bool = False) -> LoadedModel:
     revision = revision or "main"
     label = f"{repo_id}@{revision}" + (f":{subfolder}" if subfolder else "")
     folder, note = _fetch(repo_id, revision, subfolder, label, token=False if anonymous else None)
-    return load_dir(folder, source=f"hub:{label}" + (f" ({note})" if note else ""), name=f"Hub checkpoint {label}")
+    loaded = load_dir(folder, source=f"hub:{label}" + (f" ({note})" if note else ""), name=f"Hub checkpoint {label}")
+    return dataclasses.replace(loaded, kind="hub", repo=repo_id, revision=revision, subfolder=subfolder or "", note=note)
 
 
 def _fetch(repo_id: str, revision: str, subfolder: str | None, label: str,

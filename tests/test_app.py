@@ -100,6 +100,19 @@ def test_corrupt_keeps_bit_depth_and_alpha(client, clean_png, tmp_path):
     assert np.array_equal(noisy[..., 3], rgba[..., 3]), "alpha passes through untouched"
 
 
+def test_registry_says_where_a_model_came_from(tiny_checkpoint, monkeypatch):
+    """LoadedModel's fields, so the UI need not parse `source`: a listed folder is local, a model
+    fine-tuned here is finetuned; `source` reads as before."""
+    monkeypatch.setitem(registry.EXTRA, "listed-here", tiny_checkpoint)
+    monkeypatch.setitem(registry.FINETUNED, "made-here", tiny_checkpoint)
+    for name, kind in (("listed-here", "local"), ("made-here", "finetuned")):
+        try:
+            loaded = registry.load(name)
+            assert (loaded.kind, loaded.source, loaded.repo, loaded.note) == (kind, f"local:{name}", "", "")
+        finally:
+            registry._CACHE.pop(name, None)
+
+
 def test_denoise_serves_the_model_and_compares_baselines(client, clean_png):
     noisy_path, clean = noisy_png(clean_png)
     noisy = png(noisy_path)

@@ -294,6 +294,7 @@ def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
 def test_download_loads_and_denoises_like_the_folder(fake, tiny_checkpoint):
     loaded = hub.resolve("n2n/tiny")
     assert loaded.source == "hub:n2n/tiny@main"
+    assert (loaded.kind, loaded.repo, loaded.revision, loaded.subfolder, loaded.note) == ("hub", "n2n/tiny", "main", "", "")
     assert "note" not in loaded.config  # main, not the v1 tag
     image = photo(48)
     expected = denoise(hub.load_dir(tiny_checkpoint).model, image)
@@ -322,6 +323,7 @@ def test_second_load_reuses_the_cache(fake):
     fake.log.clear()
     second = hub.resolve("n2n/zoo:gaussian")
     assert second.source == first.source == "hub:n2n/zoo@main:gaussian"
+    assert (second.kind, second.repo, second.revision, second.subfolder) == ("hub", "n2n/zoo", "main", "gaussian")
     assert _same_weights(first.model, second.model)
     assert fake.requests("GET") == []  # nothing downloaded again
     # Only metadata: HEADs of config.json; the weights are pinned to the commit already cached.
@@ -330,7 +332,7 @@ def test_second_load_reuses_the_cache(fake):
 
 def test_pinned_revision_reaches_the_server(fake):
     loaded = hub.resolve("n2n/tiny@v1")
-    assert loaded.source == "hub:n2n/tiny@v1"
+    assert loaded.source == "hub:n2n/tiny@v1" and loaded.revision == "v1"
     assert loaded.config["note"] == "tagged v1"
     v1 = fake.repos["n2n/tiny"]["refs"]["v1"]
     assert v1 != fake.repos["n2n/tiny"]["refs"]["main"]
@@ -384,6 +386,7 @@ def test_offline_mode_serves_from_the_cache(fake, monkeypatch):
     offline = hub.resolve("n2n/zoo:gaussian")
     assert fake.log == []
     assert offline.source == "hub:n2n/zoo@main:gaussian (from the cache, offline)"
+    assert offline.kind == "hub" and offline.note == "from the cache, offline"  # the note in a field: no parsing
     assert _same_weights(online.model, offline.model)
 
 
@@ -441,6 +444,7 @@ def test_hub_repo_falls_back_to_bundled_when_the_hub_is_down(fake, bundled, monk
     assert time.monotonic() - start < 5
     assert loaded.source.startswith("bundled:gaussian (Hub unreachable: ")
     assert loaded.fallback.startswith("Hub unreachable: ")  # what the app reads to retry the Hub later
+    assert loaded.kind == "bundled" and loaded.note == loaded.fallback and loaded.repo == ""
     assert ("ConnectError" if down == "refused" else "503") in loaded.source
     assert _same_weights(loaded.model, hub.load_dir(bundled / "gaussian").model)
     if down == "503":
@@ -450,6 +454,8 @@ def test_hub_repo_falls_back_to_bundled_when_the_hub_is_down(fake, bundled, monk
 def test_without_hub_repo_bundled_names_stay_local(fake, bundled):
     loaded = hub.resolve("gaussian")
     assert loaded.source == "bundled:gaussian" and loaded.fallback == ""
+    assert loaded.kind == "bundled" and loaded.note == ""
+    assert hub.resolve(str(bundled / "gaussian")).kind == "local"  # a folder, by its path
     assert fake.log == []
 
 

@@ -8,6 +8,7 @@ unreachable Hub is retried after a while.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import threading
@@ -103,7 +104,8 @@ def _load_uncached(ref: str) -> hub.LoadedModel:
     if ref in hub.bundled_names() and not Path(ref).exists():  # (a folder of that name here would shadow it)
         return hub.resolve(ref)  # from the Hub first when N2N_HUB_REPO is set, else (or failing that) bundled
     if ref in EXTRA or ref in FINETUNED:
-        return hub.load_dir(EXTRA.get(ref) or FINETUNED[ref], source=f"local:{ref}")
+        loaded = hub.load_dir(EXTRA.get(ref) or FINETUNED[ref], source=f"local:{ref}")
+        return dataclasses.replace(loaded, kind="local" if ref in EXTRA else "finetuned")
     if is_hub_ref(ref) and not Path(ref).exists():
         return hub.resolve(ref, anonymous=True)  # a visitor's reference: never with the Space's own token
     raise unknown_model(ref)

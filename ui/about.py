@@ -24,7 +24,10 @@ of the same scene are enough to train on, and the result is as good as training 
 
 The Fine-tune tab also trains from **single** noisy images (Neighbor2Neighbor, Huang et al. 2021) or from
 **one** noisy image alone (Zero-Shot Noise2Noise, Mansour & Heckel 2023), and can train the clean-target
-twin (Noise2Clean) beside Noise2Noise, so both validation curves show live.
+twin (Noise2Clean) beside Noise2Noise, so both validation curves show live. In the Denoise tab,
+**Adapt to this photo** runs Neighbor2Neighbor from the chosen model on your one photo for up to two
+minutes: a noise the model was not trained for (a mixture, a level beyond its range) is learnt from
+the photo itself.
 
 PSNR is measured as papers report it: on 8-bit output, per image. All images pass through lossless PNG.
 

@@ -1,12 +1,17 @@
 """The Denoise tab: a model (listed, fine-tuned here, or from the Hub) beside the classical baselines,
 scored against a clean reference when one is given.
 
-Endpoint /denoise (image, model, Hub repo, compare with, clean reference, noise, parameter).
+Endpoints /denoise (image, model, Hub repo, compare with, clean reference, noise, parameter) and
+/adapt (image, model, seconds, clean reference): the model fitted to this one photo for a few
+seconds (Neighbor2Neighbor, n2n.finetune.adapt), shown beside the pretrained one; the adapted model
+joins the visitor's model list, theirs alone. On upload, the noise is estimated (n2n.estimate) to
+preset the baselines' noise level and suggest a model.
 Also wires the Corrupt tab's "Send A to Denoise", which fills this tab's inputs.
 """
 from __future__ import annotations
 
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +21,8 @@ import pandas as pd
 import torch
 
 from n2n import baselines, hub
+from n2n import finetune as ft
+from n2n.estimate import estimate_noise
 from n2n.infer import denoise, resolve_precision
 from n2n.io import from_float, split_alpha, to_float
 from n2n.metrics import psnr, ssim
@@ -23,16 +30,22 @@ from n2n.noise import NOISE_MODELS
 from ui.common import (API_DEFAULT_PARAM, IMAGE_SOURCES, UserError, check_param, gpu, image_input, noise_model,
                        param_slider, read, safe_name, save_png, workdir)
 from ui.corrupt import CorruptTab
-from ui.registry import BASELINE_LABELS, FINETUNED, check_session, compare_choices, load, model_names
+from ui.registry import (BASELINE_LABELS, FINETUNED, add_finetuned, check_session, compare_choices, init_ref, load,
+                         model_names)
+
+# "Adapt to this photo": seconds of training per call (SECURITY.md: one fine-tuning slot, shared)
+ADAPT_SECONDS = (5, 120)
+ADAPT_DEFAULT_S = 60
 
 
 @dataclass
 class DenoiseTab:
-    """What the Fine-tune tab wires to: the model choices."""
+    """What the Fine-tune tab wires to: the model choices, and the names of this session's models."""
 
     model: gr.Dropdown
     hub_repo: gr.Textbox
     compare: gr.CheckboxGroup
+    session: gr.State
 
 
 def device() -> torch.device:
@@ -66,6 +79,73 @@ def denoise_image(image, model="gaussian", hub_repo="", compare=None, clean=None
         caption = BASELINE_LABELS.get(method, method) + (f" · {row['PSNR (dB)']:.2f} dB" if reference is not None else "")
         gallery.append((path, caption))
     return (image, main), gallery, pd.DataFrame(rows), main, describe_source(ref, loaded)
+
+
+@gpu(duration=180)
+def adapt_image(image, model="gaussian", seconds=ADAPT_DEFAULT_S, clean=None, session=None,
+                progress=gr.Progress(), request: gr.Request = None):
+    """Fit `model` to `image` alone for `seconds`; the adapted result (full-resolution PNG) first,
+    then pretrained ↔ adapted, the gallery, the scores, a summary, and the session's model lists."""
+    noisy = read(image, "noisy image")
+    model = (model or "").strip()
+    if not model or model == "scratch":
+        raise UserError(f"Adapt starts from a model: choose one of {', '.join(model_names(session))}.")
+    check_session(model, request)
+    if seconds is None or not ADAPT_SECONDS[0] <= seconds <= ADAPT_SECONDS[1]:
+        raise UserError(f"Adapt takes {ADAPT_SECONDS[0]} to {ADAPT_SECONDS[1]} seconds, got {seconds}.")
+    init = init_ref(model)  # a listed model only: a Hub repo cannot be adapted
+    reference = clean_reference(clean, noisy)
+    colour, alpha = split_alpha(noisy)
+    folder, stem = workdir("runs", max_age_s=24 * 3600), safe_name(Path(image).stem)
+    progress(0, desc="loading the model")
+    start = time.perf_counter()
+    record = None
+    try:
+        for record in ft.adapt(init, colour, folder, float(seconds)):
+            progress((min(record["elapsed_s"], seconds), float(seconds)), desc=f"adapting: step {record['step']}",
+                     unit="s")
+    except FloatingPointError:
+        raise UserError("Adapting diverged and stopped; the model it started from is unchanged. "
+                        "Try a shorter time or another model.") from None
+    trained_s = time.perf_counter() - start
+    if record is None or not record.get("done"):
+        raise UserError("Adapting stopped before its first step; try again.")
+    progress(1.0, desc="denoising the whole image")
+    pretrained = run_method(model, noisy, "gaussian", API_DEFAULT_PARAM, progress)
+    adapted_model = record["model"].eval()
+    adapted = denoise(adapted_model, colour)
+    name = f"adapted-{safe_name(model)[:24]}-{uuid.uuid4().hex[:6]}"
+    add_finetuned(name, Path(record["out"]), request)
+    adapted_path = save_png(folder / f"{stem}_adapted.png", adapted, noisy, alpha)
+    pretrained_path = save_png(folder / f"{stem}_pretrained_{safe_name(model)}.png", pretrained, noisy)
+    rows = [score_row("noisy input", reference, noisy, 0.0)] if reference is not None else []
+    rows += [score_row(f"pretrained · {model}", reference, pretrained, 0.0),
+             score_row(f"adapted · {name}", reference, adapted, trained_s)]
+    def caption(label, row):
+        return label + (f" · {row['PSNR (dB)']:.2f} dB" if "PSNR (dB)" in row else "")
+    gallery = [(image, caption("noisy input", rows[0]) if reference is not None else "noisy input"),
+               (pretrained_path, caption(f"pretrained · {model}", rows[-2])),
+               (adapted_path, caption("adapted to this photo", rows[-1]))]
+    gain = (f" PSNR {rows[-2]['PSNR (dB)']:.2f} → {rows[-1]['PSNR (dB)']:.2f} dB against the clean reference."
+            if reference is not None else "")
+    summary = (f"**{model}** adapted to this photo: {record['step']} step{'s' if record['step'] != 1 else ''} of Neighbor2Neighbor on the photo alone in "
+               f"{trained_s:.0f} s.{gain} The model **{name}** is now in your model list (yours only); the slider "
+               f"shows pretrained ↔ adapted.")
+    session = list(session or []) + [name]
+    return (adapted_path, (pretrained_path, adapted_path), gallery, pd.DataFrame(rows), summary, session,
+            gr.Dropdown(choices=model_names(session)), gr.CheckboxGroup(choices=compare_choices(session)))
+
+
+def estimate_upload(image):
+    """On upload: the noise estimate in words, and the baselines' noise and level preset from it."""
+    if not image:
+        return gr.Markdown(""), gr.Dropdown(), gr.Slider()
+    try:
+        found = estimate_noise(read(image, "noisy image"), models=model_names())
+    except (gr.Error, ValueError):
+        return gr.Markdown(""), gr.Dropdown(), gr.Slider()
+    text = f"Noise estimate: {found.text}. Suggested model: **{found.model}** (the baselines are set to it)."
+    return gr.Markdown(text), gr.Dropdown(value=found.kind), param_slider(found.kind, found.param)
 
 
 def score_row(label: str, reference: np.ndarray | None, result: np.ndarray, seconds: float) -> dict:
@@ -154,22 +234,33 @@ def build(corrupted: CorruptTab, tabs: gr.Tabs) -> DenoiseTab:
                 base_noise = gr.Dropdown(list(NOISE_MODELS), value="gaussian",
                                          label="Noise in the image (tunes the classical baselines)")
                 base_param = param_slider("gaussian")
+            estimate_md = gr.Markdown("", elem_id="estimate")
             denoise_btn = gr.Button("Denoise", variant="primary")
+            with gr.Row(equal_height=True):
+                adapt_btn = gr.Button("Adapt to this photo", scale=1, elem_id="adapt-btn")
+                adapt_s = gr.Slider(*ADAPT_SECONDS, value=ADAPT_DEFAULT_S, step=5, label="seconds of training", scale=2,
+                                    info="fits the model to this photo alone (Neighbor2Neighbor)")
         with gr.Column(scale=3):
-            slider = gr.ImageSlider(label="Noisy ↔ denoised", format="png", type="filepath",
+            slider = gr.ImageSlider(label="Noisy ↔ denoised (after Adapt: pretrained ↔ adapted)", format="png", type="filepath",
                                     interactive=False, max_height=520, elem_id="slider")
             source_md = gr.Markdown(label="Model source", elem_id="source")
             with gr.Row(equal_height=True):
-                download = gr.File(label="Denoised PNG, full resolution", scale=3)
+                download = gr.File(label="Denoised (or adapted) PNG, full resolution", scale=3)
                 gr.DeepLinkButton(scale=1)
             gallery = gr.Gallery(label="Every result", format="png", columns=4, height=260,
                                  object_fit="contain", elem_id="gallery")
             table = gr.Dataframe(label="Scores (PSNR and SSIM when a clean reference is known)",
                                  interactive=False, elem_id="scores")
 
+    session = gr.State([])  # the names of the models fine-tuned or adapted in this session
     base_noise.input(param_slider, base_noise, base_param, api_visibility="private")
+    noisy_in.upload(estimate_upload, noisy_in, [estimate_md, base_noise, base_param], api_visibility="private",
+                    show_progress="hidden")
     corrupted.send.click(send_to_denoise, corrupted.sent, [noisy_in, clean_ref, base_noise, base_param, ref_box, tabs],
                          api_visibility="private")
     denoise_btn.click(denoise_image, [noisy_in, model_dd, hub_box, compare, clean_ref, base_noise, base_param],
                       [slider, gallery, table, download, source_md], api_name="denoise")
-    return DenoiseTab(model_dd, hub_box, compare)
+    adapt_btn.click(adapt_image, [noisy_in, model_dd, adapt_s, clean_ref, session],
+                    [download, slider, gallery, table, source_md, session, model_dd, compare], api_name="adapt",
+                    concurrency_limit=1, concurrency_id="finetune")
+    return DenoiseTab(model_dd, hub_box, compare, session)

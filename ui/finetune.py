@@ -264,7 +264,7 @@ def on_unload(request: gr.Request):
 
 def build(demo: gr.Blocks, denoiser: DenoiseTab, tabs: gr.Tabs) -> None:
     """The tab's components and events, inside the caller's gr.Tab; new models join `denoiser`'s lists."""
-    session_models = gr.State([])  # the names of the models fine-tuned in this session
+    session_models = denoiser.session  # the names of the models fine-tuned (or adapted) in this session
     with gr.Row():
         with gr.Column(scale=2):
             ft_files = gr.File(label="Images", file_count="multiple", file_types=["image"], height=180,

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from . import baselines, hub
+from .checkpoint import CheckpointError
 from .data import list_images
 from .evaluate import evaluate, progress_bar
 from .infer import TILE, denoise, resolve_precision
@@ -171,6 +172,6 @@ def main(argv=None) -> None:
     args = build_parser().parse_args(argv)
     try:
         args.run(args)
-    except (ImageError, hub.CheckpointError, ValueError, FloatingPointError, OSError) as e:
+    except (ImageError, CheckpointError, ValueError, FloatingPointError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2)

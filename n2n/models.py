@@ -31,7 +31,7 @@ def build_model(name: str, **kwargs) -> nn.Module:
     return MODELS[name](**kwargs)
 
 
-# What a checkpoint's config.json may set, and within which bounds (checked by n2n.hub before anything is built).
+# What a checkpoint's config.json may set, and within which bounds (checked by n2n.checkpoint before anything is built).
 # An architecture argument not named here keeps its default when a checkpoint is loaded.
 ARG_BOUNDS: dict[str, tuple[int, int]] = {"in_channels": (1, 4), "out_channels": (1, 4), "features": (1, 256),
                                           "blocks": (1, 64)}

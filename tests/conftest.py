@@ -51,7 +51,7 @@ def photo_folder(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory, photo_folder) -> Path:
-    """A U-Net trained for a few steps by the real loop, saved by the real `hub.save`."""
+    """A U-Net trained for a few steps by the real loop, saved by the real `checkpoint.save`."""
     from n2n.train import TrainConfig, train
 
     out = tmp_path_factory.mktemp("ckpt") / "gaussian"

@@ -19,6 +19,7 @@ from pathlib import Path
 import gradio as gr
 
 from n2n import baselines, hub
+from n2n.checkpoint import CheckpointError, LoadedModel, load_dir, read_config
 from n2n.io import reason
 from ui.common import UserError, session_key
 
@@ -27,7 +28,7 @@ FINETUNED: dict[str, Path] = {}  # checkpoints fine-tuned here, by name; listed 
 BASELINE_LABELS = {"nlm": "non-local means (OpenCV)", "median": "median filter", "bm3d": "BM3D"}
 
 _OWNERS: dict[str, str | None] = {}  # fine-tuned model name -> session hash of the visitor who made it
-_CACHE: OrderedDict[str, tuple[hub.LoadedModel, float]] = OrderedDict()  # ref -> (model, time.monotonic() loaded)
+_CACHE: OrderedDict[str, tuple[LoadedModel, float]] = OrderedDict()  # ref -> (model, time.monotonic() loaded)
 _FALLBACK_S = 300.0  # a bundled copy standing in for an unreachable Hub copy is kept this long, then the Hub is retried
 _CACHE_LOCK = threading.Lock()
 
@@ -37,7 +38,7 @@ def register_extra(models) -> None:
     items = models.items() if isinstance(models, dict) else ((Path(p).name, p) for p in models)
     for name, folder in items:
         folder = Path(folder)
-        hub.read_config(folder)  # fails loudly on a folder that is not a checkpoint
+        read_config(folder)  # fails loudly on a folder that is not a checkpoint
         name = str(name)
         while name in hub.bundled_names() or (name in EXTRA and EXTRA[name] != folder):
             name += "+"
@@ -100,18 +101,18 @@ def init_ref(init: str) -> str:
     raise UserError(f"Cannot start from {init!r}: choose 'scratch' or one of {', '.join(model_names())}.")
 
 
-def _load_uncached(ref: str) -> hub.LoadedModel:
+def _load_uncached(ref: str) -> LoadedModel:
     if ref in hub.bundled_names() and not Path(ref).exists():  # (a folder of that name here would shadow it)
         return hub.resolve(ref)  # from the Hub first when N2N_HUB_REPO is set, else (or failing that) bundled
     if ref in EXTRA or ref in FINETUNED:
-        loaded = hub.load_dir(EXTRA.get(ref) or FINETUNED[ref], source=f"local:{ref}")
+        loaded = load_dir(EXTRA.get(ref) or FINETUNED[ref], source=f"local:{ref}")
         return dataclasses.replace(loaded, kind="local" if ref in EXTRA else "finetuned")
     if is_hub_ref(ref) and not Path(ref).exists():
         return hub.resolve(ref, anonymous=True)  # a visitor's reference: never with the Space's own token
     raise unknown_model(ref)
 
 
-def load(ref: str) -> hub.LoadedModel:
+def load(ref: str) -> LoadedModel:
     """The model for a listed name or a Hub repo id, loaded once and cached (the last 8)."""
     ref = (ref or "").strip()
     if not ref:
@@ -124,7 +125,7 @@ def load(ref: str) -> hub.LoadedModel:
                 _CACHE[ref] = (_load_uncached(ref), time.monotonic())
             except UserError:
                 raise
-            except hub.CheckpointError as e:
+            except CheckpointError as e:
                 raise UserError(f"Cannot load {ref!r}: {e}") from None
             except ImportError:
                 raise UserError("Loading models from the Hub is not available in this installation.") from None

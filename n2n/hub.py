@@ -12,9 +12,9 @@ from pathlib import Path
 
 from torch import nn
 
-from .checkpoint import (CARD_NAME, CONFIG_NAME, MAX_CONFIG_BYTES, MAX_WEIGHTS_BYTES,  # noqa: F401 (re-exported)
-                         WEIGHTS_NAME, CheckpointError, LoadedModel, check_config, check_weights_size, load_dir,
-                         read_config, save, weights_bytes, write_model_card)
+# The format's names that callers (app, CLI, train_space, benchmarks, tests) reach as hub.*, re-exported:
+from .checkpoint import (CONFIG_NAME, WEIGHTS_NAME, CheckpointError, LoadedModel, load_dir,  # noqa: F401
+                         read_config, save, write_model_card)
 from .hub_remote import REPO_RE, HubUnreachableError, load_from_hub, push  # noqa: F401 (push re-exported)
 
 log = logging.getLogger(__name__)

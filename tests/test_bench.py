@@ -76,7 +76,8 @@ def test_train_speed_times_both_loops(tmp_path, monkeypatch):
     from benchmarks import train_speed
 
     monkeypatch.setattr(train_speed, "TRAIN", tmp_path / "absent")  # its own synthetic photos: a few seconds
-    train_speed.main(["--steps", "2", "--warmup", "1", "--batch", "2", "--crop", "64", "--out", str(tmp_path)])
+    train_speed.main(["--steps", "2", "--warmup", "1", "--batch", "2", "--crop", "64", "--repeats", "1",
+                      "--out", str(tmp_path)])
     report = json.loads((tmp_path / "train_speed.json").read_text())
     assert report["data"] == "synthetic photos" and report["machine"]["torch"]
     for row in report["rows"]:

@@ -8,12 +8,13 @@ of the model, of OpenCV non-local means, of the median filter, of BM3D when inst
 noisy input's PSNR and SSIM (`n2n.evaluate`, the `eval` command's core). Then, for one model
 (gaussian when there): the peak resident memory of denoising a 24-megapixel photo in a fresh
 process, and the model's achieved GFLOP/s against this machine's measured matrix-multiply peak in
-the dtype it runs in (fp32; bf16 with --precision bf16). Writes OUT/latest.json and OUT/latest.md,
+the dtype it runs in (--precision auto: bf16 where the CPU computes it natively, else fp32). Writes OUT/latest.json and OUT/latest.md,
 with the machine it ran on.
 """
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import platform
@@ -25,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from n2n.infer import TILE
+from n2n.infer import TILE, resolve_precision
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "kodak24"
@@ -120,12 +121,14 @@ def forward_speed(model, precision: str = "fp32", side: int = 512, runs: int = 3
     old = torch.get_num_threads()
     torch.set_num_threads(threads or old)
     try:
-        x = torch.rand(1, model.in_channels, side, side).contiguous(memory_format=torch.channels_last)
+        dtype = torch.bfloat16 if precision == "bf16" else torch.float32  # as n2n.denoise runs it
+        net = copy.deepcopy(model).to(dtype)
+        x = torch.rand(1, model.in_channels, side, side, dtype=dtype).contiguous(memory_format=torch.channels_last)
         clock = time.thread_time if threads == 1 else time.perf_counter
 
         def run():
-            with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
-                model(x)
+            with torch.inference_mode():
+                net(x)
         return _fastest(run, runs, clock) / (side * side / 1e6)
     finally:
         torch.set_num_threads(old)
@@ -306,7 +309,8 @@ def main(argv=None) -> dict | None:
     p.add_argument("--out", default=str(DEFAULT_OUT), help="folder for latest.json and latest.md")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--tile", type=int, default=TILE)
-    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                   help="auto: bf16 where the CPU computes it natively, else fp32 (n2n.infer.resolve_precision)")
     p.add_argument("--repeats", type=int, default=2, help="time the model this many times per image, keep the fastest")
     p.add_argument("--rss-size", default="6000x4000", help="WxH of the synthetic photo of the memory probe; 0 skips it")
     p.add_argument("--no-efficiency", action="store_true", help="skip the GFLOP/s against matmul peak figures")
@@ -314,6 +318,7 @@ def main(argv=None) -> dict | None:
     p.add_argument("--matmul-size", type=int, default=2048, help="n of the timed n×n matmul")
     p.add_argument("--rss-child", metavar="MODEL", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    args.precision = resolve_precision(args.precision)
 
     if args.rss_child:  # the fresh process of `peak_rss`
         width, height = map(int, args.rss_size.lower().split("x"))

@@ -30,7 +30,7 @@ from n2n.noise import NOISE_MODELS
 from ui.common import (API_DEFAULT_PARAM, IMAGE_SOURCES, UserError, check_param, gpu, image_input, noise_model,
                        param_slider, read, safe_name, save_png, workdir)
 from ui.corrupt import CorruptTab
-from ui.registry import (BASELINE_LABELS, FINETUNED, add_finetuned, check_session, compare_choices, init_ref, load,
+from ui.registry import (BASELINE_LABELS, add_finetuned, check_session, compare_choices, init_ref, load,
                          model_names)
 
 # "Adapt to this photo": seconds of training per call (SECURITY.md: one fine-tuning slot, shared)
@@ -157,13 +157,14 @@ def score_row(label: str, reference: np.ndarray | None, result: np.ndarray, seco
 
 
 def describe_source(ref: str, loaded: hub.LoadedModel) -> str:
-    src, config = loaded.source, loaded.config
-    note = src[src.index(" (") + 2:-1] if src.endswith(")") and " (" in src else ""
-    if src.startswith("bundled:"):
+    """One line for the visitor: where the model came from, what it was trained for, how it ran."""
+    config, note = loaded.config, loaded.note
+    if loaded.kind == "bundled":
         where = "the bundled checkpoint in checkpoints/" + (f" ({note})" if note else "")
-    elif src.startswith("hub:"):
-        where = f"the Hugging Face Hub ({src[4:].split(' (')[0]}{', ' + note if note else ''})"
-    elif ref in FINETUNED:
+    elif loaded.kind == "hub":
+        label = f"{loaded.repo}@{loaded.revision}" + (f":{loaded.subfolder}" if loaded.subfolder else "")
+        where = f"the Hugging Face Hub ({label}{', ' + note if note else ''})"
+    elif loaded.kind == "finetuned":
         where = "a model fine-tuned in this session"
     else:
         where = "a local checkpoint"

@@ -238,8 +238,29 @@ def campaign(args, base: dict) -> None:
     for stage in stages(SMOKE, []) if args.smoke else stages(CAMPAIGN, ROUND):
         if args.only and stage.name not in args.only.split(","):
             continue
-        if stop() or not run_stage(stage, args, base, files, stop):
-            break  # stopped in the middle: the next start picks up here
+        lock = Path(args.work) / f"{stage.name}.lock"
+        if not take_lock(lock):
+            print(f"== {stage.name}: another campaign process is training it; next model", flush=True)
+            continue
+        try:
+            if stop() or not run_stage(stage, args, base, files, stop):
+                break  # stopped in the middle: the next start picks up here
+        finally:
+            lock.unlink(missing_ok=True)
+
+
+def take_lock(lock: Path) -> bool:
+    """Claim `lock` (a file holding a process id) for this process; False if a live process holds it."""
+    try:
+        pid = int(lock.read_text())
+        os.kill(pid, 0)  # raises if no such process
+        if pid != os.getpid():
+            return False
+    except (OSError, ValueError):
+        pass  # no lock, a stale one or garbage: ours now
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    lock.write_text(str(os.getpid()))
+    return True
 
 
 def adopt(source: Path, args) -> list[str]:

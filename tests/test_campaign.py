@@ -1,6 +1,7 @@
 """The standing campaign (train_space.py --campaign): it resumes, and only ever replaces a
 checkpoint with one that scores higher on its quick eval."""
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -121,3 +122,30 @@ def test_gpu_plan_then_adopt_keeps_only_what_beats_ours(photo_folder, tmp_path):
     made = (hub.read_config(gpu_out / "impulse").get("history") or ["trained elsewhere"])[-1]
     assert config["history"][-1] == f"adopted ({made})"
     assert config["eval"][0]["images"] == 1
+
+
+def test_two_campaign_processes_never_train_the_same_model(photo_folder, tmp_path):
+    """A model whose lock a live process holds is skipped (the next model is trained); a stale lock is taken."""
+    import subprocess
+
+    args, _ = _args(photo_folder, tmp_path)
+    shutil.copytree(hub.CHECKPOINTS / "gaussian", tmp_path / "out" / "gaussian",  # poisson starts from it
+                    ignore=shutil.ignore_patterns("training_state*"))
+    config = hub.read_config(tmp_path / "out" / "gaussian")
+    config.pop("campaign", None)  # so that only the lock keeps this campaign off it
+    (tmp_path / "out" / "gaussian" / "config.json").write_text(json.dumps(config))
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        lock = tmp_path / "work" / "gaussian.lock"
+        lock.parent.mkdir(parents=True)
+        lock.write_text(str(other.pid))
+        assert not train_space.take_lock(lock)
+        args.minutes = 0
+        train_space.campaign(args, train_space.base_config(args))
+        assert not (tmp_path / "work" / "gaussian" / "config.json").exists()  # skipped: the other process has it
+        assert (tmp_path / "out" / "poisson" / "config.json").is_file()  # the next model was trained
+        assert lock.read_text() == str(other.pid) and not (tmp_path / "work" / "poisson.lock").exists()
+    finally:
+        other.kill()
+        other.wait()
+    assert train_space.take_lock(lock) and lock.read_text() == str(os.getpid())  # stale: taken

@@ -1,9 +1,11 @@
 """The network half of the model zoo: load checkpoints from the Hugging Face Hub, push them there.
 
-`huggingface_hub` and `httpx2` are imported only when a Hub reference is used, so that the core
-package works without the network. Files come through `huggingface_hub`'s cache (`HF_HOME` / `HF_HUB_CACHE`), the
-endpoint is `HF_ENDPOINT`, and `HF_HUB_OFFLINE=1` serves from the cache alone. Only
-`config.json` and `model.safetensors` are ever downloaded; nothing is unpickled.
+`huggingface_hub` is imported only when a Hub reference is used, so that the core package works
+without the network. Network errors are caught as `huggingface_hub.utils.httpx`'s, the HTTP module
+huggingface_hub itself uses (httpx in 1.31+, httpx2 in 2.x), so no HTTP package is imported directly.
+Files come through `huggingface_hub`'s cache (`HF_HOME` / `HF_HUB_CACHE`), the endpoint is
+`HF_ENDPOINT`, and `HF_HUB_OFFLINE=1` serves from the cache alone. Only `config.json` and
+`model.safetensors` are ever downloaded; nothing is unpickled.
 
 A repo cannot cost the server memory or disk: config.json's size is read from the Hub's
 metadata before it is downloaded, the config is checked (`checkpoint.check_config`: known
@@ -72,11 +74,11 @@ def _fetch(repo_id: str, revision: str, subfolder: str | None, label: str,
            token: bool | None = None) -> tuple[Path, str]:
     """Download (or find in the cache) config.json then model.safetensors; return their folder and a note.
     token: False for none at all, None for huggingface_hub's default."""
-    import httpx2
     from huggingface_hub import constants, hf_hub_download, try_to_load_from_cache
     from huggingface_hub.errors import (FileMetadataError, HfHubHTTPError, LocalEntryNotFoundError,
                                         OfflineModeIsEnabled, RemoteEntryNotFoundError, RepositoryNotFoundError,
                                         RevisionNotFoundError)
+    from huggingface_hub.utils import httpx
 
     if "HF_HUB_DOWNLOAD_TIMEOUT" not in os.environ:  # huggingface_hub reads this constant; no argument for it
         constants.HF_HUB_DOWNLOAD_TIMEOUT = DOWNLOAD_TIMEOUT_S
@@ -94,7 +96,7 @@ def _fetch(repo_id: str, revision: str, subfolder: str | None, label: str,
             if size is not None and size > MAX_CONFIG_BYTES:  # refused before it is downloaded
                 raise CheckpointError(f"Hub checkpoint {label}: {CONFIG_NAME} is {format_size(size)}, far more than "
                                       "an n2n config needs")
-        except (httpx2.TransportError, OfflineModeIsEnabled, FileMetadataError) as e:
+        except (httpx.TransportError, OfflineModeIsEnabled, FileMetadataError) as e:
             unreachable = reason(e, typed=True)
         except (RepositoryNotFoundError, RevisionNotFoundError, RemoteEntryNotFoundError):
             pass  # hf_hub_download raises the same, handled below with the cache consulted
@@ -142,7 +144,7 @@ def _fetch(repo_id: str, revision: str, subfolder: str | None, label: str,
     except RemoteEntryNotFoundError:
         raise CheckpointError(f"{label} is not an n2n checkpoint: no {wanted} "
                               f"{'in ' + subfolder if subfolder else 'at the repo root'}") from None
-    except (HfHubHTTPError, httpx2.HTTPError) as e:
+    except (HfHubHTTPError, httpx.HTTPError) as e:
         raise HubUnreachableError(f"cannot download {wanted} of {label} from the Hub: {reason(e, typed=True)}") from None
     if weights_path.parent != folder:  # cannot happen with a well-formed cache; load_dir needs one folder
         raise CheckpointError(f"{label}: config.json and model.safetensors landed in different folders")
@@ -178,9 +180,9 @@ def push(directory: str | Path, repo_id: str, token: str | None = None, private:
     the Authorization header and nowhere else: not printed, logged, stored or put in errors.
     A missing README.md is written from config.json first (`checkpoint.write_model_card`).
     """
-    import httpx2
     from huggingface_hub import HfApi, constants, get_token
     from huggingface_hub.errors import HfHubHTTPError
+    from huggingface_hub.utils import httpx
 
     directory = Path(directory)
     read_config(directory)
@@ -203,7 +205,7 @@ def push(directory: str | Path, repo_id: str, token: str | None = None, private:
                           commit_message=commit_message or f"n2n: upload {path_in_repo or directory.name}")
     except (HfHubHTTPError, OSError, ValueError) as e:
         raise CheckpointError(f"push of {directory} to {repo_id} failed: {reason(e, typed=True)}".replace(token, "***")) from None
-    except httpx2.HTTPError as e:  # network down: same scrubbing, no chained traceback
+    except httpx.HTTPError as e:  # network down: same scrubbing, no chained traceback
         raise HubUnreachableError(f"push of {directory} to {repo_id} failed: {reason(e, typed=True)}".replace(token, "***")) from None
     url = str(repo_url).rstrip("/")
     log.info("pushed %s to %s", directory, url)

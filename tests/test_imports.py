@@ -1,9 +1,12 @@
 """Imports flow one way (issue 12, STYLE.md 11): app → ui → n2n; benchmarks → n2n. No cycles, no
-private names reached across modules, no sys.path edits. Read from the source with `ast`, lazy
-imports inside functions included."""
+private names reached across modules, no sys.path edits; every package imported is declared in the
+requirements. Read from the source with `ast`, lazy imports inside functions included."""
 from __future__ import annotations
 
 import ast
+import re
+import sys
+from importlib.metadata import packages_distributions
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -105,3 +108,53 @@ def test_no_private_names_across_modules():
 def test_no_sys_path_edits_in_the_package_or_the_app():
     for path in [ROOT / "app.py", *ROOT.glob("ui/*.py"), *ROOT.glob("n2n/*.py")]:
         assert "sys.path" not in path.read_text(), path
+
+
+OPTIONAL = {"spaces": "ZeroGPU Spaces only; ui/common falls back without it",
+            "bm3d": "an optional baseline (non-commercial licence)"}
+
+
+def declared(requirements: Path) -> set[str]:
+    """The distributions a requirements file names, following `-r`, normalised (PEP 503)."""
+    names = set()
+    for line in requirements.read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if line.startswith("-r"):
+            names |= declared(requirements.parent / line[2:].strip())
+        elif line:
+            names.add(normalise(re.split(r"[<>=!~;\[ ]", line)[0]))
+    return names
+
+
+def normalise(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def third_party(paths: list[Path]) -> set[str]:
+    """Top-level modules imported (absolute imports, lazy ones included) that are neither the standard
+    library nor this repository's own."""
+    found = set()
+    for path in paths:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                found |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and not node.level:
+                found.add(node.module.split(".")[0])
+    own = {p.stem for p in [*ROOT.glob("*.py"), *ROOT.glob("tests/*.py")]}
+    own |= {p.name for p in ROOT.iterdir() if p.is_dir()}
+    return {m for m in found if m not in sys.stdlib_module_names and m not in own}
+
+
+def undeclared(modules: set[str], requirements: Path) -> set[str]:
+    names, dists = declared(requirements), packages_distributions()
+    return {m for m in modules - OPTIONAL.keys() if not {normalise(d) for d in dists.get(m, [m])} & names}
+
+
+def test_every_imported_package_is_declared():
+    """What the app, the CLI and training import is in requirements.txt (which pyproject.toml reads);
+    what the tests and benchmarks add is in requirements-dev.txt. Nothing arrives only by way of another package."""
+    runtime = third_party([ROOT / "app.py", ROOT / "train_space.py", *ROOT.glob("ui/*.py"), *ROOT.glob("n2n/*.py")])
+    assert {"torch", "gradio", "huggingface_hub", "cv2", "PIL"} <= runtime, runtime
+    assert undeclared(runtime, ROOT / "requirements.txt") == set()
+    development = third_party([*ROOT.glob("tests/*.py"), *ROOT.glob("benchmarks/*.py")])
+    assert undeclared(development, ROOT / "requirements-dev.txt") == set()

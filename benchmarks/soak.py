@@ -6,7 +6,7 @@
 The app runs in its own process (`app.demo`, as `python app.py` serves it) with its own temporary
 folder (TMPDIR: Gradio's cache and the app's work folders) and Hugging Face home, so that its RSS,
 open files and disk use can be read from outside every 10 s. Its Hub is the tests' stand-in
-(`tests/test_hostile_hub.py`'s HostileHub on 127.0.0.1) serving one good repo and hostile ones.
+(`tests/hubserver.py`'s HostileHub on 127.0.0.1) serving one good repo and hostile ones.
 
 A fixed number of visitors (threads, each its own gradio_client session, renewed every few
 requests) loop over a weighted mix until the time is up: denoise with comparisons (a bundled model
@@ -114,7 +114,7 @@ def hostile_uploads(folder: Path) -> dict[str, Path]:
 def start_hub():
     """The tests' Hub stand-in: soak/good (the bundled gaussian) and the hostile repos of HUB_FAILS."""
     sys.path.insert(0, str(ROOT / "tests"))
-    from test_hostile_hub import MB, HostileHub
+    from hubserver import MB, HostileHub
 
     from n2n import hub
 

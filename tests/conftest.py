@@ -1,6 +1,8 @@
-"""Shared fixtures: small real images and a small real checkpoint, made by the tests themselves."""
+"""Shared fixtures: small real images and a small real checkpoint, made by the tests themselves, and that
+checkpoint as a Hub repo holds it or as the bundled `gaussian`."""
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -66,4 +68,23 @@ def kodak():
     folder = DATA / "kodak24"
     if not folder.is_dir():
         pytest.skip(f"{folder} is absent: the shared benchmark data is not on this machine")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def ckpt_files(tiny_checkpoint) -> dict[str, bytes]:
+    """The tiny checkpoint's config.json and model.safetensors, as a Hub repo holds them (tests/hubserver.py)."""
+    from n2n import hub
+
+    return {name: (tiny_checkpoint / name).read_bytes() for name in (hub.CONFIG_NAME, hub.WEIGHTS_NAME)}
+
+
+@pytest.fixture
+def bundled(monkeypatch, tmp_path, tiny_checkpoint) -> Path:
+    """A `checkpoints/` folder holding the tiny checkpoint as `gaussian` (deterministic, unlike the real one)."""
+    from n2n import hub
+
+    folder = tmp_path / "checkpoints"
+    shutil.copytree(tiny_checkpoint, folder / "gaussian", ignore=shutil.ignore_patterns("training_state*"))
+    monkeypatch.setattr(hub, "CHECKPOINTS", folder)
     return folder

@@ -1,6 +1,6 @@
 """Issue 14: hostile Hub repos and hand-made checkpoint folders are refused before they cost memory.
 
-A visitor can type any Hub repo id into the app. `HostileHub` (the tests' FakeHub of test_hub.py,
+A visitor can type any Hub repo id into the app. `HostileHub` (tests/hubserver.py: the tests' FakeHub,
 extended) serves repos whose config.json asks for absurd models or is no JSON at all, whose weights
 or config are far too large (files known only by their size: nothing that large is ever held here),
 and repos that answer slowly. Each is loaded in a fresh process whose peak RSS is reset before every
@@ -16,7 +16,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import numpy as np
 import pytest
@@ -24,74 +23,10 @@ import pytest
 from conftest import photo
 from n2n import hub, hub_remote
 from n2n.hub import CheckpointError
-from test_hub import FakeHub, _point_client_at, _same_weights, bundled, ckpt_files  # noqa: F401  (fixtures)
+from hubserver import MB, HostileHub, close_client, point_client_at, same_weights
 
 ROOT = Path(__file__).resolve().parents[1]
-MB = 1024**2
 REFUSAL_MB = 4  # a refusal may cost this much peak RSS; one real load of the tiny U-Net costs about 8 MB
-
-
-class HostileHub(FakeHub):
-    """FakeHub plus files known only by their size, and slow answers.
-
-    sized: {(repo_id, path): bytes}: HEAD answers with that size; GET streams a safetensors header
-        and zeros, so that a client that does download it would really receive (and hold) that much.
-    delays: {(method, path substring): seconds} to wait before answering a matching request.
-    """
-
-    def __init__(self):
-        self.sized: dict[tuple[str, str], int] = {}
-        self.delays: dict[tuple[str, str], float] = {}
-        super().__init__()
-
-    def _handler(self):
-        fake, base = self, super()._handler()
-
-        class Handler(base):
-            def _dispatch(self):
-                try:
-                    super()._dispatch()  # logs the request, then answers it
-                except (BrokenPipeError, ConnectionResetError):  # the client gave up waiting: as it should
-                    pass
-
-            def _delay(self):
-                path = urlsplit(self.path).path
-                for (method, part), seconds in fake.delays.items():
-                    if self.command == method and part in path:
-                        time.sleep(seconds)
-
-            def _send(self, status, content, headers=None):
-                self._delay()
-                super()._send(status, content, headers)
-
-            def _resolve(self, repo_id, revision, filename):
-                size = fake.sized.get((repo_id, filename))
-                if size is None:
-                    return super()._resolve(repo_id, revision, filename)
-                self._delay()
-                sha = fake.repos[repo_id]["refs"].get(revision, revision)
-                self.send_response(200)
-                for key, value in {"X-Repo-Commit": sha, "ETag": f'"{"e" * 40}"', "X-Linked-Etag": f'"{"f" * 64}"',
-                                   "X-Linked-Size": str(size), "Content-Length": str(size),
-                                   "Connection": "close"}.items():
-                    self.send_header(key, value)
-                self.end_headers()
-                if self.command == "GET":
-                    head = _safetensors_header(size)
-                    self.wfile.write(head)
-                    left, zeros = size - len(head), bytes(MB)
-                    while left > 0:
-                        self.wfile.write(zeros[:min(left, MB)])
-                        left -= MB
-
-        return Handler
-
-
-def _safetensors_header(size: int) -> bytes:
-    """The header of a safetensors file of exactly `size` bytes holding one uint8 tensor of zeros."""
-    n = size - 8 - 128  # the header: the JSON, padded with spaces to 128 bytes
-    header = json.dumps({"pad": {"dtype": "U8", "shape": [n], "data_offsets": [0, n]}}).encode().ljust(128)
-    return (128).to_bytes(8, "little") + header
 
 
 def _config(ckpt_files, **changes) -> bytes:
@@ -135,11 +70,10 @@ def hostile_hub(monkeypatch, tmp_path, ckpt_files):
     server.sized[("hostile/huge-config", hub.CONFIG_NAME)] = 64 * MB
     server.commit("hostile/slow", {f"gaussian/{k}": v for k, v in ckpt_files.items()})
     server.delays[("HEAD", "/hostile/slow/")] = server.delays[("GET", "/hostile/slow/")] = 3.0
-    _point_client_at(monkeypatch, server.url, tmp_path / "hf" / "hub")
+    point_client_at(monkeypatch, server.url, tmp_path / "hf" / "hub")
     yield server
     server.close()
-    from huggingface_hub.utils import _http
-    _http.close_session()
+    close_client()
 
 
 def hand_made_folders(root: Path, ckpt_files) -> dict[str, Path]:
@@ -250,7 +184,7 @@ def test_slow_hub_times_out_then_the_bundled_copy_serves(hostile_hub, bundled, m
     seconds = time.monotonic() - start
     assert loaded.fallback.startswith("Hub unreachable: ") and "ReadTimeout" in loaded.fallback, loaded.fallback
     assert loaded.source.startswith("bundled:gaussian (Hub unreachable: ")
-    assert _same_weights(loaded.model, hub.load_dir(bundled / "gaussian").model)
+    assert same_weights(loaded.model, hub.load_dir(bundled / "gaussian").model)
     # metadata: one HEAD that timed out, nothing else; download: huggingface_hub resumes 5 times, 1 s apart
     assert seconds < (2 if slow == "metadata" else 12), seconds
     if slow == "metadata":

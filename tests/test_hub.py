@@ -1,241 +1,32 @@
-"""The Hub part of the model zoo, against a real HTTP server on 127.0.0.1 that answers like the Hub.
-
-`FakeHub` serves the endpoints huggingface_hub 2.4 calls (read from its source):
-- HEAD/GET `/{owner}/{repo}/resolve/{revision}/{path}`: `X-Repo-Commit`, `ETag` (git blob sha1),
-  for LFS files (`*.safetensors`) `X-Linked-Etag` (sha256) and `X-Linked-Size`; errors as the Hub
-  sends them: 404 + `X-Error-Code: RepoNotFound | RevisionNotFound | EntryNotFound`.
-- POST `/api/repos/create`, `/api/validate-yaml`, `/api/models/{repo}/preupload/{rev}` (every file
-  "regular", so the client sends it base64 in the commit; with hf_xet installed an "lfs" answer
-  would send it to Xet storage, which this server does not speak) and `/api/models/{repo}/commit/{rev}`
-  (NDJSON).
-It records every request (method, path, headers, body), and the tests assert on that record.
-
-The client is pointed at it by patching `huggingface_hub.constants` (ENDPOINT, the resolve URL
-template, HF_HUB_CACHE, HF_HUB_OFFLINE: what `HF_ENDPOINT`, `HF_HOME` and `HF_HUB_OFFLINE` set at
-import); one test runs the CLI in a subprocess with the real environment variables instead.
+"""The Hub part of the model zoo, against tests/hubserver.py's FakeHub: a real HTTP server on
+127.0.0.1 that answers like the Hub and records every request, which the tests assert on. One test
+runs the CLI in a subprocess with the real environment variables instead of patched constants.
 """
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 import logging
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
 
 import numpy as np
 import pytest
-import torch
 
 from n2n import hub
 from n2n.hub import CheckpointError
 from n2n.infer import denoise
 from conftest import photo
+from hubserver import (TOKEN, FakeHub, checkpoint_state, close_client, free_port_url, point_client_at,
+                       safetensors_bytes, same_weights)
 
 ROOT = Path(__file__).resolve().parents[1]
-TOKEN = "hf_TestOnlySecretToken0123456789abcdef"
-
-
-# ----------------------------------------------------------------------------- the fake Hub
-
-class FakeHub:
-    """Repos as {repo_id: {"refs": {name: sha}, "commits": {sha: {path: bytes}}}} plus a request log."""
-
-    def __init__(self):
-        self.repos: dict[str, dict] = {}
-        self.log: list[dict] = []
-        self.created: list[dict] = []
-        self.status_override: int | None = None  # e.g. 503: the Hub is down
-        self.valid_tokens = {TOKEN}
-        self._lock = threading.Lock()
-        self._n = 0
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self.thread.start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-    # --- state
-    def commit(self, repo_id: str, files: dict[str, bytes], refs=("main",), base: str | None = "main") -> str:
-        repo = self.repos.setdefault(repo_id, {"refs": {}, "commits": {}, "private": False})
-        tree = dict(repo["commits"][repo["refs"][base]]) if base and base in repo["refs"] else {}
-        tree.update(files)
-        self._n += 1
-        sha = hashlib.sha1(f"{repo_id}:{self._n}:{sorted(tree)}".encode()).hexdigest()
-        repo["commits"][sha] = tree
-        for ref in refs:
-            repo["refs"][ref] = sha
-        return sha
-
-    def requests(self, method: str | None = None, contains: str = "") -> list[dict]:
-        return [r for r in self.log if (method is None or r["method"] == method) and contains in r["path"]]
-
-    # --- HTTP
-    def _handler(self):
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):  # keep the test output clean
-                pass
-
-            def do_HEAD(self):
-                self._dispatch()
-
-            def do_GET(self):
-                self._dispatch()
-
-            def do_POST(self):
-                self._dispatch()
-
-            def _body(self) -> bytes:
-                if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-                    data = b""
-                    while True:
-                        size = int(self.rfile.readline().strip(), 16)
-                        if size == 0:
-                            self.rfile.readline()
-                            return data
-                        data += self.rfile.read(size)
-                        self.rfile.readline()
-                return self.rfile.read(int(self.headers.get("Content-Length") or 0))
-
-            def _dispatch(self):
-                body = self._body() if self.command == "POST" else b""
-                path = urlsplit(self.path).path
-                if path == "/api/agent-harnesses":  # the client's once-a-process telemetry look-up: not ours
-                    return self._send(404, b'{"error": "not found"}')
-                with fake._lock:
-                    fake.log.append({"method": self.command, "path": path, "query": urlsplit(self.path).query,
-                                     "headers": {k.lower(): v for k, v in self.headers.items()}, "body": body})
-                if fake.status_override:
-                    return self._send(fake.status_override, b'{"error": "down"}')
-                auth = self.headers.get("Authorization")
-                if auth and auth.removeprefix("Bearer ") not in fake.valid_tokens:
-                    return self._send(401, b'{"error": "Invalid credentials in Authorization header"}',
-                                      {"X-Error-Message": "Invalid credentials in Authorization header"})
-                if path.startswith("/api/"):
-                    return self._api(path, body, auth)
-                parts = [unquote(p) for p in path.strip("/").split("/")]
-                if len(parts) >= 5 and parts[2] == "resolve":
-                    return self._resolve("/".join(parts[:2]), parts[3], "/".join(parts[4:]))
-                self._send(404, b'{"error": "not found"}')
-
-            def _resolve(self, repo_id, revision, filename):
-                repo = fake.repos.get(repo_id)
-                if repo is None:
-                    return self._send(404, b'{"error": "Repository not found"}',
-                                      {"X-Error-Code": "RepoNotFound", "X-Error-Message": "Repository not found"})
-                sha = repo["refs"].get(revision) or (revision if revision in repo["commits"] else None)
-                if sha is None:
-                    return self._send(404, b'{"error": "Invalid rev id"}',
-                                      {"X-Error-Code": "RevisionNotFound", "X-Error-Message": "Invalid rev id"})
-                content = repo["commits"][sha].get(filename)
-                if content is None:
-                    return self._send(404, b'{"error": "Entry not found"}',
-                                      {"X-Error-Code": "EntryNotFound", "X-Error-Message": "Entry not found",
-                                       "X-Repo-Commit": sha})
-                headers = {"X-Repo-Commit": sha, "Accept-Ranges": "bytes",
-                           "ETag": '"%s"' % hashlib.sha1(b"blob %d\0" % len(content) + content).hexdigest()}
-                if filename.endswith(".safetensors"):  # an LFS file: the Hub links its sha256 and size
-                    headers["X-Linked-Etag"] = '"%s"' % hashlib.sha256(content).hexdigest()
-                    headers["X-Linked-Size"] = str(len(content))
-                self._send(200, content, headers)
-
-            def _api(self, path, body, auth):
-                if path == "/api/validate-yaml":
-                    return self._json(200, {"errors": [], "warnings": []})
-                if path == "/api/repos/create":
-                    if not auth:
-                        return self._json(401, {"error": "You must be authenticated"})
-                    payload = json.loads(body)
-                    fake.created.append(payload)
-                    repo_id = f"{payload['organization']}/{payload['name']}"
-                    if repo_id in fake.repos:
-                        return self._json(409, {"error": "You already created this model repo",
-                                                "url": f"{fake.url}/{repo_id}"})
-                    fake.repos[repo_id] = {"refs": {}, "commits": {}, "private": payload.get("visibility") == "private"}
-                    fake.commit(repo_id, {".gitattributes": b"*.safetensors filter=lfs diff=lfs merge=lfs -text\n"})
-                    return self._json(200, {"url": f"{fake.url}/{repo_id}", "name": repo_id})
-                parts = [unquote(p) for p in path.strip("/").split("/")]
-                if len(parts) == 6 and parts[:2] == ["api", "models"] and parts[4] in ("preupload", "commit"):
-                    repo_id, action = f"{parts[2]}/{parts[3]}", parts[4]
-                    if repo_id not in fake.repos or not auth:
-                        return self._json(404, {"error": "Repository not found"}, {"X-Error-Code": "RepoNotFound"})
-                    if action == "preupload":
-                        files = json.loads(body)["files"]
-                        return self._json(200, {"files": [{"path": f["path"], "uploadMode": "regular",
-                                                           "shouldIgnore": False, "oid": None} for f in files]})
-                    lines = [json.loads(line) for line in body.decode().splitlines() if line.strip()]
-                    files = {}
-                    for item in lines[1:]:
-                        if item["key"] != "file" or item["value"].get("encoding") != "base64":
-                            return self._json(400, {"error": f"unsupported operation {item['key']}"})
-                        files[item["value"]["path"]] = base64.b64decode(item["value"]["content"])
-                    sha = fake.commit(repo_id, files, refs=(parts[5],), base=parts[5])
-                    return self._json(200, {"commitUrl": f"{fake.url}/{repo_id}/commit/{sha}", "commitOid": sha,
-                                            "pullRequestUrl": None})
-                self._json(404, {"error": "not found"})
-
-            def _json(self, status, obj, headers=None):
-                self._send(status, json.dumps(obj).encode(), {"Content-Type": "application/json", **(headers or {})})
-
-            def _send(self, status, content: bytes, headers=None):
-                self.send_response(status)
-                for k, v in (headers or {}).items():
-                    self.send_header(k, v)
-                self.send_header("Content-Length", str(len(content)))
-                self.send_header("Connection", "close")
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(content)
-
-        return Handler
-
-
-def _free_port_url() -> str:
-    """A URL on 127.0.0.1 where nothing listens: connections are refused at once."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
-
-
-def _point_client_at(monkeypatch, endpoint: str, cache: Path) -> None:
-    """What HF_ENDPOINT / HF_HUB_CACHE set when huggingface_hub is imported, set on the imported module."""
-    from huggingface_hub import constants
-    from huggingface_hub.utils import _http
-
-    monkeypatch.setattr(constants, "ENDPOINT", endpoint)
-    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", endpoint + "/{repo_id}/resolve/{revision}/{filename}")
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(cache.parent / "token"))
-    monkeypatch.setattr(constants, "HF_STORED_TOKENS_PATH", str(cache.parent / "stored_tokens"))
-    monkeypatch.delenv("HF_TOKEN", raising=False)
-    monkeypatch.delenv(hub.HUB_REPO_ENV, raising=False)
-    _http.close_session()  # no pooled connection from an earlier test's server
 
 
 # ----------------------------------------------------------------------------- fixtures
-
-@pytest.fixture(scope="module")
-def ckpt_files(tiny_checkpoint) -> dict[str, bytes]:
-    return {name: (tiny_checkpoint / name).read_bytes() for name in (hub.CONFIG_NAME, hub.WEIGHTS_NAME)}
-
 
 @pytest.fixture
 def fake(monkeypatch, tmp_path, ckpt_files):
@@ -248,45 +39,18 @@ def fake(monkeypatch, tmp_path, ckpt_files):
     server.commit("n2n/tiny", {**ckpt_files, "README.md": b"# tiny\n"})
     server.commit("n2n/zoo", {f"gaussian/{k}": v for k, v in ckpt_files.items()})
     config = json.loads(ckpt_files[hub.CONFIG_NAME])
-    wrong = {f"renamed.{k}": v for k, v in _state(ckpt_files).items()}
+    wrong = {f"renamed.{k}": v for k, v in checkpoint_state(ckpt_files).items()}
     server.commit("n2n/broken", {
         "noarch/config.json": json.dumps({"model_args": {}}).encode(),
         "noarch/model.safetensors": ckpt_files[hub.WEIGHTS_NAME],
         "wrongkeys/config.json": json.dumps(config).encode(),
-        "wrongkeys/model.safetensors": _safetensors(wrong),
+        "wrongkeys/model.safetensors": safetensors_bytes(wrong),
         "noweights/config.json": json.dumps(config).encode(),
     })
-    _point_client_at(monkeypatch, server.url, tmp_path / "hf" / "hub")
+    point_client_at(monkeypatch, server.url, tmp_path / "hf" / "hub")
     yield server
     server.close()
-    from huggingface_hub.utils import _http
-    _http.close_session()
-
-
-@pytest.fixture
-def bundled(monkeypatch, tmp_path, tiny_checkpoint) -> Path:
-    """A `checkpoints/` folder holding the tiny checkpoint as `gaussian` (deterministic, unlike the real one)."""
-    folder = tmp_path / "checkpoints"
-    shutil.copytree(tiny_checkpoint, folder / "gaussian", ignore=shutil.ignore_patterns("training_state*"))
-    monkeypatch.setattr(hub, "CHECKPOINTS", folder)
-    return folder
-
-
-def _state(files) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load
-
-    return load(files[hub.WEIGHTS_NAME])
-
-
-def _safetensors(state: dict[str, torch.Tensor]) -> bytes:
-    from safetensors.torch import save
-
-    return save(state, metadata={"format": "pt"})
-
-
-def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
-    sa, sb = a.state_dict(), b.state_dict()
-    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+    close_client()
 
 
 # ----------------------------------------------------------------------------- downloads
@@ -324,7 +88,7 @@ def test_second_load_reuses_the_cache(fake):
     second = hub.resolve("n2n/zoo:gaussian")
     assert second.source == first.source == "hub:n2n/zoo@main:gaussian"
     assert (second.kind, second.repo, second.revision, second.subfolder) == ("hub", "n2n/zoo", "main", "gaussian")
-    assert _same_weights(first.model, second.model)
+    assert same_weights(first.model, second.model)
     assert fake.requests("GET") == []  # nothing downloaded again
     # Only metadata: HEADs of config.json; the weights are pinned to the commit already cached.
     assert {r["path"] for r in fake.log} == {"/n2n/zoo/resolve/main/gaussian/config.json"}
@@ -387,7 +151,7 @@ def test_offline_mode_serves_from_the_cache(fake, monkeypatch):
     assert fake.log == []
     assert offline.source == "hub:n2n/zoo@main:gaussian (from the cache, offline)"
     assert offline.kind == "hub" and offline.note == "from the cache, offline"  # the note in a field: no parsing
-    assert _same_weights(online.model, offline.model)
+    assert same_weights(online.model, offline.model)
 
 
 def test_offline_mode_with_an_empty_cache_says_so(fake, monkeypatch):
@@ -405,8 +169,8 @@ def test_unreachable_hub_uses_the_cache_or_says_nothing_is_cached(fake, monkeypa
     from n2n.hub_remote import HubUnreachableError
 
     hub.resolve("n2n/tiny")  # cached while the Hub answers
-    dead = _free_port_url()
-    _point_client_at(monkeypatch, dead, tmp_path / "hf" / "hub")
+    dead = free_port_url()
+    point_client_at(monkeypatch, dead, tmp_path / "hf" / "hub")
     start = time.monotonic()
     loaded = hub.resolve("n2n/tiny")
     assert loaded.source.startswith("hub:n2n/tiny@main (from the cache, Hub unreachable: ConnectError")
@@ -435,7 +199,7 @@ def test_hub_repo_serves_bundled_names_first(fake, bundled, monkeypatch):
 def test_hub_repo_falls_back_to_bundled_when_the_hub_is_down(fake, bundled, monkeypatch, tmp_path, down):
     monkeypatch.setenv(hub.HUB_REPO_ENV, "n2n/zoo@main")
     if down == "refused":
-        _point_client_at(monkeypatch, _free_port_url(), tmp_path / "hf" / "hub")
+        point_client_at(monkeypatch, free_port_url(), tmp_path / "hf" / "hub")
         monkeypatch.setenv(hub.HUB_REPO_ENV, "n2n/zoo@main")
     else:
         fake.status_override = 503
@@ -446,7 +210,7 @@ def test_hub_repo_falls_back_to_bundled_when_the_hub_is_down(fake, bundled, monk
     assert loaded.fallback.startswith("Hub unreachable: ")  # what the app reads to retry the Hub later
     assert loaded.kind == "bundled" and loaded.note == loaded.fallback and loaded.repo == ""
     assert ("ConnectError" if down == "refused" else "503") in loaded.source
-    assert _same_weights(loaded.model, hub.load_dir(bundled / "gaussian").model)
+    assert same_weights(loaded.model, hub.load_dir(bundled / "gaussian").model)
     if down == "503":
         assert len(fake.requests("HEAD")) == 1  # one probe, no retries
 

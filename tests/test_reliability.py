@@ -43,7 +43,7 @@ from conftest import photo  # noqa: E402
 from n2n import finetune as ft, hub  # noqa: E402
 from n2n.infer import denoise  # noqa: E402
 from n2n.io import read_image, write_image  # noqa: E402
-from test_hub import FakeHub, _free_port_url, _point_client_at, _safetensors, _state, bundled, ckpt_files  # noqa: E402,F401
+from hubserver import FakeHub, checkpoint_state, free_port_url, point_client_at, safetensors_bytes  # noqa: E402
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -258,12 +258,12 @@ class DroppingHub(FakeHub):
 def test_hub_dropping_mid_download_serves_the_bundled_model_with_a_notice(server, bundled, ckpt_files, monkeypatch,
                                                                           tmp_path):
     client, _ = server
-    hub_weights = {k: v + 0.01 for k, v in _state(ckpt_files).items()}  # not the bundled weights: tells them apart
+    hub_weights = {k: v + 0.01 for k, v in checkpoint_state(ckpt_files).items()}  # not the bundled weights: tells them apart
     fake = DroppingHub()
     try:
         fake.commit("n2n/zoo", {"gaussian/config.json": ckpt_files[hub.CONFIG_NAME],
-                                "gaussian/model.safetensors": _safetensors(hub_weights)})
-        _point_client_at(monkeypatch, fake.url, tmp_path / "hf" / "hub")
+                                "gaussian/model.safetensors": safetensors_bytes(hub_weights)})
+        point_client_at(monkeypatch, fake.url, tmp_path / "hf" / "hub")
         monkeypatch.setenv(hub.HUB_REPO_ENV, "n2n/zoo")
         monkeypatch.setattr(registry, "_CACHE", OrderedDict())  # load afresh, and forget the fallback afterwards
         image = plain_image(tmp_path)
@@ -446,7 +446,7 @@ def canary(tmp_path, tiny_checkpoint):
 def test_model_names_never_reach_the_filesystem(server, canary, monkeypatch, tmp_path):
     client, _ = server
     cache = tmp_path / "hf" / "hub"
-    _point_client_at(monkeypatch, _free_port_url(), cache)  # the Hub unreachable: the client falls back on its cache
+    point_client_at(monkeypatch, free_port_url(), cache)  # the Hub unreachable: the client falls back on its cache
     (cache / "models--n2n--zoo" / "refs").mkdir(parents=True)  # as if n2n/zoo had been downloaded once
     up_from_refs = os.path.relpath(canary, cache / "models--n2n--zoo" / "refs")
     image = plain_image(tmp_path)

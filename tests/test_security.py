@@ -3,7 +3,7 @@
 SECURITY.md names, endpoint by endpoint, the test that shows each threat is met; the tests here
 are the ones issue 15 added (tests/test_reliability.py holds the earlier ones it also names).
 The app is the real server, launched in this process and driven by gradio_client and raw HTTP;
-the Hub is test_hub's recording FakeHub on 127.0.0.1, which logs every request with its headers.
+the Hub is tests/hubserver.py's recording FakeHub on 127.0.0.1, which logs every request with its headers.
 
 The Space's own credentials are marked tokens: OWNER_TOKEN in HF_TOKEN (as a Space owner sets it
 to read private models), SAVED_TOKEN in the machine's saved login file. A visitor's push must use
@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # app.py and ui/ l
 import app  # noqa: E402
 from ui import common, push, registry  # noqa: E402
 from n2n import hub  # noqa: E402
-from test_hub import FakeHub, _point_client_at  # noqa: E402
+from hubserver import FakeHub, point_client_at  # noqa: E402
 from test_reliability import _OPENED, canary, plain_image, refusal  # noqa: E402,F401 (canary: a fixture)
 
 OWNER_TOKEN = "hf_SpaceOwnerEnvToken0SECRET0000000000"
@@ -90,7 +90,7 @@ def space_hub(monkeypatch, tmp_path, kind=FakeHub) -> FakeHub:
 
     fake = kind()
     fake.valid_tokens = set(SECRETS) if kind is FakeHub else set()  # the owner's tokens would work: the harm is real
-    _point_client_at(monkeypatch, fake.url, tmp_path / "hf" / "hub")
+    point_client_at(monkeypatch, fake.url, tmp_path / "hf" / "hub")
     monkeypatch.setenv("HF_TOKEN", OWNER_TOKEN)
     Path(constants.HF_TOKEN_PATH).parent.mkdir(parents=True, exist_ok=True)
     Path(constants.HF_TOKEN_PATH).write_text(SAVED_TOKEN)

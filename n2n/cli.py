@@ -10,18 +10,27 @@ import typing
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from . import baselines, hub
 from .checkpoint import CheckpointError
 from .data import list_images
 from .evaluate import evaluate, progress_bar
 from .infer import TILE, denoise, resolve_precision
-from .io import ImageError, read_image, split_alpha, write_image
+from .io import DEFAULT_MAX_PIXELS, ImageError, read_image, split_alpha, write_image
 from .noise import NOISE_MODELS, corrupt, get_noise
 
 
+def refusal(e: ImageError) -> str:
+    """An image refusal as the terminal shows it: read_image's advice to a program (a larger
+    max_pixels) becomes the flag that does it."""
+    if str(e) == e.user_message:
+        return str(e)
+    return f"{e.user_message}; only if you trust this file, rerun with a larger --max-pixels"
+
+
 def cmd_corrupt(args) -> None:
-    colour, alpha = split_alpha(read_image(args.input))
+    colour, alpha = split_alpha(read_image(args.input, max_pixels=args.max_pixels))
     noisy = corrupt(colour, args.noise, args.param, np.random.default_rng(args.seed))
     if alpha is not None:  # alpha passes through
         noisy = np.concatenate([noisy, alpha], axis=2)
@@ -46,27 +55,39 @@ def output_names(inputs: list[str]) -> list[str]:
 def cmd_denoise(args) -> None:
     loaded = hub.resolve(args.model)
     print(f"model {args.model} from {loaded.source}", file=sys.stderr)
-    out = Path(args.output)
-    if len(args.inputs) > 1:
+    out, several = Path(args.output), len(args.inputs) > 1
+    if several:
         out.mkdir(parents=True, exist_ok=True)
-    targets = [out / name for name in output_names(args.inputs)] if len(args.inputs) > 1 else [out]
-    failed = 0
-    for path, target in zip(progress_bar(args.inputs, len(args.inputs), "denoise"), targets):
+    targets = [out / name for name in output_names(args.inputs)] if several else [out]
+    # A progress bar for several inputs only: one file is done or refused, and says which.
+    paths = progress_bar(args.inputs, len(args.inputs), "denoise") if several else args.inputs
+    refused = 0
+    for path, target in zip(paths, targets):
         try:
-            image = read_image(path, dtype=None)
+            image = read_image(path, max_pixels=args.max_pixels, dtype=None)
             write_image(target, denoise(loaded.model, image, tile=args.tile, precision=args.precision))
         except ImageError as e:
-            failed += 1
-            print(f"\nerror: {e}", file=sys.stderr)
-    if failed:
+            refused += 1
+            print(("\n" if several else "") + f"error: {refusal(e)}", file=sys.stderr)
+            continue
+        if not several:
+            print(f"{target}: denoised")
+    if refused and several:
+        raise SystemExit(f"error: {refused} of {len(args.inputs)} images refused (above); "
+                         f"{len(args.inputs) - refused} written to {out}")
+    if refused:
         raise SystemExit(1)
 
 
 def cmd_eval(args) -> None:
     loaded = hub.resolve(args.model)
     files = list_images(args.data)[: args.limit or None]
-    figures = evaluate(loaded.model, files, args.noise, args.param, args.seed, (args.baselines or "").split(","),
-                       tile=args.tile, precision=args.precision)
+    try:
+        figures = evaluate(loaded.model, files, args.noise, args.param, args.seed, (args.baselines or "").split(","),
+                           tile=args.tile, precision=args.precision, max_pixels=args.max_pixels)
+    except ImageError:
+        print(file=sys.stderr)  # the refusal goes below the progress bar, not onto its line
+        raise
     result = {"model": args.model, "source": loaded.source, "data": str(args.data), "noise": args.noise,
               "param": args.param, "seed": args.seed,
               "precision": resolve_precision(args.precision)} | figures
@@ -120,6 +141,19 @@ def run_training(config, log_every: int = 50, stop=lambda: False) -> dict:
     return record
 
 
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def add_max_pixels(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--max-pixels", type=positive_int, default=DEFAULT_MAX_PIXELS, metavar="N",
+                        help=f"refuse images of more than N pixels (width × height; default {DEFAULT_MAX_PIXELS}): "
+                             "raise it only for files you trust")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .train import TrainConfig
 
@@ -133,6 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--noise", required=True, choices=list(NOISE_MODELS), help=noises)
     p.add_argument("--param", type=float, required=True)
     p.add_argument("--seed", type=int, default=0)
+    add_max_pixels(p)
     p.set_defaults(run=cmd_corrupt)
 
     p = sub.add_parser("denoise", help="denoise images with a model")
@@ -142,6 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tile", type=int, default=TILE)
     p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
                    help="auto: bf16 on CUDA and on CPUs with native bf16, fp32 elsewhere")
+    add_max_pixels(p)
     p.set_defaults(run=cmd_denoise)
 
     p = sub.add_parser("eval", help="PSNR/SSIM/speed of a model and baselines on a folder of clean images")
@@ -156,6 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
                    help="auto: bf16 on CUDA and on CPUs with native bf16, fp32 elsewhere")
     p.add_argument("--json", help="write the JSON here, or - for stdout")
+    add_max_pixels(p)
     p.set_defaults(run=cmd_eval)
 
     p = sub.add_parser("train", help="train a model (see also train_space.py)")
@@ -170,8 +207,14 @@ def main(argv=None) -> None:
         raise SystemExit("error: the benchmark is not part of the package: run `python -m benchmarks.bench` "
                          "from a checkout of n2n")
     args = build_parser().parse_args(argv)
+    if getattr(args, "max_pixels", None) and Image.MAX_IMAGE_PIXELS is not None:
+        # Pillow's own decompression-bomb limit must not refuse what --max-pixels admits.
+        Image.MAX_IMAGE_PIXELS = max(Image.MAX_IMAGE_PIXELS, args.max_pixels)
     try:
         args.run(args)
-    except (ImageError, CheckpointError, ValueError, FloatingPointError, OSError) as e:
+    except ImageError as e:
+        print(f"error: {refusal(e)}", file=sys.stderr)
+        raise SystemExit(2)
+    except (CheckpointError, ValueError, FloatingPointError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2)

@@ -11,14 +11,16 @@ import numpy as np
 
 from . import baselines
 from .infer import TILE, denoise
-from .io import read_image, to_float
+from .io import DEFAULT_MAX_PIXELS, read_image, to_float
 from .metrics import psnr, ssim
 from .noise import corrupt
 
 
 def progress_bar(iterable, total: int, label: str):
-    """Yield from `iterable`, drawing a one-line progress bar on stderr."""
+    """Yield from `iterable`, drawing a one-line progress bar on stderr (from 0/total, before the first
+    item, so that a message printed meanwhile knows to start on a new line)."""
     start = time.perf_counter()
+    print(f"\r{label} [{'.' * 30}] 0/{total}", end="", file=sys.stderr)
     for i, item in enumerate(iterable, 1):
         yield item
         done = int(30 * i / max(total, 1))
@@ -29,11 +31,12 @@ def progress_bar(iterable, total: int, label: str):
 
 def evaluate(model, files, noise: str, param: float, seed: int = 0, baselines_: list[str] | tuple = (),
              tile: int = TILE, precision: str = "auto", repeats: int = 1, limits: dict | None = None,
-             label: str = "eval") -> dict:
+             label: str = "eval", max_pixels: int = DEFAULT_MAX_PIXELS) -> dict:
     """PSNR, SSIM and seconds per megapixel of `model` and of each baseline on the clean images
     `files`, each corrupted by `noise` at `param` (image k with seed [seed, k]); also the noisy
     input's PSNR and SSIM. `repeats`: the model's time is the fastest of that many runs per image.
     `limits`: {method: N} runs that method ("model" or a baseline) on the first N images only.
+    `max_pixels`: larger images are refused (`io.read_image`).
     Returns the `eval` JSON less the model's name: images, psnr, ssim, noisy_psnr, noisy_ssim,
     seconds_per_megapixel, per_image, and baselines {name: the same figures}."""
     channels = model.in_channels
@@ -45,7 +48,7 @@ def evaluate(model, files, noise: str, param: float, seed: int = 0, baselines_: 
     rows = {name: [] for name in methods}
     noisy_psnr, noisy_ssim = [], []
     for k, path in enumerate(progress_bar(files, len(files), label)):
-        clean = to_float(read_image(path, dtype=None))[..., :channels]
+        clean = to_float(read_image(path, max_pixels=max_pixels, dtype=None))[..., :channels]
         if clean.shape[2] != channels:
             clean = np.repeat(clean, channels, axis=2)
         noisy = corrupt(clean, noise, param, np.random.default_rng([seed, k]))

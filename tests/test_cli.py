@@ -108,3 +108,37 @@ def test_gray_baselines():
     noisy = np.clip(corrupt(clean, "gaussian", 25.0, np.random.default_rng(0)), 0, 1)
     assert nlm(noisy, "gaussian", 25.0).shape == clean.shape
     assert median(noisy, "gaussian", 25.0).shape == clean.shape
+
+
+def test_refusals_read_as_a_command_line_would_say_them(tmp_path, tiny_checkpoint):
+    """A refused file gives its error and no progress bar; the size limit's advice names --max-pixels."""
+    bad = tmp_path / "page.png"
+    bad.write_text("<html><body>not an image</body></html>")
+    result = n2n("denoise", bad, "-o", tmp_path / "out.png", "--model", tiny_checkpoint, ok=False)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 1 and lines[-1].startswith(f"error: {bad}: not an image file"), result.stderr
+    assert "1/1" not in result.stderr and "denoise [" not in result.stderr
+
+    big = tmp_path / "big.png"  # 64 × 64 = 4096 pixels
+    write_image(big, (photo(64) * 255).astype(np.uint8))
+    commands = {"corrupt": ["corrupt", big, "-o", tmp_path / "noisy.png", "--noise", "gaussian", "--param", 25],
+                "denoise": ["denoise", big, "-o", tmp_path / "clean.png", "--model", tiny_checkpoint],
+                "eval": ["eval", "--model", tiny_checkpoint, "--data", tmp_path, "--limit", 2, "--noise", "gaussian",
+                         "--param", 25]}
+    bad.unlink()
+    for name, command in commands.items():
+        result = n2n(*command, "--max-pixels", 4000, ok=False)
+        error = result.stderr.strip().splitlines()[-1]
+        assert result.returncode != 0 and error.startswith("error: "), (name, result.stderr)
+        assert "over the limit of 4000 pixels" in error and "rerun with a larger --max-pixels" in error, name
+        assert "max_pixels" not in result.stderr and "read_image" not in result.stderr, name
+        n2n(*command, "--max-pixels", 4096)  # the flag admits it
+
+    small = tmp_path / "small.png"
+    write_image(small, (photo(32) * 255).astype(np.uint8))
+    result = n2n("denoise", big, small, "-o", tmp_path / "out", "--model", tiny_checkpoint, "--max-pixels", 4000,
+                 ok=False)
+    assert result.returncode == 1 and [p.name for p in (tmp_path / "out").iterdir()] == ["small.png"]
+    summary = f"error: 1 of 2 images refused (above); 1 written to {tmp_path / 'out'}"
+    assert result.stderr.strip().splitlines()[-1] == summary
+    assert any(line.startswith(f"error: {big}: image is 64x64") for line in result.stderr.splitlines()), result.stderr

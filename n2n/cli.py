@@ -73,7 +73,8 @@ def cmd_denoise(args) -> None:
         if not several:
             print(f"{target}: denoised")
     if refused and several:
-        raise SystemExit(f"error: {refused} of {len(args.inputs)} images refused (above); "
+        # one "error:" line per refused file (above), then what was done
+        raise SystemExit(f"{refused} of {len(args.inputs)} images refused (above); "
                          f"{len(args.inputs) - refused} written to {out}")
     if refused:
         raise SystemExit(1)
@@ -157,7 +158,8 @@ def add_max_pixels(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from .train import TrainConfig
 
-    parser = argparse.ArgumentParser(prog="python -m n2n", description="Noise2Noise denoising: corrupt, denoise, evaluate, train.")
+    parser = argparse.ArgumentParser(prog="python -m n2n",
+                                     description="Noise2Noise denoising: corrupt, denoise, evaluate, train.")
     sub = parser.add_subparsers(dest="command", required=True)
     noises = ", ".join(f"{n} ({m.param}: {m.units}, test {m.default})" for n, m in NOISE_MODELS.items())
 

@@ -17,7 +17,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def n2n(*args, ok=True):
-    result = subprocess.run([sys.executable, "-m", "n2n", *map(str, args)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    result = subprocess.run([sys.executable, "-m", "n2n", *map(str, args)], cwd=ROOT, capture_output=True, text=True,
+                            timeout=300)
     if ok:
         assert result.returncode == 0, result.stderr
     return result
@@ -139,6 +140,7 @@ def test_refusals_read_as_a_command_line_would_say_them(tmp_path, tiny_checkpoin
     result = n2n("denoise", big, small, "-o", tmp_path / "out", "--model", tiny_checkpoint, "--max-pixels", 4000,
                  ok=False)
     assert result.returncode == 1 and [p.name for p in (tmp_path / "out").iterdir()] == ["small.png"]
-    summary = f"error: 1 of 2 images refused (above); 1 written to {tmp_path / 'out'}"
+    summary = f"1 of 2 images refused (above); 1 written to {tmp_path / 'out'}"
     assert result.stderr.strip().splitlines()[-1] == summary
-    assert any(line.startswith(f"error: {big}: image is 64x64") for line in result.stderr.splitlines()), result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith(f"error: {big}: image is 64x64"), result.stderr

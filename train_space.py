@@ -63,7 +63,8 @@ def evaluate_checkpoint(directory: Path, sets: list[str], limit: int = 0, baseli
             print(f"skip eval on {name}: no such folder")
             continue
         files = list_images(folder)[: limit or None]
-        same = [r for r in reuse if (r["data"], r["noise"], r["param"], r["images"]) == (folder.name, noise, param, len(files))
+        same = [r for r in reuse
+                if (r["data"], r["noise"], r["param"], r["images"]) == (folder.name, noise, param, len(files))
                 and set(r.get("baselines", {})) >= set(baseline_names)]
         figures = evaluate(loaded.model, files, noise, param, baselines_=() if same else baseline_names,
                            label=f"eval {folder.name}")
@@ -295,7 +296,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data", default=str(DATA / "train" / "bsd400"), help="folder of clean training images")
     parser.add_argument("--val", default=str(DATA / "kodak24"), help="folder of clean validation images")
     parser.add_argument("--steps", type=int, default=20000)
-    parser.add_argument("--finetune-steps", type=int, default=0, help="--all: steps for the models started from gaussian (default steps/4)")
+    parser.add_argument("--finetune-steps", type=int, default=0,
+                        help="--all: steps for the models started from gaussian (default steps/4)")
     parser.add_argument("--lr", type=float, default=3e-4)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--crop", type=int, default=96)
@@ -310,20 +312,26 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--eval", default="kodak24,cbsd68",
                         help="after training, evaluate on these folders of ../shared/data (or paths) at the noise's "
                              "test setting and put the figures in config.json and the model card; '' for none")
-    parser.add_argument("--eval-baselines", default="nlm,median", help="classical baselines to evaluate alongside (bm3d is slow)")
+    parser.add_argument("--eval-baselines", default="nlm,median",
+                        help="classical baselines to evaluate alongside (bm3d is slow)")
     parser.add_argument("--eval-limit", type=int, default=0, help="evaluate on the first N images of each set only")
     parser.add_argument("--eval-only", action="store_true", help="skip training: evaluate the existing checkpoints")
     parser.add_argument("--campaign", action="store_true", help="the standing training campaign (see above)")
-    parser.add_argument("--gpu", action="store_true", help="--campaign: the GPU plan (GPU), --minutes shared by the six models")
+    parser.add_argument("--gpu", action="store_true",
+                        help="--campaign: the GPU plan (GPU), --minutes shared by the six models")
     parser.add_argument("--only", default="", help="--campaign: only the runs of these models (a,b), e.g. in a "
                         "second process beside the main one (never both on the same model)")
-    parser.add_argument("--adopt", metavar="DIR", default="", help="bring in the checkpoints in DIR that beat the committed ones")
+    parser.add_argument("--adopt", metavar="DIR", default="",
+                        help="bring in the checkpoints in DIR that beat the committed ones")
     parser.add_argument("--work", default="runs/campaign", help="--campaign: folder of the runs in progress")
     parser.add_argument("--minutes", type=float, default=0, help="--campaign: stop after this long (0: until a signal)")
     parser.add_argument("--eval-every", type=int, default=1000, help="--campaign: quick eval every N steps")
-    parser.add_argument("--quick-images", type=int, default=6, help="--campaign: quick eval on the first N --val images")
-    parser.add_argument("--replace-every", type=float, default=20, help="--campaign: replace a checkpoint at most every N minutes")
-    parser.add_argument("--push-to-hub", metavar="REPO", default="", help="upload each checkpoint to REPO/NAME (token: HF_TOKEN)")
+    parser.add_argument("--quick-images", type=int, default=6,
+                        help="--campaign: quick eval on the first N --val images")
+    parser.add_argument("--replace-every", type=float, default=20,
+                        help="--campaign: replace a checkpoint at most every N minutes")
+    parser.add_argument("--push-to-hub", metavar="REPO", default="",
+                        help="upload each checkpoint to REPO/NAME (token: HF_TOKEN)")
     return parser
 
 

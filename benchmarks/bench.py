@@ -8,8 +8,8 @@ of the model, of OpenCV non-local means, of the median filter, of BM3D when inst
 noisy input's PSNR and SSIM (`n2n.evaluate`, the `eval` command's core). Then, for one model
 (gaussian when there): the peak resident memory of denoising a 24-megapixel photo in a fresh
 process, and the model's achieved GFLOP/s against this machine's measured matrix-multiply peak in
-the dtype it runs in (--precision auto: bf16 where the CPU computes it natively, else fp32). Writes OUT/latest.json and OUT/latest.md,
-with the machine it ran on.
+the dtype it runs in (--precision auto: bf16 where the CPU computes it natively, else fp32). Writes OUT/latest.json
+and OUT/latest.md, with the machine it ran on.
 """
 from __future__ import annotations
 
@@ -301,7 +301,8 @@ def main(argv=None) -> dict | None:
     p = argparse.ArgumentParser(prog="python -m benchmarks.bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--data", default=str(DEFAULT_DATA), help="folder of clean images (default: %(default)s)")
     p.add_argument("--limit", type=int, default=0, help="only the first N images")
-    p.add_argument("--models", default="", help="comma-separated bundled names or checkpoint folders (default: all bundled)")
+    p.add_argument("--models", default="",
+                   help="comma-separated bundled names or checkpoint folders (default: all bundled)")
     p.add_argument("--baselines", default="", help="comma-separated, of nlm,median,bm3d (default: those installed)")
     p.add_argument("--bm3d-images", type=int, default=0, help="BM3D (slow) on the first N images only (0: all)")
     p.add_argument("--bm3d-noises", default="gaussian,poisson",
@@ -334,7 +335,8 @@ def main(argv=None) -> dict | None:
     names = [n for n in args.models.split(",") if n] or hub.bundled_names()
     if not names:
         p.error("no bundled model in checkpoints/: give --models NAME_OR_DIR")
-    report = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "command": " ".join(["python -m benchmarks.bench"] + (argv if argv is not None else sys.argv[1:])),
+    command = " ".join(["python -m benchmarks.bench"] + (argv if argv is not None else sys.argv[1:]))
+    report = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "command": command,
               "machine": machine(), "data": str(args.data), "images": len(files), "seed": args.seed,
               "repeats": args.repeats, "models": []}
     for name in names:
@@ -342,7 +344,8 @@ def main(argv=None) -> dict | None:
         report["models"].append(row)
         print(f"{name}: {row['noise']} {row['param']:g}: noisy {row['noisy_psnr']:.2f} dB, model {row['psnr']:.2f} dB "
               f"{row['seconds_per_megapixel']:.2f} s/MP"
-              + "".join(f"; {b} {v['psnr']:.2f} dB {v['seconds_per_megapixel']:.2f} s/MP" for b, v in row["baselines"].items()),
+              + "".join(f"; {b} {v['psnr']:.2f} dB {v['seconds_per_megapixel']:.2f} s/MP"
+                        for b, v in row["baselines"].items()),
               file=sys.stderr)
     probe = "gaussian" if "gaussian" in names else names[0]  # compute and memory: one model is enough
     if not args.no_efficiency:

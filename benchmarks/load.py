@@ -125,7 +125,8 @@ def run_load(url: str, model: str = "gaussian", n_denoise: int = 16, n_finetune:
                                        api_name="/finetune").result(timeout=timeout)
                 result |= check_finetune(answer, noise, n_steps)
         except Exception as e:  # the request failed: an error answer, a lost connection, a time-out
-            result |= {"status": "failed", "error": f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"}
+            first_line = str(e).splitlines()[0][:300] if str(e) else ""
+            result |= {"status": "failed", "error": f"{type(e).__name__}: {first_line}"}
         result["seconds"] = time.perf_counter() - start
         with lock:
             results.append(result)
@@ -212,7 +213,8 @@ def start_app(model: str):
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--url", help="a running app; default: start one here")
-    parser.add_argument("--model", default="gaussian", help="model name (in-process: bundled name or checkpoint folder)")
+    parser.add_argument("--model", default="gaussian",
+                        help="model name (in-process: bundled name or checkpoint folder)")
     parser.add_argument("--denoise", type=int, default=16, help="concurrent /denoise requests")
     parser.add_argument("--finetune", type=int, default=2, help="concurrent /finetune requests")
     parser.add_argument("--steps", type=int, default=3, help="fine-tuning steps of the first run (+1 per next run)")
@@ -247,12 +249,14 @@ def main(argv=None) -> int:
     for kind in ("denoise", "finetune"):
         r = report[kind]
         if r["sent"]:
-            print(f"{kind}: {r['correct']}/{r['sent']} correct, {len(r['failed'])} failed, {len(r['mixed_up'])} mixed up, "
-                  f"{r['sent'] - r['answered']} lost; latency p50 {r['p50_s'] or 0:.2f} s, p95 {r['p95_s'] or 0:.2f} s, "
+            print(f"{kind}: {r['correct']}/{r['sent']} correct, {len(r['failed'])} failed, "
+                  f"{len(r['mixed_up'])} mixed up, {r['sent'] - r['answered']} lost; "
+                  f"latency p50 {r['p50_s'] or 0:.2f} s, p95 {r['p95_s'] or 0:.2f} s, "
                   f"max {r['max_s'] or 0:.2f} s", file=sys.stderr)
         for bad in r["failed"] + r["mixed_up"]:
             print(f"  {kind} #{bad.get('index', '?')}: {bad.get('status', '')} {bad.get('error', '')}", file=sys.stderr)
-    print(f"wall {report['wall_s']:.2f} s; answers {'verified against n2n.denoise here' if report['verified'] else 'checked by size'}; "
+    answers = "verified against n2n.denoise here" if report["verified"] else "checked by size"
+    print(f"wall {report['wall_s']:.2f} s; answers {answers}; "
           f"{'OK' if report['ok'] else 'PROBLEMS'}", file=sys.stderr)
     return 0 if report["ok"] else 1
 

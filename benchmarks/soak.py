@@ -271,7 +271,8 @@ class Visitor:
             with zipfile.ZipFile(archive) as z:
                 config = json.loads(z.read(f"{name}/config.json"))
             if "finished" not in status or config.get("steps") != steps:
-                raise AssertionError(f"fine-tune of {steps} steps: {config.get('steps')} steps, status {status[-200:]!r}")
+                raise AssertionError(f"fine-tune of {steps} steps: {config.get('steps')} steps, "
+                                     f"status {status[-200:]!r}")
             return "ok", f"{steps} steps"
         if kind == "adapt":
             outputs = client.predict(handle_file(str(noisy)), "gaussian", 2, api_name="/adapt")
@@ -299,7 +300,8 @@ def run_visitors(url: str, inputs: dict, work: Path, minutes: float, visitors: i
             try:
                 request.outcome, request.detail = visitor.visit(kind)
             except Exception as e:  # an error answer, a broken connection, a wrong answer
-                request.outcome, request.detail = "failed", f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"
+                first_line = str(e).splitlines()[0][:300] if str(e) else ""
+                request.outcome, request.detail = "failed", f"{type(e).__name__}: {first_line}"
             request.seconds = round(time.perf_counter() - began, 3)
             time.sleep(visitor.rng.uniform(0.2, 1.5))  # a visitor looks at the result
         if visitor.client is not None:
@@ -322,7 +324,8 @@ def summarize(requests: list[Request], samples: list[dict], minutes: float, warm
         answered = [r.seconds for r in mine if r.outcome in ("ok", "refused")]
         kinds[kind] = {"sent": len(mine), "ok": sum(r.outcome == "ok" for r in mine),
                        "refused_as_expected": sum(r.outcome == "refused" for r in mine),
-                       "failed": sum(r.outcome == "failed" for r in mine), "lost": sum(r.outcome == "lost" for r in mine),
+                       "failed": sum(r.outcome == "failed" for r in mine),
+                       "lost": sum(r.outcome == "lost" for r in mine),
                        "p50_s": float(np.percentile(answered, 50)) if answered else None,
                        "p95_s": float(np.percentile(answered, 95)) if answered else None,
                        "max_s": max(answered, default=None)}
@@ -378,15 +381,17 @@ def plot(samples: list[dict], warmup_s: float, path: Path, title: str) -> bool:
 
 
 def markdown(summary: dict, samples: list[dict], args, plotted: bool, stem: str, machine: str) -> str:
-    label = f"{args.minutes:g}-minute run" + (" (a short check; the issue's soak is 30 minutes: "
-                                                "`python -m benchmarks.soak --minutes 30`)" if args.minutes < 30 else "")
+    label = f"{args.minutes:g}-minute run" + (
+        " (a short check; the issue's soak is 30 minutes: `python -m benchmarks.soak --minutes 30`)"
+        if args.minutes < 30 else "")
     lines = [f"# Soak: {label}", "",
              f"`python -m benchmarks.soak --minutes {args.minutes:g} --visitors {args.visitors} --seed {args.seed}`, "
              f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {machine}.", "",
              f"{args.visitors} visitors at once, each its own session (renewed every 8 requests), 0.2-1.5 s between "
              f"requests; the server's RSS, open files and disk sampled every {SAMPLE_S:g} s; warm-up: the first "
              f"{summary['warmup_s']:g} s.", "",
-             f"**{summary['requests']} requests: {summary['answered']} answered as expected, {summary['failed']} failed, "
+             f"**{summary['requests']} requests: {summary['answered']} answered as expected, "
+             f"{summary['failed']} failed, "
              f"{summary['lost']} lost.**", "",
              "| kind | sent | ok | refused as expected | failed | lost | p50 (s) | p95 (s) | max (s) |",
              "|---|---|---|---|---|---|---|---|---|"]
@@ -408,8 +413,10 @@ def markdown(summary: dict, samples: list[dict], args, plotted: bool, stem: str,
     if plotted:
         lines += ["", f"![RSS and disk over time]({stem}.png)"]
     if summary["failures"]:
-        lines += ["", "Failures and lost requests:", ""] + [f"- {n} × {text}" for text, n in summary["failures"].items()]
-    lines += ["", "Samples:", "", "| t (s) | RSS (MB) | peak (MB) | tmp (MB) | tmp files | HF cache (MB) | open files | "
+        lines += ["", "Failures and lost requests:", ""]
+        lines += [f"- {n} × {text}" for text, n in summary["failures"].items()]
+    lines += ["", "Samples:", "", "| t (s) | RSS (MB) | peak (MB) | tmp (MB) | tmp files | HF cache (MB) | open files "
+              "| "
               "threads | requests done |", "|---|---|---|---|---|---|---|---|---|"]
     lines += [f"| {s['t_s']:g} | {s['rss_mb']:.1f} | {s['peak_rss_mb']:.1f} | {s['tmp_mb']:.2f} | {s['tmp_files']} | "
               f"{s['hf_cache_mb']:.2f} | {s['open_files']} | {s['threads']} | {s['requests_done']} |" for s in samples]
@@ -421,9 +428,12 @@ def main(argv=None) -> int:
     parser.add_argument("--minutes", type=float, default=30.0)
     parser.add_argument("--visitors", type=int, default=4, help="visitors at once")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--warmup", type=float, default=None, help="seconds; default: a quarter of the run, at most 5 min")
-    parser.add_argument("--out", default=None, help="report path without extension; default benchmarks/results/soak-Nmin")
-    parser.add_argument("--machine", default=f"{os.cpu_count()} CPU cores", help="a word on the machine, for the report")
+    parser.add_argument("--warmup", type=float, default=None,
+                        help="seconds; default: a quarter of the run, at most 5 min")
+    parser.add_argument("--out", default=None,
+                        help="report path without extension; default benchmarks/results/soak-Nmin")
+    parser.add_argument("--machine", default=f"{os.cpu_count()} CPU cores",
+                        help="a word on the machine, for the report")
     args = parser.parse_args(argv)
     stem = Path(args.out) if args.out else RESULTS / f"soak-{args.minutes:g}min"
     stem.parent.mkdir(parents=True, exist_ok=True)

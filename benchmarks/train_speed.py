@@ -74,7 +74,8 @@ def main(argv=None) -> None:
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--compile", action="store_true", help="also time the bare loop under torch.compile")
     parser.add_argument("--all-precisions", action="store_true", help="bf16 even without native bf16 (slow)")
-    parser.add_argument("--repeats", type=int, default=2, help="the best of N runs of each loop (the machine's noise is ±6%%)")
+    parser.add_argument("--repeats", type=int, default=2,
+                        help="the best of N runs of each loop (the machine's noise is ±6%%)")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--crop", type=int, default=96)
     parser.add_argument("--out", default=str(DEFAULT_OUT))
@@ -84,7 +85,8 @@ def main(argv=None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         data = TRAIN if TRAIN.is_dir() else _synthetic_photos(Path(tmp))
         for precision in precisions:
-            bare = max(bare_loop(precision, args.steps, args.warmup, args.batch, args.crop) for _ in range(args.repeats))
+            bare = max(bare_loop(precision, args.steps, args.warmup, args.batch, args.crop)
+                       for _ in range(args.repeats))
             ours = max(project_loop(precision, args.steps, args.warmup, data, args.batch, args.crop)
                        for _ in range(args.repeats))
             row = {"precision": precision, "bare_steps_per_s": bare, "n2n_steps_per_s": ours, "ratio": ours / bare}
@@ -101,13 +103,15 @@ def main(argv=None) -> None:
     m = report["machine"]
     lines = [f"# Training throughput (`python -m benchmarks.train_speed{' --compile' if args.compile else ''}`)", "",
              f"{m['cpu']}, {m['cores']} cores ({', '.join(m['simd'])}; native bf16: {m['mkldnn_bf16']}), "
-             f"torch {m['torch']}, load average {m['load_average']} at the end. U-Net, Adam, batch {args.batch} of {args.crop}², "
+             f"torch {m['torch']}, load average {m['load_average']} at the end. "
+             f"U-Net, Adam, batch {args.batch} of {args.crop}², "
              f"{args.steps} timed steps after {args.warmup}, best of {args.repeats} runs.", "",
              "| precision | bare loop (steps/s) | `n2n.train` (steps/s) | n2n / bare |"
              + (" bare + torch.compile |" if args.compile else ""),
              "|---|---|---|---|" + ("---|" if args.compile else "")]
     for r in rows:
-        lines.append(f"| {r['precision']} | {r['bare_steps_per_s']:.2f} | {r['n2n_steps_per_s']:.2f} | {r['ratio']:.1%} |"
+        lines.append(f"| {r['precision']} | {r['bare_steps_per_s']:.2f} | {r['n2n_steps_per_s']:.2f} "
+                     f"| {r['ratio']:.1%} |"
                      + (f" {r['bare_compiled_steps_per_s']:.2f} |" if args.compile else ""))
     (out / "train_speed.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

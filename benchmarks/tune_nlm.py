@@ -27,7 +27,8 @@ for sigma in (10, 15, 25, 35, 50):
     noisy = [to_uint8(corrupt(c, "gaussian", sigma, np.random.default_rng([sigma, k]))) for k, c in enumerate(cleans)]
     scores = {}
     for h in np.arange(0.5, 1.31, 0.1) * sigma:
-        scores[h] = np.mean([psnr(c, cv2.fastNlMeansDenoisingColored(n, None, h, h, 7, 21)) for c, n in zip(cleans, noisy)])
+        scores[h] = np.mean([psnr(c, cv2.fastNlMeansDenoisingColored(n, None, h, h, 7, 21))
+                             for c, n in zip(cleans, noisy)])
     h_best = max(scores, key=scores.get)
     best.append((sigma, h_best))
     print(f"sigma {sigma}: best h {h_best:.1f} -> {scores[h_best]:.2f} dB")

@@ -4,4 +4,4 @@ from .infer import denoise
 from .noise import NOISE_MODELS, corrupt
 from .version import __version__
 
-__all__ = ["corrupt", "load_model", "denoise", "NOISE_MODELS"]
+__all__ = ["corrupt", "load_model", "denoise", "NOISE_MODELS", "__version__"]

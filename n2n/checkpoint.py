@@ -112,8 +112,8 @@ def check_weights_size(size: int | None, name: str = "checkpoint") -> None:
     if size is None:
         raise CheckpointError(f"{name}: the size of {WEIGHTS_NAME} is not known, so it is not loaded")
     if size > MAX_WEIGHTS_BYTES:
-        raise CheckpointError(f"{name}: {WEIGHTS_NAME} is {format_size(size)}, over the {format_size(MAX_WEIGHTS_BYTES)} "
-                              "limit for models served here")
+        raise CheckpointError(f"{name}: {WEIGHTS_NAME} is {format_size(size)}, over the "
+                              f"{format_size(MAX_WEIGHTS_BYTES)} limit for models served here")
 
 
 def format_size(n: int) -> str:
@@ -194,13 +194,17 @@ def write_model_card(directory: str | Path) -> Path:
     data = ModelCardData(library_name="n2n", license="mit", pipeline_tag="image-to-image",
                          tags=["denoising", "noise2noise", noise, "pytorch", "safetensors"])
     rows = "\n".join(
-        f"| {e['data']} ({e.get('images', '?')}) | {e['noise']} {e['param']:g} | {e['noisy_psnr']:.2f} | **{e['psnr']:.2f}** / {e['ssim']:.4f} | "
+        f"| {e['data']} ({e.get('images', '?')}) | {e['noise']} {e['param']:g} | {e['noisy_psnr']:.2f} | "
+        f"**{e['psnr']:.2f}** / {e['ssim']:.4f} | "
         + " · ".join(f"{b} {f['psnr']:.2f}" for b, f in e.get("baselines", {}).items()) + " |"
         for e in config.get("eval", []))
     targets = "clean images (Noise2Clean)" if config.get("clean_targets") else "noisy images only (Noise2Noise)"
     draws = "the targets are the clean images" if config.get("clean_targets") else "source and target independently"
     start = f" (started from `{Path(train['init']).name}`)" if train.get("init") else ""
     history = config.get("history", [])  # one line per run or campaign step that made these weights
+    crop = train.get("crop")
+    data_line = (f"`{Path(train.get('data', '?')).name}` ({train.get('mode', 'synthetic')} pairs), "
+                 f"crops {crop}×{crop}, batch {train.get('batch_size')}")
     provenance = "\n## History\n\n" + "\n".join(f"- {line}" for line in history) + "\n" if history else ""
     content = f"""---
 {data.to_yaml()}
@@ -210,7 +214,7 @@ def write_model_card(directory: str | Path) -> Path:
 Trained with **{targets}**, loss `{config.get('loss')}`, noise parameter drawn per image
 from {config.get('noise_range')}, {draws}.
 
-- training data: `{Path(train.get('data', '?')).name}` ({train.get('mode', 'synthetic')} pairs), crops {train.get('crop')}×{train.get('crop')}, batch {train.get('batch_size')}
+- training data: {data_line}
 - budget: {config.get('steps')} steps of Adam (0.9, 0.99), lr {train.get('lr')} with the paper's ramp-down{start}
 - architecture: the Noise2Noise U-Net (Lehtinen et al. 2018), arguments {config.get('model_args')}
 {provenance}

@@ -42,7 +42,8 @@ def to_channels(image: np.ndarray, channels: int) -> np.ndarray:
         return image
     if channels == 3:
         return np.repeat(image, 3, axis=2)
-    return np.round(image.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32))[..., None].astype(image.dtype)
+    luma = np.round(image.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32))
+    return luma[..., None].astype(image.dtype)
 
 
 def load_images(files, channels: int = 3, min_size: int = 0) -> list[np.ndarray]:

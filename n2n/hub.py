@@ -53,7 +53,8 @@ def resolve(name_or_dir: str, anonymous: bool = False) -> LoadedModel:
     if REPO_RE.match(ref):
         return load_from_hub(ref, anonymous=anonymous)
     known = ", ".join(bundled_names()) or "none bundled"
-    raise CheckpointError(f"no model {ref!r}: give a bundled name ({known}), a checkpoint folder, or owner/repo on the Hub")
+    raise CheckpointError(f"no model {ref!r}: give a bundled name ({known}), a checkpoint folder, "
+                          "or owner/repo on the Hub")
 
 
 def _resolve_name_via_hub(name: str, hub_repo: str) -> LoadedModel:

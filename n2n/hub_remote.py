@@ -67,7 +67,8 @@ def load_from_hub(ref: str, anonymous: bool = False) -> LoadedModel:
     label = f"{repo_id}@{revision}" + (f":{subfolder}" if subfolder else "")
     folder, note = _fetch(repo_id, revision, subfolder, label, token=False if anonymous else None)
     loaded = load_dir(folder, source=f"hub:{label}" + (f" ({note})" if note else ""), name=f"Hub checkpoint {label}")
-    return dataclasses.replace(loaded, kind="hub", repo=repo_id, revision=revision, subfolder=subfolder or "", note=note)
+    return dataclasses.replace(loaded, kind="hub", repo=repo_id, revision=revision, subfolder=subfolder or "",
+                               note=note)
 
 
 def _fetch(repo_id: str, revision: str, subfolder: str | None, label: str,
@@ -145,10 +146,12 @@ def _fetch(repo_id: str, revision: str, subfolder: str | None, label: str,
         raise CheckpointError(f"{label} is not an n2n checkpoint: no {wanted} "
                               f"{'in ' + subfolder if subfolder else 'at the repo root'}") from None
     except (HfHubHTTPError, httpx.HTTPError) as e:
-        raise HubUnreachableError(f"cannot download {wanted} of {label} from the Hub: {reason(e, typed=True)}") from None
+        raise HubUnreachableError(
+            f"cannot download {wanted} of {label} from the Hub: {reason(e, typed=True)}") from None
     if weights_path.parent != folder:  # cannot happen with a well-formed cache; load_dir needs one folder
         raise CheckpointError(f"{label}: config.json and model.safetensors landed in different folders")
-    note = "" if unreachable is None else ("from the cache, offline" if offline else f"from the cache, Hub unreachable: {unreachable}")
+    note = "" if unreachable is None else (
+        "from the cache, offline" if offline else f"from the cache, Hub unreachable: {unreachable}")
     return folder, note
 
 
@@ -204,9 +207,11 @@ def push(directory: str | Path, repo_id: str, token: str | None = None, private:
                           allow_patterns=list(PUSHED_FILES),
                           commit_message=commit_message or f"n2n: upload {path_in_repo or directory.name}")
     except (HfHubHTTPError, OSError, ValueError) as e:
-        raise CheckpointError(f"push of {directory} to {repo_id} failed: {reason(e, typed=True)}".replace(token, "***")) from None
+        message = f"push of {directory} to {repo_id} failed: {reason(e, typed=True)}"
+        raise CheckpointError(message.replace(token, "***")) from None
     except httpx.HTTPError as e:  # network down: same scrubbing, no chained traceback
-        raise HubUnreachableError(f"push of {directory} to {repo_id} failed: {reason(e, typed=True)}".replace(token, "***")) from None
+        message = f"push of {directory} to {repo_id} failed: {reason(e, typed=True)}"
+        raise HubUnreachableError(message.replace(token, "***")) from None
     url = str(repo_url).rstrip("/")
     log.info("pushed %s to %s", directory, url)
     return f"{url}/tree/main/{path_in_repo}" if path_in_repo else url

@@ -158,7 +158,8 @@ def read_image(src, *, max_pixels=DEFAULT_MAX_PIXELS, dtype="float32") -> np.nda
         except MemoryError:
             raise
         except Exception as e:
-            raise ImageError(f"{name}: corrupted image header ({reason(e, 200)}); re-export or re-download it") from None
+            raise ImageError(
+                f"{name}: corrupted image header ({reason(e, 200)}); re-export or re-download it") from None
 
         if im is None:
             header = _tiff_header(data) if data.startswith(_TIFF_SIGNATURES) else None
@@ -240,7 +241,8 @@ def _check_png_chunks(data: bytes, name: str) -> None:
         chunk_type = bytes(view[pos + 4 : pos + 8]).decode("latin-1")
         if zlib.crc32(view[pos + 4 : end - 4]) != int.from_bytes(view[end - 4 : end], "big"):
             raise ImageError(
-                f"{name}: PNG chunk {chunk_type!r} fails its CRC check; the file is corrupted, re-export or re-download it"
+                f"{name}: PNG chunk {chunk_type!r} fails its CRC check; the file is corrupted, "
+                "re-export or re-download it"
             )
         if chunk_type == "IEND":
             return
@@ -307,7 +309,8 @@ def _decode_pillow(im: Image.Image, data: bytes, name: str) -> np.ndarray:
     except MemoryError:
         raise
     except Exception as e:
-        raise ImageError(f"{name}: image data is truncated or corrupted ({reason(e, 200)}); re-export or re-download it") from None
+        raise ImageError(f"{name}: image data is truncated or corrupted ({reason(e, 200)}); "
+                         "re-export or re-download it") from None
 
     if mode.startswith("I"):  # I;16, I;16B, I;16S, I (32-bit): keep only what fits in uint16
         if image.dtype.kind not in "iu" or (image.size and (image.min() < 0 or image.max() > 65535)):
@@ -328,7 +331,8 @@ def _decode_cv2(data: bytes, name: str, height: int, width: int, orientation: in
     try:
         image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     except cv2.error as e:
-        raise ImageError(f"{name}: image data is corrupted (OpenCV: {reason(e, 200)}); re-export or re-download it") from None
+        raise ImageError(f"{name}: image data is corrupted (OpenCV: {reason(e, 200)}); "
+                         "re-export or re-download it") from None
     if image is None or image.shape[:2] != (height, width):
         raise ImageError(f"{name}: image data is truncated or corrupted; re-export or re-download it")
     if image.dtype == np.float64 or image.dtype == np.float16:

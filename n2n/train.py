@@ -225,8 +225,9 @@ def train(config: TrainConfig, stop=lambda: False) -> Iterator[dict]:
         lr = get_lr(step, config)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        noisy_source, noisy_target, mask = (t.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-                                            for t in (noisy_source, noisy_target, mask))
+        noisy_source, noisy_target, mask = (
+            t.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+            for t in (noisy_source, noisy_target, mask))
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             if config.mode == "single":
                 # from (seed, step) alone, so that a resumed run draws what an uninterrupted one would
@@ -270,7 +271,8 @@ def _neighbor2neighbor_loss(net, noisy, progress, gamma_max, generator):
         full = net(noisy).float()
     denoised_sub1 = net(sub1).float()
     rec = torch.mean((denoised_sub1 - sub2) ** 2)
-    reg = neighbor2neighbor_regulariser(denoised_sub1, sub2, apply_subsample(full, index1), apply_subsample(full, index2))
+    reg = neighbor2neighbor_regulariser(denoised_sub1, sub2, apply_subsample(full, index1),
+                                        apply_subsample(full, index2))
     return rec + gamma_max * progress * reg
 
 
@@ -303,7 +305,8 @@ def zero_shot(noisy: np.ndarray, steps: int = 2000, lr: float = 1e-3, crop: int 
         d1, d2 = down(y, kernel1), down(y, kernel2)
         loss_res = 0.5 * (torch.mean((d1 - net(d2)) ** 2) + torch.mean((d2 - net(d1)) ** 2))
         full = net(y)
-        loss_cons = 0.5 * (torch.mean((net(d1) - down(full, kernel1)) ** 2) + torch.mean((net(d2) - down(full, kernel2)) ** 2))
+        loss_cons = 0.5 * (torch.mean((net(d1) - down(full, kernel1)) ** 2)
+                           + torch.mean((net(d2) - down(full, kernel2)) ** 2))
         loss = loss_res + loss_cons
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -47,7 +47,8 @@ def photo_folder(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("photos")
     for name in ("astronaut", "chelsea", "coffee", "rocket"):
         image = getattr(skimage.data, name)()
-        write_image(folder / f"{name}.png", (resize(image, (72, 96), anti_aliasing=True) * 255).round().astype(np.uint8))
+        small = (resize(image, (72, 96), anti_aliasing=True) * 255).round().astype(np.uint8)
+        write_image(folder / f"{name}.png", small)
     return folder
 
 

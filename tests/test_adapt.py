@@ -51,7 +51,8 @@ def test_adapting_raises_psnr_on_a_noise_the_model_never_saw(tmp_path, lr, gains
     elapsed = time.perf_counter() - start
     last = records[-1]
     assert last["done"] and Path(last["out"], "model.safetensors").is_file()
-    assert all("done" not in r for r in records[:-1]) and [r["step"] for r in records] == list(range(1, len(records) + 1))
+    assert all("done" not in r for r in records[:-1])
+    assert [r["step"] for r in records] == list(range(1, len(records) + 1))
     assert elapsed < 20 + 60  # the budget, plus at most the step under way (slow on a busy machine) and the save
     after = psnr(clean, denoise(last["model"].eval(), noisy))
     assert (after > before + 0.5) == gains, (before, after, len(records))
@@ -121,7 +122,8 @@ def test_adapt_seconds_are_bounded(clients, photos, seconds):
     message = refusal(lambda: clients[0].predict(handle_file(str(photos / "noisy.png")), "gaussian", seconds,
                                                  api_name="/adapt"))
     # the slider's own bounds (Gradio: "Value 0 is less than minimum value 5."), and the handler's behind them
-    assert message in (f"Value {seconds} is less than minimum value 5.", f"Value {seconds} is greater than maximum value 120.",
+    assert message in (f"Value {seconds} is less than minimum value 5.",
+                       f"Value {seconds} is greater than maximum value 120.",
                        f"Adapt takes 5 to 120 seconds, got {seconds}."), message
 
 

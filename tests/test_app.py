@@ -50,7 +50,8 @@ def clean_png(tmp_path_factory) -> Path:
     return path
 
 
-def noisy_png(clean_png: Path, noise="gaussian", param=25.0, seed=1, folder: Path | None = None) -> tuple[Path, np.ndarray]:
+def noisy_png(clean_png: Path, noise="gaussian", param=25.0, seed=1,
+              folder: Path | None = None) -> tuple[Path, np.ndarray]:
     """A noisy version of `clean_png`, written beside it (or into `folder`), and the clean image as float."""
     clean = to_float(read_image(clean_png, dtype=None))
     noisy = np.clip(corrupt(clean, noise, param, np.random.default_rng(seed)), 0, 1)

@@ -92,7 +92,8 @@ def test_finetune_shows_points_on_the_plot(page, photo_folder):
     sync_api.expect(page.locator("#status")).to_contain_text("step 10 / 10")
     for plot in ("#loss-plot", "#val-plot"):
         # Vega draws the curve as an SVG path or on a canvas; either way the plot is no longer empty
-        sync_api.expect(page.locator(f"{plot} canvas, {plot} svg path.mark-line, {plot} .mark-line").first).to_be_visible()
+        curve = page.locator(f"{plot} canvas, {plot} svg path.mark-line, {plot} .mark-line").first
+        sync_api.expect(curve).to_be_visible()
     page.locator("#preview img").first.wait_for()
     page.screenshot(path=str(ARTIFACTS / "finetune.png"), full_page=True)
     name = page.get_by_label("Fine-tuned model").input_value()

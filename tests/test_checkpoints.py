@@ -53,7 +53,8 @@ def test_config_and_card_name_its_noise_and_targets(name):
 @pytest.fixture(scope="module")
 def photos() -> list[np.ndarray]:
     """Two real photos at their own resolution (256 px centre crops), float32 in [0, 1]."""
-    return [centre_crop(getattr(skimage.data, name)().astype(np.float32) / 255, 256) for name in ("astronaut", "coffee")]
+    return [centre_crop(getattr(skimage.data, name)().astype(np.float32) / 255, 256)
+            for name in ("astronaut", "coffee")]
 
 
 @pytest.mark.parametrize("name", BUNDLED)

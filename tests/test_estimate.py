@@ -45,7 +45,8 @@ def test_large_images_are_read_as_a_crop(monkeypatch):
 
     seen = []
     real = estimate.pca_variance
-    monkeypatch.setattr(estimate, "pca_variance", lambda channel, **kw: seen.append(channel.shape) or real(channel, **kw))
+    monkeypatch.setattr(estimate, "pca_variance",
+                        lambda channel, **kw: seen.append(channel.shape) or real(channel, **kw))
     big = upload(np.tile(photo(256), (4, 6, 1)), "gaussian", 25)  # 1024 × 1536
     assert abs(estimate.noise_sigma(big) - 25) < 5
     assert seen and all(shape == (estimate.MAX_SIDE, estimate.MAX_SIDE) for shape in seen)

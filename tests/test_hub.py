@@ -58,7 +58,8 @@ def fake(monkeypatch, tmp_path, ckpt_files):
 def test_download_loads_and_denoises_like_the_folder(fake, tiny_checkpoint):
     loaded = hub.resolve("n2n/tiny")
     assert loaded.source == "hub:n2n/tiny@main"
-    assert (loaded.kind, loaded.repo, loaded.revision, loaded.subfolder, loaded.note) == ("hub", "n2n/tiny", "main", "", "")
+    fields = (loaded.kind, loaded.repo, loaded.revision, loaded.subfolder, loaded.note)
+    assert fields == ("hub", "n2n/tiny", "main", "", "")
     assert "note" not in loaded.config  # main, not the v1 tag
     image = photo(48)
     expected = denoise(hub.load_dir(tiny_checkpoint).model, image)
@@ -132,7 +133,8 @@ def test_malformed_checkpoints_are_refused(fake, sub, message):
 
 
 def test_pickles_are_never_fetched(fake):
-    fake.commit("n2n/pickled", {"config.json": fake.repos["n2n/tiny"]["commits"][fake.repos["n2n/tiny"]["refs"]["main"]]["config.json"],
+    tiny = fake.repos["n2n/tiny"]
+    fake.commit("n2n/pickled", {"config.json": tiny["commits"][tiny["refs"]["main"]]["config.json"],
                                 "pytorch_model.bin": b"\x80\x04 not to be unpickled"})
     with pytest.raises(CheckpointError, match="no model.safetensors"):
         hub.resolve("n2n/pickled")
@@ -160,7 +162,8 @@ def test_offline_mode_with_an_empty_cache_says_so(fake, monkeypatch):
     from n2n.hub_remote import HubUnreachableError
 
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-    with pytest.raises(HubUnreachableError, match=r"HF_HUB_OFFLINE=1 and n2n/tiny@main \(config.json\) is not in the Hub cache"):
+    with pytest.raises(HubUnreachableError,
+                       match=r"HF_HUB_OFFLINE=1 and n2n/tiny@main \(config.json\) is not in the Hub cache"):
         hub.resolve("n2n/tiny")
     assert fake.log == []
 
@@ -174,7 +177,8 @@ def test_unreachable_hub_uses_the_cache_or_says_nothing_is_cached(fake, monkeypa
     start = time.monotonic()
     loaded = hub.resolve("n2n/tiny")
     assert loaded.source.startswith("hub:n2n/tiny@main (from the cache, Hub unreachable: ConnectError")
-    with pytest.raises(HubUnreachableError, match="cannot reach the Hub and nothing is cached for n2n/zoo@main:gaussian"):
+    with pytest.raises(HubUnreachableError,
+                       match="cannot reach the Hub and nothing is cached for n2n/zoo@main:gaussian"):
         hub.resolve("n2n/zoo:gaussian")
     assert time.monotonic() - start < 5  # no retry back-off (hf_hub_download alone would wait ~20 s)
 
@@ -189,7 +193,8 @@ def test_hub_repo_serves_bundled_names_first(fake, bundled, monkeypatch):
     # Not on the Hub but bundled → the bundled copy, and the source says why.
     shutil.copytree(bundled / "gaussian", bundled / "poisson")
     loaded = hub.resolve("poisson")
-    assert loaded.source.startswith("bundled:poisson (Hub copy unavailable: n2n/zoo@main:poisson is not an n2n checkpoint")
+    assert loaded.source.startswith(
+        "bundled:poisson (Hub copy unavailable: n2n/zoo@main:poisson is not an n2n checkpoint")
     # Neither on the Hub nor bundled → a clear error.
     with pytest.raises(CheckpointError, match="no model 'impulse': Hub copy unavailable"):
         hub.resolve("impulse")

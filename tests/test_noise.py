@@ -108,7 +108,8 @@ def test_impulse_values_are_uniform_on_0_1_per_channel():
     values = noisy[hit]  # (N, 3), N ≈ 20,000
     assert values.min() >= 0.0 and values.max() <= 1.0
     counts = np.histogram(values, bins=10, range=(0.0, 1.0))[0] / values.size
-    assert np.all(np.abs(counts - 0.1) < 0.01), counts  # each tenth of [0, 1] gets its tenth (salt-and-pepper: 0 and 1 only)
+    # each tenth of [0, 1] gets its tenth (salt-and-pepper: 0 and 1 only)
+    assert np.all(np.abs(counts - 0.1) < 0.01), counts
     assert abs(values.mean() - 0.5) < 0.01 and abs(values.var() - 1 / 12) < 0.003
     assert abs(np.corrcoef(values[:, 0], values[:, 1])[0, 1]) < 0.03  # a colour, not a grey level
 
@@ -144,7 +145,8 @@ def test_training_pair_independent_and_clean_target():
     assert not np.array_equal(source, target) and mask.shape == (32, 32, 1)
     # parameters drawn independently: residual std differs between source and target over many draws
     rng = np.random.default_rng(1)
-    stds = np.array([[np.std(s - clean), np.std(t - clean)] for s, t, _ in (training_pair(clean, "gaussian", rng) for _ in range(50))])
+    pairs = (training_pair(clean, "gaussian", rng) for _ in range(50))
+    stds = np.array([[np.std(s - clean), np.std(t - clean)] for s, t, _ in pairs])
     assert np.corrcoef(stds.T)[0, 1] < 0.5
     _, target, _ = training_pair(clean, "gaussian", rng, clean_target=True)
     assert target is clean

@@ -90,7 +90,8 @@ def hostile(tmp_path_factory) -> dict[str, tuple[Path, tuple]]:
                          ("ok", (32, 48, 3), np.uint8)),
         "rotated.jpg": (_encoded(rgb, "JPEG", quality=95, exif=exif.tobytes()), ("ok", (48, 32, 3), np.uint8)),
         "cmyk.jpg": (_encoded(rgb.convert("CMYK"), "JPEG", quality=95), ("ok", (32, 48, 3), np.uint8)),
-        "palette.png": (_encoded(rgb.convert("P", palette=Image.Palette.ADAPTIVE), "PNG"), ("ok", (32, 48, 3), np.uint8)),
+        "palette.png": (_encoded(rgb.convert("P", palette=Image.Palette.ADAPTIVE), "PNG"),
+                        ("ok", (32, 48, 3), np.uint8)),
         "with space ünïcödé 名前.png": (None, ("ok", (32, 48, 3), np.uint8)),
         "-leading-dash.png": (None, ("ok", (32, 48, 3), np.uint8)),
         "n" * 196 + ".png": (None, ("ok", (32, 48, 3), np.uint8)),  # 200 characters
@@ -178,8 +179,8 @@ def test_app_denoises_or_refuses_every_hostile_file_and_keeps_serving(server, ho
     for name, (path, expect) in hostile.items():
         if expect[0] == "refused":
             for api in ("/denoise", "/corrupt") if name in ("page.png", "empty.png", "bomb.png") else ("/denoise",):
-                message = refusal(lambda: client.predict(handle_file(str(path)), "tiny" if api == "/denoise" else "gaussian",
-                                                         api_name=api))
+                message = refusal(lambda: client.predict(handle_file(str(path)),
+                                                         "tiny" if api == "/denoise" else "gaussian", api_name=api))
                 assert message.startswith(f"{name}: ") and re.search(expect[1], message), (api, message)
                 assert "max_pixels" not in message and "read_image" not in message, message  # advice for programmers
         else:
@@ -258,7 +259,8 @@ class DroppingHub(FakeHub):
 def test_hub_dropping_mid_download_serves_the_bundled_model_with_a_notice(server, bundled, ckpt_files, monkeypatch,
                                                                           tmp_path):
     client, _ = server
-    hub_weights = {k: v + 0.01 for k, v in checkpoint_state(ckpt_files).items()}  # not the bundled weights: tells them apart
+    # not the bundled weights: tells them apart
+    hub_weights = {k: v + 0.01 for k, v in checkpoint_state(ckpt_files).items()}
     fake = DroppingHub()
     try:
         fake.commit("n2n/zoo", {"gaussian/config.json": ckpt_files[hub.CONFIG_NAME],
@@ -311,7 +313,8 @@ def test_diverging_finetune_stops_cleanly_and_every_model_stays_usable(server, p
                                                     api_name="/finetune").result(timeout=180))
             assert message.startswith("Training diverged and stopped") and re.search(cause, message), message
     # the model it started from is untouched, and serves as before
-    assert {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in tiny_checkpoint.iterdir() if f.is_file()} == digest
+    after = {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in tiny_checkpoint.iterdir() if f.is_file()}
+    assert after == digest
     image = plain_image(tmp_path)
     *_, download, _ = client.predict(handle_file(str(image)), "tiny", api_name="/denoise")
     assert np.array_equal(read_image(download, dtype=None), denoise(tiny_model, read_image(image, dtype=None)))
@@ -391,7 +394,8 @@ def test_nothing_is_ever_unpickled():
                 continue
             scanned += 1
             text = path.read_text(errors="replace")
-            found += [f"{path.relative_to(ROOT)}: {m.group()}" for pattern in FORBIDDEN for m in re.finditer(pattern, text)]
+            found += [f"{path.relative_to(ROOT)}: {m.group()}"
+                      for pattern in FORBIDDEN for m in re.finditer(pattern, text)]
     assert scanned > 10 and not found, found
 
 

@@ -22,7 +22,6 @@ import pytest
 
 gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
-from gradio_client.exceptions import AppError  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # app.py and ui/ live at the repository root
 import app  # noqa: E402
@@ -116,7 +115,8 @@ def test_a_visitors_hub_repo_is_fetched_without_the_space_credentials(visitor, f
     """The Space's HF_TOKEN (and saved login) must not open private or gated repos to visitors:
     a reference typed in the Hub box is fetched anonymously, and still served."""
     client, _ = visitor
-    fake.commit("someone/public-n2n", {n: (tiny_checkpoint / n).read_bytes() for n in (hub.CONFIG_NAME, hub.WEIGHTS_NAME)})
+    fake.commit("someone/public-n2n",
+                {n: (tiny_checkpoint / n).read_bytes() for n in (hub.CONFIG_NAME, hub.WEIGHTS_NAME)})
     noisy = plain_image(tmp_path)
     *_, download, source = client.predict(handle_file(str(noisy)), "gaussian", "someone/public-n2n",
                                           api_name="/denoise")
@@ -234,7 +234,8 @@ def test_another_session_cannot_push_denoise_with_or_start_from_my_model(visitor
     assert fake.log == []
     for model, compare in ((name, []), ("tiny", [name])):
         message = refusal(lambda: stranger.predict(image, model, "", compare, api_name="/denoise"))
-        assert message.startswith(f"Unknown model {name!r}") or (compare and "not in the list of choices" in message), message
+        assert (message.startswith(f"Unknown model {name!r}")
+                or (compare and "not in the list of choices" in message)), message
     photo = handle_file(str(next(photo_folder.glob("*.png"))))
     message = refusal(lambda: stranger.predict([photo], "gaussian", steps=1, init=name, api_name="/finetune"))
     assert message.startswith(f"Unknown model {name!r}"), message
@@ -280,18 +281,19 @@ def test_files_of_another_session_are_not_served(server, visitor):
     _, url = server
     _, name = visitor
     run = registry.FINETUNED[name].parent  # WORK/runs/<random>/
-    files = [registry.FINETUNED[name] / hub.WEIGHTS_NAME, registry.FINETUNED[name] / hub.CONFIG_NAME, run / "data" / "000.png",
-             run / f"{name}.zip"]
+    files = [registry.FINETUNED[name] / hub.WEIGHTS_NAME, registry.FINETUNED[name] / hub.CONFIG_NAME,
+             run / "data" / "000.png", run / f"{name}.zip"]
     assert all(f.is_file() for f in files)
     for path in files:
-        for link in (f"gradio_api/file={path}", f"gradio_api/file={common.WORK}/../{path.relative_to(common.WORK.parent)}"):
+        for link in (f"gradio_api/file={path}",
+                     f"gradio_api/file={common.WORK}/../{path.relative_to(common.WORK.parent)}"):
             assert httpx.get(url + link, timeout=30).status_code in (403, 404), link
 
 
 # ----------------------------------------------------------------------------- path-like inputs, sizes
 
 
-def test_path_like_inputs_reach_no_server_file(server, visitor, canary, tmp_path):
+def test_path_like_inputs_reach_no_server_file(server, visitor, canary, tmp_path):  # noqa: F811 (canary: a fixture)
     """Every text input that could name a file, and every file input given a server path, is refused
     without opening anything there (/denoise's model and Hub boxes: test_reliability)."""
     _, url = server
@@ -304,7 +306,8 @@ def test_path_like_inputs_reach_no_server_file(server, visitor, canary, tmp_path
     for pushed in (str(canary), config):
         message = refusal(lambda: client.predict(pushed, "visitor/x", VISITOR_TOKEN, True, api_name="/push"))
         assert message.startswith("No model fine-tuned in this session"), message
-    for repo in ("../x", "visitor/..", "/etc/passwd", "visitor/x/../../y", "visitor/x@main", "visitor/x:sub", "visitor"):
+    for repo in ("../x", "visitor/..", "/etc/passwd", "visitor/x/../../y", "visitor/x@main", "visitor/x:sub",
+                 "visitor"):
         message = refusal(lambda: client.predict(name, repo, VISITOR_TOKEN, True, api_name="/push"))
         assert message == "Give the Hub repo as owner/name.", message
     server_file = {"path": config, "meta": {"_type": "gradio.FileData"}}  # a file never uploaded
@@ -334,7 +337,8 @@ def test_finetune_budget_is_bounded(visitor, photo_folder, tmp_path, monkeypatch
             for k in range(common.MAX_UPLOADS + 1)]
     message = refusal(lambda: client.predict(many, "gaussian", steps=1, api_name="/finetune"))
     assert message.startswith(f"Too many images: {common.MAX_UPLOADS + 1} files"), message
-    monkeypatch.setattr("ui.finetune.MAX_TRAIN_PIXELS", 2 * 72 * 96 - 1)  # two of the photos, less one pixel (where it is read)
+    # two of the photos, less one pixel (where it is read)
+    monkeypatch.setattr("ui.finetune.MAX_TRAIN_PIXELS", 2 * 72 * 96 - 1)
     photos = [handle_file(str(p)) for p in sorted(photo_folder.glob("*.png"))[:2]]
     message = refusal(lambda: client.predict(photos, "gaussian", steps=1, api_name="/finetune"))
     assert message.startswith("The images hold over"), message

@@ -61,7 +61,8 @@ def watch_loop(monkeypatch):
 
     def build_model(*args, **kwargs):
         model = real_build(*args, **kwargs)
-        model.register_forward_pre_hook(lambda m, a: seen["sources"].append(a[0].detach().clone()) if m.training else None)
+        model.register_forward_pre_hook(
+            lambda m, a: seen["sources"].append(a[0].detach().clone()) if m.training else None)
         return model
 
     monkeypatch.setattr(n2n.train, "get_loss", get_loss)
@@ -148,7 +149,8 @@ def test_real_noisy_pairs(noisy_pairs, tmp_path, watch_loop):
     records = list(train(config))
     assert records[-1]["done"]
     for call, source in zip(watch_loop["losses"], watch_loop["sources"]):
-        residual = call["target"] - source  # σ = 20 each: √2·20/255 ≈ 0.11 (less where clipped); content would add to it
+        # σ = 20 each: √2·20/255 ≈ 0.11 (less where clipped); content would add to it
+        residual = call["target"] - source
         assert 0.07 < residual.std() < 0.13 and abs(residual.mean()) < 0.02
     b_copy = tmp_path / "b_missing"
     b_copy.mkdir()
@@ -261,7 +263,8 @@ def test_cli_train_takes_tuple_and_optional_flags(photo_folder, tmp_path):
     assert saved.config["noise"] == "impulse" and saved.config["loss"] == "l1" and saved.config["steps"] == 2
     assert saved.config["noise_range"] == [0.1, 0.3] and saved.config["train_config"]["val_param"] == 0.2
     config = TrainConfig(**saved.config["train_config"])
-    assert saved.config["val_psnr"] == pytest.approx(n2n.train.validate(saved.model, n2n.train.validation_set(config)), abs=0.05)
+    validated = n2n.train.validate(saved.model, n2n.train.validation_set(config))
+    assert saved.config["val_psnr"] == pytest.approx(validated, abs=0.05)
     config.val_param = None  # the default level, 0.5, scores differently: the flag was used
     assert abs(saved.config["val_psnr"] - n2n.train.validate(saved.model, n2n.train.validation_set(config))) > 1.0
 
@@ -270,7 +273,8 @@ def test_train_space_smoke_trains_every_bundled_model(photo_folder, tmp_path):
     """`train_space.py --smoke --all`: gaussian, then the others started from it, each evaluated on a folder
     with a baseline, its figures in config.json and its model card."""
     env = os.environ | {"PYTHONPATH": str(ROOT)}
-    result = subprocess.run([sys.executable, str(ROOT / "train_space.py"), "--smoke", "--all", "--data", str(photo_folder),
+    result = subprocess.run([sys.executable, str(ROOT / "train_space.py"), "--smoke", "--all",
+                             "--data", str(photo_folder),
                              "--val", str(photo_folder), "--out", str(tmp_path), "--eval", str(photo_folder),
                              "--eval-limit", "1", "--eval-baselines", "median", "--threads", "1"],
                             env=env, capture_output=True, text=True, timeout=300)

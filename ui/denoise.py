@@ -76,7 +76,8 @@ def denoise_image(image, model="gaussian", hub_repo="", compare=None, clean=None
         main = main or path
         row = score_row(method_label(method), reference, result, seconds)
         rows.append(row)
-        caption = BASELINE_LABELS.get(method, method) + (f" · {row['PSNR (dB)']:.2f} dB" if reference is not None else "")
+        caption = BASELINE_LABELS.get(method, method) + (
+            f" · {row['PSNR (dB)']:.2f} dB" if reference is not None else "")
         gallery.append((path, caption))
     return (image, main), gallery, pd.DataFrame(rows), main, describe_source(ref, loaded)
 
@@ -128,7 +129,8 @@ def adapt_image(image, model="gaussian", seconds=ADAPT_DEFAULT_S, clean=None, se
                (adapted_path, caption("adapted to this photo", rows[-1]))]
     gain = (f" PSNR {rows[-2]['PSNR (dB)']:.2f} → {rows[-1]['PSNR (dB)']:.2f} dB against the clean reference."
             if reference is not None else "")
-    summary = (f"**{model}** adapted to this photo: {record['step']} step{'s' if record['step'] != 1 else ''} of Neighbor2Neighbor on the photo alone in "
+    summary = (f"**{model}** adapted to this photo: {record['step']} step{'s' if record['step'] != 1 else ''} "
+               "of Neighbor2Neighbor on the photo alone in "
                f"{trained_s:.0f} s.{gain} The model **{name}** is now in your model list (yours only); the slider "
                f"shows pretrained ↔ adapted.")
     session = list(session or []) + [name]
@@ -188,7 +190,8 @@ def run_method(method: str, noisy: np.ndarray, noise: str, param: float, progres
         return out if alpha is None else np.concatenate([out, alpha], axis=2)
     model = load(method).model.to(device())
     try:
-        return denoise(model, noisy, progress=lambda done, total: progress((done, total), desc=f"{method}: tiles", unit="tiles"))
+        return denoise(model, noisy,
+                       progress=lambda done, total: progress((done, total), desc=f"{method}: tiles", unit="tiles"))
     except FloatingPointError as e:  # NaN weights, e.g. from a run that diverged
         raise UserError(f"Model {method!r} cannot denoise: {e}") from None
 
@@ -242,8 +245,8 @@ def build(corrupted: CorruptTab, tabs: gr.Tabs) -> DenoiseTab:
                 adapt_s = gr.Slider(*ADAPT_SECONDS, value=ADAPT_DEFAULT_S, step=5, label="seconds of training", scale=2,
                                     info="fits the model to this photo alone (Neighbor2Neighbor)")
         with gr.Column(scale=3):
-            slider = gr.ImageSlider(label="Noisy ↔ denoised (after Adapt: pretrained ↔ adapted)", format="png", type="filepath",
-                                    interactive=False, max_height=520, elem_id="slider")
+            slider = gr.ImageSlider(label="Noisy ↔ denoised (after Adapt: pretrained ↔ adapted)", format="png",
+                                    type="filepath", interactive=False, max_height=520, elem_id="slider")
             source_md = gr.Markdown(label="Model source", elem_id="source")
             with gr.Row(equal_height=True):
                 download = gr.File(label="Denoised (or adapted) PNG, full resolution", scale=3)

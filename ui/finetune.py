@@ -107,7 +107,8 @@ def curve(points: list[dict], y: str, runs: list[str]) -> pd.DataFrame:
     start, each with an empty point at step 0 (y = NaN, which the plot skips).
     """
     anchors = [{"step": 0, y: float("nan"), "run": run} for run in runs]
-    return pd.DataFrame(anchors + points, columns=["step", y, "run"]).astype({"step": "int64", y: "float64", "run": "str"})
+    return pd.DataFrame(anchors + points, columns=["step", y, "run"]).astype(
+        {"step": "int64", y: "float64", "run": "str"})
 
 
 def format_eta(seconds) -> str:
@@ -132,7 +133,8 @@ def write_uploads(files, folder: Path, what: str) -> list[np.ndarray]:
     folder.mkdir(parents=True, exist_ok=True)
     images = [read(f, what) for f in files]
     if sum(i.shape[0] * i.shape[1] for i in images) > MAX_TRAIN_PIXELS:
-        raise UserError(f"The {what} hold over {MAX_TRAIN_PIXELS // 1_000_000} megapixels together; use fewer or smaller images.")
+        raise UserError(f"The {what} hold over {MAX_TRAIN_PIXELS // 1_000_000} megapixels together; "
+                        "use fewer or smaller images.")
     for k, image in enumerate(images):
         write_image(folder / f"{k:03d}.png", image)
     return images
@@ -183,7 +185,8 @@ def finetune(files, noise="gaussian", kind="synthetic", second_shots=None, range
     if kind == "zero-shot":
         yield from zero_shot_run(files, int(steps), stop)
         return
-    run = prepare_run(files, second_shots, kind, noise, range_low, range_high, loss, int(steps), init, bool(twin), int(seed or 0))
+    run = prepare_run(files, second_shots, kind, noise, range_low, range_high, loss, int(steps), init, bool(twin),
+                      int(seed or 0))
     yield run.outputs()
     try:
         for records in ft.lockstep(run.configs, stop.is_set):
@@ -201,7 +204,8 @@ def finetune(files, noise="gaussian", kind="synthetic", second_shots=None, range
     for key, config in zip((name, f"{name}-n2c"), run.configs):
         add_finetuned(key, Path(config.out), request)
     done = "stopped" if run.last[0]["step"] < run.steps else "finished"
-    yield run.outputs(f"{run.status()}\n\n**{done}**: `{name}` is ready; download it, use it in Denoise or push it to the Hub.",
+    yield run.outputs(f"{run.status()}\n\n**{done}**: `{name}` is ready; download it, use it in Denoise "
+                      "or push it to the Hub.",
                       str(ft.package(run.configs, run.folder / f"{name}.zip", name)), name)
 
 
@@ -309,8 +313,8 @@ def build(demo: gr.Blocks, denoiser: DenoiseTab, tabs: gr.Tabs) -> None:
                                ft_twin, ft_seed],
                     [loss_plot, val_plot, preview, ft_status, ft_download, ft_name], api_name="finetune",
                     concurrency_limit=1, concurrency_id="finetune", show_progress="minimal",
-                    ).success(after_finetune, [ft_name, session_models], [denoiser.model, denoiser.compare, session_models],
-                              **private)
+                    ).success(after_finetune, [ft_name, session_models],
+                              [denoiser.model, denoiser.compare, session_models], **private)
     stop_btn.click(stop_run, None, None, queue=False, api_name="stop")
     use_btn.click(use_in_denoise, [ft_name, session_models], [denoiser.model, denoiser.hub_repo, tabs], **private)
     demo.load(refresh_lists, session_models, [denoiser.model, denoiser.compare, ft_init], **private)

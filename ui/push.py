@@ -44,7 +44,8 @@ def push_to_hub(name, repo_id, token="", private=True, oauth_token: gr.OAuthToke
         raise UserError("Give the Hub repo as owner/name.")
     token = (token or "").strip() or (oauth_token.token if oauth_token else "")
     if not token:
-        raise UserError("Enter your Hugging Face access token (write)" + (" or sign in with Hugging Face" if oauth_enabled() else "")
+        raise UserError("Enter your Hugging Face access token (write)"
+                        + (" or sign in with Hugging Face" if oauth_enabled() else "")
                         + " to push: this app never pushes with its own credentials.")
     if not TOKEN_CHARS.fullmatch(token):  # httpx would quote the whole header, token and all, in its error
         raise UserError("That access token holds characters no token has (spaces, line breaks, accents): "

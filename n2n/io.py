@@ -12,6 +12,10 @@ PNG/TIFF (Pillow would reduce them to 8 bits) and for float RGB TIFF (Pillow
 cannot open it).  Pillow's 32-bit integer mode "I" is accepted only when every
 value fits in 0..65535 (returned as uint16); anything else is refused rather
 than rescaled by a guess.
+
+Why one long module (~465 lines): every byte a visitor uploads passes through here, and each
+refusal (truncated files, decompression bombs, odd modes and bit depths, EXIF rotation, animated
+files) sits next to the decoder it guards, so that one file shows everything an upload can meet.
 """
 
 from __future__ import annotations

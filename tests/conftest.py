@@ -89,3 +89,14 @@ def bundled(monkeypatch, tmp_path, tiny_checkpoint) -> Path:
     shutil.copytree(tiny_checkpoint, folder / "gaussian", ignore=shutil.ignore_patterns("training_state*"))
     monkeypatch.setattr(hub, "CHECKPOINTS", folder)
     return folder
+
+
+@pytest.fixture(scope="module")
+def server(tiny_checkpoint):
+    """The app served on 127.0.0.1 with the tiny checkpoint listed as "tiny": (demo, url)."""
+    import app
+
+    demo = app.build_demo(extra_models={"tiny": tiny_checkpoint})
+    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True, **app.LAUNCH_KWARGS)
+    yield demo, url
+    demo.close()

@@ -26,7 +26,6 @@ gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # app.py and ui/ live at the repository root
-import app  # noqa: E402
 from ui import denoise as denoise_tab  # noqa: E402
 from ui import registry  # noqa: E402
 from test_reliability import refusal  # noqa: E402
@@ -66,18 +65,11 @@ def test_a_budget_must_be_positive(tmp_path):
 # ----------------------------------------------------------------------------- the endpoint
 
 @pytest.fixture(scope="module")
-def server(tiny_checkpoint):
-    demo = app.build_demo(extra_models={"tiny": tiny_checkpoint})
-    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True, **app.LAUNCH_KWARGS)
-    yield demo, url
-    demo.close()
-
-
-@pytest.fixture(scope="module")
 def clients(server):
     visitor, stranger = Client(server[1], verbose=False), Client(server[1], verbose=False)
     yield visitor, stranger
     visitor.close()
+    stranger.close()
     stranger.close()
 
 

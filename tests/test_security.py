@@ -40,14 +40,6 @@ SECRETS = (OWNER_TOKEN, SAVED_TOKEN, VISITOR_TOKEN, OAUTH_TOKEN)
 # ----------------------------------------------------------------------------- the app, its visitors, the Hub
 
 @pytest.fixture(scope="module")
-def server(tiny_checkpoint):
-    demo = app.build_demo(extra_models={"tiny": tiny_checkpoint})
-    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True, **app.LAUNCH_KWARGS)
-    yield demo, url
-    demo.close()
-
-
-@pytest.fixture(scope="module")
 def visitor(server, photo_folder):
     """One visitor (one session) and the model they fine-tuned there (one step)."""
     client = Client(server[1], verbose=False)

@@ -1,4 +1,4 @@
-""""Adapt to this photo" (n2n.finetune.adapt) on photos the models never saw, with noises they were
+""""Adapt to this photo" (n2n.adapt.adapt) on photos the models never saw, with noises they were
 not trained for: PSNR of the pretrained model, of Neighbor2Neighbor from it for a time budget (one
 or several settings), and of Zero-Shot Noise2Noise for the same budget.
 
@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from n2n.data import list_images
-from n2n.finetune import adapt
+from n2n.adapt import adapt
 from n2n.infer import denoise
 from n2n.io import from_float, read_image, to_float
 from n2n.metrics import psnr

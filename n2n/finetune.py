@@ -1,7 +1,6 @@
 """Short fine-tuning runs, as the app's Fine-tune tab makes them: the configs of a run on a folder
 of uploads, Noise2Noise and its clean-target twin stepped together, Zero-Shot Noise2Noise in a
-thread, the preview strip, the zip of the result, and `adapt`: a model fitted to one noisy photo
-within a time budget. No UI here: the app turns records into plots.
+thread, the preview strip and the zip of the result. No UI here: the app turns records into plots.
 """
 from __future__ import annotations
 
@@ -15,17 +14,11 @@ import numpy as np
 
 from . import hub
 from .infer import denoise
-from .io import from_float, to_float, write_image
+from .io import from_float, to_float
 from .train import TrainConfig, train, zero_shot
 
 KINDS = ("synthetic", "pairs", "single")  # clean images, pairs of noisy shots, single noisy images
 
-# "Adapt to this photo": Neighbor2Neighbor from the pretrained model, the settings that gained most
-# per second on 2 CPU cores (benchmarks/results/adapt.md)
-ADAPT_CROP = 128  # training crops, pixels a side
-ADAPT_BATCH = 4
-ADAPT_LR = 3e-4
-ADAPT_CALIBRATION_STEPS = 4  # timed first, to fit the learning-rate schedule to the budget
 
 
 def run_configs(folder: Path, kind: str, noise: str, noise_range: tuple[float, float], loss: str | None,
@@ -134,46 +127,3 @@ def package(configs: list[TrainConfig], path: Path, name: str) -> Path:
                 if (out / file).is_file():
                     archive.write(out / file, f"{name}/{sub}{file}")
     return path
-
-
-def adapt_config(init: str, folder: Path, steps: int, crop: int = ADAPT_CROP, batch_size: int = ADAPT_BATCH,
-                 lr: float = ADAPT_LR, seed: int = 0) -> TrainConfig:
-    """The TrainConfig that adapts `init` (a bundled name or checkpoint folder) to the noisy image
-    in `folder`/data, writing the checkpoint to `folder`/adapted: Neighbor2Neighbor (mode
-    "single"), a checkpoint only at the end, no validation (there is no clean image)."""
-    return TrainConfig(data=str(folder / "data"), mode="single", init=init, steps=steps, batch_size=batch_size,
-                       crop=crop, lr=lr, checkpoint_every=10**9, out=str(folder / "adapted"), seed=seed)
-
-
-def adapt(init: str, noisy: np.ndarray, folder: Path, seconds: float = 60.0, stop: Callable[[], bool] = lambda: False,
-          **settings) -> Iterator[dict]:
-    """Fit the model `init` to the one photo `noisy` (H, W, C, any dtype) for about `seconds` of
-    wall-clock time; yield the training loop's records, each with `elapsed_s` and `seconds` added.
-
-    Neighbor2Neighbor on `noisy` alone (no clean image, no second shot), through the one training
-    loop. The first ADAPT_CALIBRATION_STEPS steps are timed, then the run resumes with as many steps
-    as the rest of the budget holds, so that its learning rate ramps down before the time is up; it
-    also stops at the budget or when `stop()` turns true. The last record has `done` and `out`, the
-    checkpoint folder (`folder`/adapted). `settings`: crop, batch_size, lr, seed (adapt_config).
-    """
-    if seconds <= 0:
-        raise ValueError(f"the time budget must be positive, got {seconds} s")
-    start = time.perf_counter()
-    (folder / "data").mkdir(parents=True, exist_ok=True)
-    write_image(folder / "data" / "noisy.png", noisy)
-    over = lambda: stop() or time.perf_counter() - start >= seconds  # noqa: E731
-    calibration = adapt_config(init, folder, ADAPT_CALIBRATION_STEPS, **settings)
-    stamps = []
-    for record in train(calibration, stop=over):
-        stamps.append(time.perf_counter())
-        if over():  # the budget ran out already: this record is the last, with `done`
-            yield record | {"elapsed_s": stamps[-1] - start, "seconds": seconds}
-            return
-        yield {k: v for k, v in record.items() if k not in ("done", "out")} | {"elapsed_s": stamps[-1] - start,
-                                                                               "seconds": seconds}
-    # the first step carries the set-up; the next ones give the pace
-    per_step = (stamps[-1] - stamps[0]) / max(1, len(stamps) - 1)
-    steps = len(stamps) + max(1, int((seconds - (stamps[-1] - start)) / per_step))
-    config = TrainConfig(**{**calibration.__dict__, "steps": steps, "resume": True})
-    for record in train(config, stop=over):
-        yield record | {"elapsed_s": time.perf_counter() - start, "seconds": seconds}

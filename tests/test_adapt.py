@@ -1,4 +1,4 @@
-"""Adapt to this photo (issue 13): n2n.finetune.adapt fits a pretrained model to one noisy photo
+"""Adapt to this photo (issue 13): n2n.adapt.adapt fits a pretrained model to one noisy photo
 within a time budget, and the app's /adapt endpoint serves it, driven through gradio_client.
 
 The noise is one the bundled `gaussian` model never saw: Gaussian σ = 15 with 5% salt-and-pepper
@@ -16,7 +16,7 @@ import pytest
 
 from conftest import photo
 from n2n import load_model
-from n2n.finetune import adapt
+from n2n.adapt import adapt
 from n2n.infer import denoise
 from n2n.io import from_float, read_image, write_image
 from n2n.metrics import psnr

@@ -3,7 +3,7 @@ scored against a clean reference when one is given.
 
 Endpoints /denoise (image, model, Hub repo, compare with, clean reference, noise, parameter) and
 /adapt (image, model, seconds, clean reference): the model fitted to this one photo for a few
-seconds (Neighbor2Neighbor, n2n.finetune.adapt), shown beside the pretrained one; the adapted model
+seconds (Neighbor2Neighbor, n2n.adapt.adapt), shown beside the pretrained one; the adapted model
 joins the visitor's model list, theirs alone. On upload, the noise is estimated (n2n.estimate) to
 preset the baselines' noise level and suggest a model.
 Also wires the Corrupt tab's "Send A to Denoise", which fills this tab's inputs.
@@ -21,7 +21,7 @@ import pandas as pd
 import torch
 
 from n2n import baselines, hub
-from n2n import finetune as ft
+from n2n.adapt import adapt
 from n2n.estimate import estimate_noise
 from n2n.infer import denoise, resolve_precision
 from n2n.io import from_float, split_alpha, to_float
@@ -102,7 +102,7 @@ def adapt_image(image, model="gaussian", seconds=ADAPT_DEFAULT_S, clean=None, se
     start = time.perf_counter()
     record = None
     try:
-        for record in ft.adapt(init, colour, folder, float(seconds)):
+        for record in adapt(init, colour, folder, float(seconds)):
             progress((min(record["elapsed_s"], seconds), float(seconds)), desc=f"adapting: step {record['step']}",
                      unit="s")
     except FloatingPointError:

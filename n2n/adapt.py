@@ -1,0 +1,63 @@
+"""Adapt to this photo: a pretrained model fitted to one noisy photo within a time budget,
+by Neighbor2Neighbor through the one training loop (the Denoise tab's Adapt button and /adapt).
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+
+from .io import write_image
+from .train import TrainConfig, train
+
+# "Adapt to this photo": Neighbor2Neighbor from the pretrained model, the settings that gained most
+# per second on 2 CPU cores (benchmarks/results/adapt.md)
+ADAPT_CROP = 128  # training crops, pixels a side
+ADAPT_BATCH = 4
+ADAPT_LR = 3e-4
+ADAPT_CALIBRATION_STEPS = 4  # timed first, to fit the learning-rate schedule to the budget
+
+
+def adapt_config(init: str, folder: Path, steps: int, crop: int = ADAPT_CROP, batch_size: int = ADAPT_BATCH,
+                 lr: float = ADAPT_LR, seed: int = 0) -> TrainConfig:
+    """The TrainConfig that adapts `init` (a bundled name or checkpoint folder) to the noisy image
+    in `folder`/data, writing the checkpoint to `folder`/adapted: Neighbor2Neighbor (mode
+    "single"), a checkpoint only at the end, no validation (there is no clean image)."""
+    return TrainConfig(data=str(folder / "data"), mode="single", init=init, steps=steps, batch_size=batch_size,
+                       crop=crop, lr=lr, checkpoint_every=10**9, out=str(folder / "adapted"), seed=seed)
+
+
+def adapt(init: str, noisy: np.ndarray, folder: Path, seconds: float = 60.0, stop: Callable[[], bool] = lambda: False,
+          **settings) -> Iterator[dict]:
+    """Fit the model `init` to the one photo `noisy` (H, W, C, any dtype) for about `seconds` of
+    wall-clock time; yield the training loop's records, each with `elapsed_s` and `seconds` added.
+
+    Neighbor2Neighbor on `noisy` alone (no clean image, no second shot), through the one training
+    loop. The first ADAPT_CALIBRATION_STEPS steps are timed, then the run resumes with as many steps
+    as the rest of the budget holds, so that its learning rate ramps down before the time is up; it
+    also stops at the budget or when `stop()` turns true. The last record has `done` and `out`, the
+    checkpoint folder (`folder`/adapted). `settings`: crop, batch_size, lr, seed (adapt_config).
+    """
+    if seconds <= 0:
+        raise ValueError(f"the time budget must be positive, got {seconds} s")
+    start = time.perf_counter()
+    (folder / "data").mkdir(parents=True, exist_ok=True)
+    write_image(folder / "data" / "noisy.png", noisy)
+    over = lambda: stop() or time.perf_counter() - start >= seconds  # noqa: E731
+    calibration = adapt_config(init, folder, ADAPT_CALIBRATION_STEPS, **settings)
+    stamps = []
+    for record in train(calibration, stop=over):
+        stamps.append(time.perf_counter())
+        if over():  # the budget ran out already: this record is the last, with `done`
+            yield record | {"elapsed_s": stamps[-1] - start, "seconds": seconds}
+            return
+        yield {k: v for k, v in record.items() if k not in ("done", "out")} | {"elapsed_s": stamps[-1] - start,
+                                                                               "seconds": seconds}
+    # the first step carries the set-up; the next ones give the pace
+    per_step = (stamps[-1] - stamps[0]) / max(1, len(stamps) - 1)
+    steps = len(stamps) + max(1, int((seconds - (stamps[-1] - start)) / per_step))
+    config = TrainConfig(**{**calibration.__dict__, "steps": steps, "resume": True})
+    for record in train(config, stop=over):
+        yield record | {"elapsed_s": time.perf_counter() - start, "seconds": seconds}

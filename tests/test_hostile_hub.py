@@ -237,3 +237,27 @@ def test_app_refuses_hostile_hub_ids_in_one_plain_line(hostile_hub, tmp_path, ti
         client.close()
         demo.close()
     assert not hostile_hub.requests("GET", f"/hostile/huge-weights/resolve/main/{hub.WEIGHTS_NAME}")
+
+
+def test_slow_hub_load_delays_no_one_else(hostile_hub, bundled, monkeypatch):
+    """The app's model cache: while one visitor's Hub repo downloads slowly, another visitor's denoise
+    with a bundled model is not kept waiting, and two visitors asking for the slow repo share one download."""
+    from collections import OrderedDict
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ui import registry
+
+    monkeypatch.setattr(registry, "_CACHE", OrderedDict())
+    monkeypatch.delenv(hub.HUB_REPO_ENV, raising=False)
+    hostile_hub.delays.clear()
+    hostile_hub.delays[("GET", f"/gaussian/{hub.WEIGHTS_NAME}")] = 3.0  # within the download timeout (10 s)
+    with ThreadPoolExecutor(2) as pool:
+        slow = [pool.submit(registry.load, "hostile/slow:gaussian") for _ in range(2)]
+        time.sleep(0.5)  # both are waiting on the Hub
+        quick = registry.load("gaussian")
+        assert not any(f.done() for f in slow), "the bundled model waited for the slow Hub download"
+        first, second = (f.result(timeout=30) for f in slow)
+    assert first is second
+    assert len(hostile_hub.requests("GET", f"/gaussian/{hub.WEIGHTS_NAME}")) == 1
+    assert same_weights(quick.model, hub.load_dir(bundled / "gaussian").model)
+    assert same_weights(first.model, quick.model)  # hostile/slow holds the same tiny checkpoint

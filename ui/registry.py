@@ -112,26 +112,75 @@ def _load_uncached(ref: str) -> LoadedModel:
     raise unknown_model(ref)
 
 
+class _Pending:
+    """A load in progress: callers asking for the same ref wait for it and share its outcome."""
+
+    def __init__(self):
+        self.done = threading.Event()
+        self.error: UserError | None = None
+
+
+_LOADING: dict[str, _Pending] = {}  # ref -> the load in progress (under _CACHE_LOCK)
+
+
+def _cached(ref: str) -> LoadedModel | None:
+    """The cached model for `ref`, marked most recent; None if absent or a stale fallback. Under _CACHE_LOCK."""
+    if ref in _CACHE and _CACHE[ref][0].fallback and time.monotonic() - _CACHE[ref][1] > _FALLBACK_S:
+        del _CACHE[ref]  # the Hub may be back
+    if ref not in _CACHE:
+        return None
+    _CACHE.move_to_end(ref)
+    return _CACHE[ref][0]
+
+
+def _load_checked(ref: str) -> LoadedModel:
+    """`_load_uncached`, with every failure turned into one sentence for the visitor."""
+    try:
+        return _load_uncached(ref)
+    except UserError:
+        raise
+    except CheckpointError as e:
+        raise UserError(f"Cannot load {ref!r}: {e}") from None
+    except ImportError:
+        raise UserError("Loading models from the Hub is not available in this installation.") from None
+    except Exception as e:  # network, authentication, missing files on the Hub
+        raise UserError(f"Cannot load {ref!r} from the Hub: {reason(e, 300)}") from None
+
+
 def load(ref: str) -> LoadedModel:
-    """The model for a listed name or a Hub repo id, loaded once and cached (the last 8)."""
+    """The model for a listed name or a Hub repo id, loaded once and cached (the last 8).
+
+    The cache's lock is never held while a model loads: a slow Hub repo delays only the visitors
+    who asked for it (they share the one download), never a denoise with another model.
+    """
     ref = (ref or "").strip()
     if not ref:
         raise UserError("No model chosen: pick one from the list or enter a Hub repo id.")
-    with _CACHE_LOCK:
-        if ref in _CACHE and _CACHE[ref][0].fallback and time.monotonic() - _CACHE[ref][1] > _FALLBACK_S:
-            del _CACHE[ref]  # the Hub may be back
-        if ref not in _CACHE:
-            try:
-                _CACHE[ref] = (_load_uncached(ref), time.monotonic())
-            except UserError:
-                raise
-            except CheckpointError as e:
-                raise UserError(f"Cannot load {ref!r}: {e}") from None
-            except ImportError:
-                raise UserError("Loading models from the Hub is not available in this installation.") from None
-            except Exception as e:  # network, authentication, missing files on the Hub
-                raise UserError(f"Cannot load {ref!r} from the Hub: {reason(e, 300)}") from None
+    while True:
+        with _CACHE_LOCK:
+            loaded = _cached(ref)
+            if loaded is not None:
+                return loaded
+            pending, mine = _LOADING.get(ref), False
+            if pending is None:
+                pending, mine = _LOADING.setdefault(ref, _Pending()), True
+        if mine:
+            break
+        pending.done.wait()
+        if pending.error is not None:
+            raise pending.error
+    try:
+        loaded = _load_checked(ref)
+    except UserError as e:
+        pending.error = e
+        raise
+    else:
+        with _CACHE_LOCK:
+            _CACHE[ref] = (loaded, time.monotonic())
             while len(_CACHE) > 8:
                 _CACHE.popitem(last=False)
-        _CACHE.move_to_end(ref)
-        return _CACHE[ref][0]
+        return loaded
+    finally:
+        with _CACHE_LOCK:
+            del _LOADING[ref]
+        pending.done.set()

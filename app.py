@@ -1,14 +1,14 @@
 """n2n: Noise2Noise Studio, the Gradio app: the tabs of ui/ in one Blocks, launched.
 
 Each tab is a module of ui/ that builds its components and wires its events (corrupt, denoise,
-finetune with push, about); ui/common.py and ui/registry.py hold what they share. The `n2n`
+finetune with push, learn, about); ui/common.py and ui/registry.py hold what they share. The `n2n`
 package corrupts, denoises, trains and loads the models. Importing this file builds the
 interface and downloads nothing; models load on first use and stay cached.
 
     python app.py [--share] [--host 0.0.0.0] [--port 7860]
 
 Endpoints for gradio_client: /corrupt, /denoise, /finetune (their first two inputs are the image
-and the noise or model name; the rest have defaults), /stop, /push. A model fine-tuned here
+and the noise or model name; the rest have defaults), /stop, /push, /adapt, /learn. A model fine-tuned here
 belongs to the session that made it; a push uses the visitor's own token or Hugging Face login,
 never the server's (SECURITY.md).
 """
@@ -19,8 +19,8 @@ import os
 
 import gradio as gr
 
-from ui import about, corrupt, denoise, finetune, registry
-from ui.common import MAX_FILE_SIZE
+from ui import about, corrupt, denoise, finetune, learn, registry
+from ui.common import KEEP_S, MAX_FILE_SIZE
 
 TITLE = "n2n: Noise2Noise Studio"
 INTRO = f"""# {TITLE}
@@ -39,7 +39,9 @@ def build_demo(extra_models=None) -> gr.Blocks:
     registry.register_extra(registry.extra_from_env())
     if extra_models:
         registry.register_extra(extra_models)
-    with gr.Blocks(title=TITLE, delete_cache=(3600, 3 * 3600)) as demo:
+    # Gradio's copies of uploads and results: every hour (or sooner), those older than 3 h (or N2N_KEEP_S) go
+    keep_s = min(3 * 3600, KEEP_S)
+    with gr.Blocks(title=TITLE, delete_cache=(int(min(3600, keep_s / 3)), int(keep_s))) as demo:
         gr.Markdown(INTRO)
         with gr.Tabs() as tabs:
             with gr.Tab("Corrupt", id="corrupt"):
@@ -48,6 +50,8 @@ def build_demo(extra_models=None) -> gr.Blocks:
                 denoiser = denoise.build(corrupted, tabs)
             with gr.Tab("Fine-tune", id="finetune"):
                 finetune.build(demo, denoiser, tabs)
+            with gr.Tab("Learn", id="learn"):
+                learn.build()
             with gr.Tab("About", id="about"):
                 about.build()
     demo.queue(default_concurrency_limit=2, max_size=32)

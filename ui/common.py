@@ -2,6 +2,7 @@
 checked, files written under WORK, and the noise parameter sliders and their checks."""
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import tempfile
@@ -31,6 +32,10 @@ MAX_UPLOADS = 64  # images per fine-tuning run
 MAX_TRAIN_PIXELS = 64_000_000  # all of a run's images together (they are kept in memory)
 
 WORK = Path(tempfile.gettempdir()) / "n2n-app"  # the system temp dir: Gradio may serve files from it
+# How long and how much the app keeps of its visitors' files under WORK (results, fine-tuning runs):
+KEEP_S = float(os.environ.get("N2N_KEEP_S", 24 * 3600))  # seconds any call's or run's folder is kept at most
+WORK_BUDGET_MB = float(os.environ.get("N2N_WORK_MB", 2048))  # beyond this, the oldest folders go first
+MIN_KEEP_S = min(600.0, KEEP_S)  # ... but never one touched this recently
 IMAGE_SOURCES = ["upload", "webcam", "clipboard"]  # of the image inputs
 
 # The parameter an API call sends when it leaves the slider out: the Gaussian default. For another
@@ -73,17 +78,42 @@ def image_input(**kwargs) -> gr.Image:
 
 
 def workdir(kind: str = "calls", max_age_s: float = 3 * 3600) -> Path:
-    """A fresh folder for one call's files under WORK/kind; folders older than max_age_s are removed."""
+    """A fresh folder for one call's files under WORK/kind. First, folders under WORK/kind untouched
+    for `max_age_s` (KEEP_S at most) are removed, then the oldest folders under WORK (examples
+    aside) until it holds at most WORK_BUDGET_MB, never one touched in the last MIN_KEEP_S."""
     root = WORK / kind
     root.mkdir(parents=True, exist_ok=True)
     now = time.time()
-    for old in root.iterdir():
-        try:
-            if now - old.stat().st_mtime > max_age_s:
-                shutil.rmtree(old, ignore_errors=True)
-        except OSError:
-            pass
+    folders = []  # (last touched, MB, folder) of every call's and run's folder under WORK
+    for parent in [p for p in WORK.iterdir() if p.is_dir() and p.name != "examples"]:
+        for folder in parent.iterdir():
+            touched, size = _usage(folder)
+            if parent == root and now - touched > min(max_age_s, KEEP_S):
+                shutil.rmtree(folder, ignore_errors=True)
+            else:
+                folders.append((touched, size / 2**20, folder))
+    total = sum(mb for _, mb, _ in folders)
+    for touched, mb, folder in sorted(folders, key=lambda f: f[0]):
+        if total <= WORK_BUDGET_MB or now - touched < MIN_KEEP_S:
+            break
+        shutil.rmtree(folder, ignore_errors=True)
+        total -= mb
     return Path(tempfile.mkdtemp(dir=root))
+
+
+def _usage(path: Path) -> tuple[float, int]:
+    """(latest modification time, bytes) over `path` and everything under it; (0, 0) if it vanished."""
+    try:
+        stat = path.stat()
+        if not path.is_dir():
+            return stat.st_mtime, stat.st_size
+        touched, size = stat.st_mtime, 0
+        for entry in path.rglob("*"):
+            info = entry.lstat()
+            touched, size = max(touched, info.st_mtime), size + info.st_size
+        return touched, size
+    except OSError:
+        return 0.0, 0
 
 
 def read(path, what: str = "image") -> np.ndarray:

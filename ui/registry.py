@@ -21,7 +21,7 @@ import gradio as gr
 from n2n import baselines, hub
 from n2n.checkpoint import CheckpointError, LoadedModel, load_dir, read_config
 from n2n.io import reason
-from ui.common import UserError, session_key
+from ui.common import KEEP_S, UserError, session_key
 
 EXTRA: dict[str, Path] = {}  # checkpoints shown to everyone beside the bundled ones, by name
 FINETUNED: dict[str, Path] = {}  # checkpoints fine-tuned here, by name; listed only to the session that made them
@@ -104,6 +104,10 @@ def init_ref(init: str) -> str:
 def _load_uncached(ref: str) -> LoadedModel:
     if ref in hub.bundled_names() and not Path(ref).exists():  # (a folder of that name here would shadow it)
         return hub.resolve(ref)  # from the Hub first when N2N_HUB_REPO is set, else (or failing that) bundled
+    if ref in FINETUNED and not FINETUNED[ref].is_dir():
+        raise UserError(f"Your model {ref!r} was cleared from this server to make room (visitors' files are kept "
+                        f"for {KEEP_S / 3600:g} h at most, less when space runs short): fine-tune or adapt again, "
+                        "or use the zip you downloaded.")
     if ref in EXTRA or ref in FINETUNED:
         loaded = load_dir(EXTRA.get(ref) or FINETUNED[ref], source=f"local:{ref}")
         return dataclasses.replace(loaded, kind="local" if ref in EXTRA else "finetuned")

@@ -1,0 +1,70 @@
+"""Issue 14: the app's files on disk stay bounded. `ui.common.workdir` ages out call and run folders
+and keeps WORK under a size budget, oldest first, never a folder a call may still be using; a
+visitor whose fine-tuned model was cleared is told so in one sentence."""
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from ui import common, registry
+
+
+def folder(root, name, mb, age_s):
+    """A folder of `mb` MB last touched `age_s` seconds ago."""
+    path = root / name
+    path.mkdir(parents=True)
+    (path / "weights.bin").write_bytes(bytes(int(mb * 2**20)))
+    stamp = time.time() - age_s
+    for p in (path / "weights.bin", path):
+        os.utime(p, (stamp, stamp))
+    return path
+
+
+@pytest.fixture
+def work(monkeypatch, tmp_path):
+    monkeypatch.setattr(common, "WORK", tmp_path / "n2n-app")
+    return tmp_path / "n2n-app"
+
+
+def test_old_folders_age_out_by_kind(work, monkeypatch):
+    monkeypatch.setattr(common, "KEEP_S", 24 * 3600)
+    stale_call = folder(work / "calls", "stale", 0.1, 4 * 3600)
+    fresh_call = folder(work / "calls", "fresh", 0.1, 2 * 3600)
+    run = folder(work / "runs", "run", 0.1, 4 * 3600)  # runs are kept longer: another kind
+    new = common.workdir("calls")
+    assert new.is_dir() and new.parent == work / "calls"
+    assert not stale_call.exists() and fresh_call.exists() and run.exists()
+    common.workdir("runs", max_age_s=24 * 3600)
+    assert run.exists()
+    monkeypatch.setattr(common, "KEEP_S", 3600)  # N2N_KEEP_S caps every kind
+    common.workdir("runs", max_age_s=24 * 3600)
+    assert not run.exists() and fresh_call.exists()
+
+
+def test_the_budget_removes_the_oldest_first_never_a_recent_one(work, monkeypatch):
+    monkeypatch.setattr(common, "WORK_BUDGET_MB", 5)
+    monkeypatch.setattr(common, "MIN_KEEP_S", 600)
+    examples = work / "examples"
+    examples.mkdir(parents=True)
+    (examples / "astronaut.png").write_bytes(bytes(3 * 2**20))  # not the visitors' files: never counted
+    oldest = folder(work / "runs", "oldest", 2, 3000)
+    older = folder(work / "calls", "older", 2, 2000)
+    old = folder(work / "calls", "old", 2, 1000)
+    recent = [folder(work / "runs", f"recent{i}", 2, 90 - 10 * i) for i in range(3)]  # recent0 the oldest
+    common.workdir("calls")
+    # 12 MB over a 5 MB budget: every folder older than MIN_KEEP_S goes, oldest first; the recent stay
+    assert not oldest.exists() and not older.exists() and not old.exists()
+    assert all(r.exists() for r in recent) and (examples / "astronaut.png").exists()
+    monkeypatch.setattr(common, "MIN_KEEP_S", 0)
+    common.workdir("calls")
+    left = sorted(p.name for p in (work / "runs").iterdir())
+    assert left == ["recent1", "recent2"], left  # down to the budget (4 of 5 MB), the newest kept
+
+
+def test_a_cleared_finetuned_model_is_explained(tmp_path, monkeypatch):
+    monkeypatch.setitem(registry.FINETUNED, "mine-123456", tmp_path / "gone")
+    with pytest.raises(common.UserError, match=r"Your model 'mine-123456' was cleared from this server to make "
+                                               r"room \(visitors' files are kept for 24 h at most"):
+        registry.load("mine-123456")

@@ -135,12 +135,13 @@ def start_hub():
 # ----------------------------------------------------------------------------- the server and its sampler
 
 
-def start_app(work: Path, hub_url: str) -> tuple[subprocess.Popen, str]:
-    """`app.demo` served in its own process with its own TMPDIR and HF_HOME; returns it and its URL."""
+def start_app(work: Path, hub_url: str, settings: dict[str, str]) -> tuple[subprocess.Popen, str]:
+    """`app.demo` served in its own process with its own TMPDIR and HF_HOME, and the app's environment
+    `settings` (N2N_*); returns it and its URL."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "N2N_", "GRADIO_"))}
     env.update(TMPDIR=str(work / "tmp"), GRADIO_TEMP_DIR=str(work / "tmp" / "gradio"), HF_HOME=str(work / "hf"),
                HF_ENDPOINT=hub_url, HF_HUB_DISABLE_TELEMETRY="1", GRADIO_ANALYTICS_ENABLED="False",
-               PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
+               PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1", **settings)
     (work / "tmp").mkdir(parents=True)
     with socket.socket() as s:  # a free port: 7860 and up may be another app's
         s.bind(("127.0.0.1", 0))
@@ -385,7 +386,8 @@ def markdown(summary: dict, samples: list[dict], args, plotted: bool, stem: str,
         " (a short check; the issue's soak is 30 minutes: `python -m benchmarks.soak --minutes 30`)"
         if args.minutes < 30 else "")
     lines = [f"# Soak: {label}", "",
-             f"`python -m benchmarks.soak --minutes {args.minutes:g} --visitors {args.visitors} --seed {args.seed}`, "
+             f"`python -m benchmarks.soak --minutes {args.minutes:g} --visitors {args.visitors} --seed {args.seed}"
+             + "".join(f" --{k[4:].lower().replace('_', '-')} {v}" for k, v in app_settings(args).items()) + "`, "
              f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {machine}.", "",
              f"{args.visitors} visitors at once, each its own session (renewed every 8 requests), 0.2-1.5 s between "
              f"requests; the server's RSS, open files and disk sampled every {SAMPLE_S:g} s; warm-up: the first "
@@ -423,6 +425,12 @@ def markdown(summary: dict, samples: list[dict], args, plotted: bool, stem: str,
     return "\n".join(lines) + "\n"
 
 
+def app_settings(args) -> dict[str, str]:
+    """The N2N_* environment the app is started with (--keep-s, --work-mb)."""
+    settings = {"N2N_KEEP_S": args.keep_s, "N2N_WORK_MB": args.work_mb}
+    return {k: f"{v:g}" for k, v in settings.items() if v is not None}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=30.0)
@@ -432,6 +440,10 @@ def main(argv=None) -> int:
                         help="seconds; default: a quarter of the run, at most 5 min")
     parser.add_argument("--out", default=None,
                         help="report path without extension; default benchmarks/results/soak-Nmin")
+    parser.add_argument("--keep-s", type=float, default=None,
+                        help="N2N_KEEP_S for the app: seconds visitors' files are kept at most (default: the app's)")
+    parser.add_argument("--work-mb", type=float, default=None,
+                        help="N2N_WORK_MB for the app: its disk budget for visitors' files (default: the app's)")
     parser.add_argument("--machine", default=f"{os.cpu_count()} CPU cores",
                         help="a word on the machine, for the report")
     args = parser.parse_args(argv)
@@ -447,7 +459,7 @@ def main(argv=None) -> int:
         inputs_dir.mkdir()
         inputs = {"pairs": photo_crops(inputs_dir, 24, np.random.default_rng(args.seed)),
                   "hostile": hostile_uploads(inputs_dir)}
-        proc, url = start_app(work, hub_server.url)
+        proc, url = start_app(work, hub_server.url, app_settings(args))
         from gradio_client import Client
 
         probe = Client(url, verbose=False, download_files=False)

@@ -173,23 +173,23 @@ def run_stage(stage: Stage, args, base: dict, files: list[Path], stop) -> bool:
     config = TrainConfig(noise=stage.noise, clean_targets=stage.clean_targets, steps=stage.steps, lr=stage.lr,
                          init=str(init) if init else "", out=str(work), resume=True,
                          **{k: v for k, v in base.items() if k not in ("val", "clean_targets", "resume", "lr")})
-    waiting, last_replace, rec = None, time.monotonic(), {}
+    waiting, last_replace, rec = None, time.monotonic(), None
     for rec in train(config, stop=stop):
-        step, done = rec["step"], rec.get("done", False)
+        step = rec.step
         if step % 50 == 0:
-            print(f"{stage.name} step {step}/{stage.steps} loss {rec['loss']:.5f} lr {rec['lr']:.2e} "
-                  f"{rec['steps_per_s']:.2f} steps/s", flush=True)
-        if step % args.eval_every and not done:
+            print(f"{stage.name} step {step}/{stage.steps} loss {rec.loss:.5f} lr {rec.lr:.2e} "
+                  f"{rec.steps_per_s:.2f} steps/s", flush=True)
+        if step % args.eval_every and not rec.done:
             continue
-        score = quick_score(rec["model"], stage.noise, files)
+        score = quick_score(rec.model, stage.noise, files)
         print(f"{stage.name} step {step}: {score:.3f} dB on the quick eval (committed {best:.3f})", flush=True)
         if score > best + 1e-3:
-            waiting = (score, step, {k: v.detach().clone() for k, v in rec["model"].state_dict().items()})
-        if waiting and (done or time.monotonic() - last_replace > args.replace_every * 60):
+            waiting = (score, step, {k: v.detach().clone() for k, v in rec.model.state_dict().items()})
+        if waiting and (rec.done or time.monotonic() - last_replace > args.replace_every * 60):
             score, at, state = waiting
             best, waiting, last_replace = score, None, time.monotonic()
-            replace(stage, rec["model"], state, config, at, base_total + at, score, bundled, args)
-    return rec.get("step", 0) >= stage.steps
+            replace(stage, rec.model, state, config, at, base_total + at, score, bundled, args)
+    return rec is not None and rec.step >= stage.steps
 
 
 def replace(stage: Stage, model, state: dict, config: TrainConfig, step: int, total: int, score: float,
@@ -371,16 +371,17 @@ def main(argv=None) -> None:
         out = Path(args.out) / model_name(noise, args.clean_targets)
         config = TrainConfig(noise=noise, init=init, steps=steps, out=str(out), **base)
         print(f"== {out.name}: {steps} steps{' from ' + init if init else ''}", flush=True)
-        record = {"done": True} if args.eval_only else run_training(config, stop=lambda: bool(stopping))
+        last = None if args.eval_only else run_training(config, stop=lambda: bool(stopping))
+        done = args.eval_only or (last is not None and last.done)
         if int(os.environ.get("RANK", "0")) == 0:
-            if args.eval and record.get("done") and not stopping:
+            if args.eval and done and not stopping:
                 evaluate_checkpoint(out, [s for s in args.eval.split(",") if s], args.eval_limit,
                                     [b for b in args.eval_baselines.split(",") if b])
             hub.write_model_card(out)
             if args.push_to_hub:
                 url = hub.push(out, args.push_to_hub, path_in_repo=out.name)
                 print(f"pushed {out} to {url}")
-        if stopping or not record.get("done"):
+        if stopping or not done:
             break
 
 

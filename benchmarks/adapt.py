@@ -67,7 +67,7 @@ def run_adapt(init: str, noisy: np.ndarray, seconds: float, setting: dict) -> tu
         for record in adapt(init, noisy, Path(folder), seconds, **setting):
             pass
         elapsed = time.perf_counter() - start
-        return denoise(record["model"].eval(), noisy), record["step"], elapsed
+        return denoise(record.model.eval(), noisy), record.step, elapsed
 
 
 def run_zero_shot(noisy: np.ndarray, seconds: float) -> tuple[np.ndarray, int, float]:

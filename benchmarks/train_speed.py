@@ -54,7 +54,7 @@ def project_loop(precision: str, steps: int, warmup: int, data: Path, batch: int
                              batch_size=batch, crop=crop,
                              out=out, checkpoint_every=10**9, val="")
         for record in train(config):
-            if record["step"] == warmup:
+            if record.step == warmup:
                 t0 = time.perf_counter()
     return steps / (time.perf_counter() - t0)
 

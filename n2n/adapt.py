@@ -3,6 +3,7 @@ by Neighbor2Neighbor through the one training loop (the Denoise tab's Adapt butt
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 from typing import Callable, Iterator
@@ -10,7 +11,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from .io import write_image
-from .train import TrainConfig, train
+from .train import Record, TrainConfig, train
 
 # "Adapt to this photo": Neighbor2Neighbor from the pretrained model, the settings that gained most
 # per second on 2 CPU cores (benchmarks/results/adapt.md)
@@ -30,15 +31,16 @@ def adapt_config(init: str, folder: Path, steps: int, crop: int = ADAPT_CROP, ba
 
 
 def adapt(init: str, noisy: np.ndarray, folder: Path, seconds: float = 60.0, stop: Callable[[], bool] = lambda: False,
-          **settings) -> Iterator[dict]:
+          **settings) -> Iterator[Record]:
     """Fit the model `init` to the one photo `noisy` (H, W, C, any dtype) for about `seconds` of
-    wall-clock time; yield the training loop's records, each with `elapsed_s` and `seconds` added.
+    wall-clock time; yield the training loop's records, their `elapsed_s` counted from this call.
 
     Neighbor2Neighbor on `noisy` alone (no clean image, no second shot), through the one training
     loop. The first ADAPT_CALIBRATION_STEPS steps are timed, then the run resumes with as many steps
     as the rest of the budget holds, so that its learning rate ramps down before the time is up; it
-    also stops at the budget or when `stop()` turns true. The last record has `done` and `out`, the
-    checkpoint folder (`folder`/adapted). `settings`: crop, batch_size, lr, seed (adapt_config).
+    also stops at the budget or when `stop()` turns true. The last record, and only it, has `done`
+    and `out`, the checkpoint folder (`folder`/adapted). `settings`: crop, batch_size, lr, seed
+    (adapt_config).
     """
     if seconds <= 0:
         raise ValueError(f"the time budget must be positive, got {seconds} s")
@@ -51,13 +53,13 @@ def adapt(init: str, noisy: np.ndarray, folder: Path, seconds: float = 60.0, sto
     for record in train(calibration, stop=over):
         stamps.append(time.perf_counter())
         if over():  # the budget ran out already: this record is the last, with `done`
-            yield record | {"elapsed_s": stamps[-1] - start, "seconds": seconds}
+            yield dataclasses.replace(record, elapsed_s=stamps[-1] - start)
             return
-        yield {k: v for k, v in record.items() if k not in ("done", "out")} | {"elapsed_s": stamps[-1] - start,
-                                                                               "seconds": seconds}
+        # the calibration's end is not the run's
+        yield dataclasses.replace(record, elapsed_s=stamps[-1] - start, done=False, out=None)
     # the first step carries the set-up; the next ones give the pace
     per_step = (stamps[-1] - stamps[0]) / max(1, len(stamps) - 1)
     steps = len(stamps) + max(1, int((seconds - (stamps[-1] - start)) / per_step))
-    config = TrainConfig(**{**calibration.__dict__, "steps": steps, "resume": True})
+    config = dataclasses.replace(calibration, steps=steps, resume=True)
     for record in train(config, stop=over):
-        yield record | {"elapsed_s": time.perf_counter() - start, "seconds": seconds}
+        yield dataclasses.replace(record, elapsed_s=time.perf_counter() - start)

@@ -129,16 +129,17 @@ def cmd_train(args) -> None:
     run_training(config)
 
 
-def run_training(config, log_every: int = 50, stop=lambda: False) -> dict:
-    """Run `config` to the end (or until `stop()`), printing a line every `log_every` steps; the last record."""
+def run_training(config, log_every: int = 50, stop=lambda: False):
+    """Run `config` to the end (or until `stop()`), printing a line every `log_every` steps; the last
+    `n2n.train.Record`, or None when the run had no step to take (resumed at its end)."""
     from .train import train
 
-    record = {}
+    record = None
     for record in train(config, stop=stop):
-        if record["step"] % log_every == 0 or "val_psnr" in record or record.get("done"):
-            val = f" val {record['val_psnr']:.2f} dB" if "val_psnr" in record else ""
-            print(f"step {record['step']}/{config.steps} loss {record['loss']:.5f} lr {record['lr']:.2e} "
-                  f"{record['steps_per_s']:.2f} steps/s{val}", flush=True)
+        if record.step % log_every == 0 or record.val_psnr is not None or record.done:
+            val = f" val {record.val_psnr:.2f} dB" if record.val_psnr is not None else ""
+            print(f"step {record.step}/{config.steps} loss {record.loss:.5f} lr {record.lr:.2e} "
+                  f"{record.steps_per_s:.2f} steps/s{val}", flush=True)
     return record
 
 

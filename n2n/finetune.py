@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 import time
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -15,7 +16,7 @@ import numpy as np
 from . import hub
 from .infer import denoise
 from .io import from_float, to_float
-from .train import TrainConfig, train, zero_shot
+from .train import Record, TrainConfig, train, zero_shot
 
 KINDS = ("synthetic", "pairs", "single")  # clean images, pairs of noisy shots, single noisy images
 
@@ -44,7 +45,7 @@ def run_configs(folder: Path, kind: str, noise: str, noise_range: tuple[float, f
     return [base, TrainConfig(**{**base.__dict__, "clean_targets": True, "out": str(folder / "n2c")})]
 
 
-def lockstep(configs: list[TrainConfig], stop: Callable[[], bool]) -> Iterator[list[dict]]:
+def lockstep(configs: list[TrainConfig], stop: Callable[[], bool]) -> Iterator[list[Record]]:
     """Step the runs together (Noise2Noise and its clean-target twin); yield their records each step.
     `stop()` is read once per step, so every run stops, and saves, at the same step."""
     flag = {"stop": False}
@@ -55,15 +56,30 @@ def lockstep(configs: list[TrainConfig], stop: Callable[[], bool]) -> Iterator[l
         if records[0] is None or None in records:
             return
         yield records
-        if records[0].get("done"):
+        if records[0].done:
             return
 
 
-def zero_shot_records(noisy: np.ndarray, steps: int, stop: Callable[[], bool], every_s: float = 0.5) -> Iterator[dict]:
+@dataclass(frozen=True)
+class ZeroShotRecord:
+    """Zero-Shot Noise2Noise's progress, as `zero_shot_records` yields it."""
+
+    losses: list[dict]  # [{"step", "loss"}…] of every step so far
+    step: int  # steps done (0: none yet)
+    loss: float | None  # the last step's loss
+    steps_per_s: float
+    eta_s: float | None  # seconds left at that pace
+    done: bool = False  # finished: `result` holds the denoised image
+    stopped: bool = False  # `stop()` turned true first: no result
+    result: np.ndarray | None = None  # done: float32 (H, W, C) in [0, 1]
+
+
+def zero_shot_records(noisy: np.ndarray, steps: int, stop: Callable[[], bool],
+                      every_s: float = 0.5) -> Iterator[ZeroShotRecord]:
     """Zero-Shot Noise2Noise on `noisy` (float32 (H, W, C) in [0, 1]) in a thread, so its progress
-    can be streamed: yields {"losses": [{"step", "loss"}…], "step", "steps_per_s", "eta_s"} about
-    every `every_s` seconds, then {"done": True, "result": float32 (H, W, C)}, or
-    {"stopped": True} once `stop()` turned true. Errors of the run are raised here."""
+    can be streamed: a record about every `every_s` seconds once a step is done, then a last one
+    with `done` and `result`, or with `stopped` once `stop()` turned true. Errors of the run are
+    raised here."""
     state: dict = {"losses": [], "start": time.perf_counter()}
 
     def progress(step, total, loss):
@@ -77,22 +93,25 @@ def zero_shot_records(noisy: np.ndarray, steps: int, stop: Callable[[], bool], e
         except BaseException as e:  # handed to the generator's caller below
             state["error"] = e
 
+    def record(**end) -> ZeroShotRecord:
+        losses = list(state["losses"])
+        step = losses[-1]["step"] if losses else 0
+        rate = step / (time.perf_counter() - state["start"])
+        return ZeroShotRecord(losses, step, losses[-1]["loss"] if losses else None, rate,
+                              (steps - step) / rate if rate > 0 else None, **end)
+
     thread = threading.Thread(target=work, daemon=True)
     thread.start()
     while thread.is_alive():
         thread.join(every_s)
-        losses = list(state["losses"])
-        if losses:
-            step = losses[-1]["step"]
-            rate = step / (time.perf_counter() - state["start"])
-            yield {"losses": losses, "step": step, "loss": losses[-1]["loss"], "steps_per_s": rate,
-                   "eta_s": (steps - step) / rate}
+        if state["losses"]:
+            yield record()
     if isinstance(state.get("error"), InterruptedError):
-        yield {"stopped": True}
+        yield record(stopped=True)
     elif "error" in state:
         raise state["error"]
     else:
-        yield {"done": True, "result": state["result"]}
+        yield record(done=True, result=state["result"])
 
 
 def preview_strip(panels: list[np.ndarray], gap: int = 4, min_height: int = 192) -> np.ndarray:
@@ -108,9 +127,9 @@ def preview_strip(panels: list[np.ndarray], gap: int = 4, min_height: int = 192)
     return np.concatenate(row, axis=1)
 
 
-def preview_panels(noisy: np.ndarray, records: list[dict]) -> list[np.ndarray]:
+def preview_panels(noisy: np.ndarray, records: list[Record]) -> list[np.ndarray]:
     """The noisy crop and its denoising by each run's current model (records from `train`)."""
-    return [noisy] + [denoise(record["model"], noisy) for record in records]
+    return [noisy] + [denoise(record.model, noisy) for record in records]
 
 
 def package(configs: list[TrainConfig], path: Path, name: str) -> Path:

@@ -1,6 +1,6 @@
 """The one training loop: Noise2Noise, Noise2Clean, real noisy pairs, Neighbor2Neighbor.
 
-`train(config)` is a generator yielding one record (dict) per step; the CLI prints
+`train(config)` is a generator yielding one `Record` per step; the CLI prints
 them, the app plots them. It runs the same under `torchrun` (DistributedDataParallel).
 Checkpoints: `checkpoint.save` writes the model; `training_state.safetensors` holds the
 optimiser's tensors and `config.json` the step, so a run resumes where it stopped.
@@ -20,6 +20,7 @@ import torch
 import torch.distributed as dist
 from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
+from torch import nn
 from torch.utils.data import DataLoader
 
 from . import checkpoint, hub
@@ -73,6 +74,22 @@ class TrainConfig:
         if self.loss:
             return self.loss
         return "l2" if self.mode != "synthetic" or self.clean_targets else get_noise(self.noise).loss
+
+
+@dataclass(frozen=True)
+class Record:
+    """One step of a run, as `train` yields it."""
+
+    step: int  # steps done, counting those of the run it resumed
+    loss: float  # this step's training loss
+    lr: float  # the learning rate this step used
+    steps_per_s: float  # the run's pace so far (this call's steps over its seconds)
+    eta_s: float | None  # seconds left at that pace; None before there is a pace
+    elapsed_s: float  # seconds since the run began (train: since its first step; n2n.adapt: since adapt() began)
+    model: nn.Module  # the network being trained, for previews and scores: don't step it
+    val_psnr: float | None = None  # validation PSNR (dB) when this step validated, else None
+    done: bool = False  # the run's last record: its checkpoint is saved
+    out: str | None = None  # done: the checkpoint directory
 
 
 def get_lr(step: int, config: TrainConfig) -> float:
@@ -173,13 +190,12 @@ def _setup_distributed() -> tuple[int, int, torch.device]:
     return rank, world, torch.device("cpu")
 
 
-def train(config: TrainConfig, stop=lambda: False) -> Iterator[dict]:
-    """Run `config`; yield {step, loss, lr, steps_per_s, eta_s, model[, val_psnr]} after every step
-    (`model`: the network being trained, for previews; don't step it).
+def train(config: TrainConfig, stop=lambda: False) -> Iterator[Record]:
+    """Run `config`; yield a `Record` after every step.
 
     `stop()` is polled each step: when true the run saves and ends early. A NaN or
     infinite loss raises FloatingPointError, leaving the last good checkpoint on disk.
-    The final record carries `done: True` and `out` (the checkpoint directory).
+    The final record has `done` true and `out`, the checkpoint directory.
     """
     if config.threads:
         torch.set_num_threads(config.threads)
@@ -246,17 +262,18 @@ def train(config: TrainConfig, stop=lambda: False) -> Iterator[dict]:
         step += 1
         elapsed = time.perf_counter() - t0
         rate = (step - start) / elapsed
-        record = {"step": step, "loss": loss.item(), "lr": lr, "steps_per_s": rate, "model": model,
-                  "eta_s": (config.steps - step) / rate if rate > 0 else None}
+        val_psnr = None
         if val_pairs and (step % config.val_every == 0 or step == config.steps):
-            last_val = record["val_psnr"] = validate(model, val_pairs)
+            last_val = val_psnr = validate(model, val_pairs)
         if step % config.checkpoint_every == 0:
             save_checkpoint({"val_psnr": last_val})
         stopping = stop()
-        if step == config.steps or stopping:
+        done = step == config.steps or stopping
+        if done:
             save_checkpoint({"val_psnr": last_val})
-            record |= {"done": True, "out": str(out)}
-        yield record
+        yield Record(step=step, loss=loss.item(), lr=lr, steps_per_s=rate,
+                     eta_s=(config.steps - step) / rate if rate > 0 else None, elapsed_s=elapsed, model=model,
+                     val_psnr=val_psnr, done=done, out=str(out) if done else None)
         if stopping:
             break
     if world > 1:

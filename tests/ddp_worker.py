@@ -12,6 +12,6 @@ photos, out = sys.argv[1], sys.argv[2]
 # "auto" picks on CPUs with native bf16, rounds a batch of 2 differently from a batch of 4)
 config = TrainConfig(data=photos, steps=3, batch_size=4, crop=32, out=f"{out}/ddp", threads=1, precision="fp32")
 *_, last = train(config)
-params = torch.cat([p.detach().flatten() for p in last["model"].parameters()])
+params = torch.cat([p.detach().flatten() for p in last.model.parameters()])
 np.save(f"{out}/params{dist.get_rank()}.npy", params.numpy())
 dist.destroy_process_group()

@@ -49,11 +49,12 @@ def test_adapting_raises_psnr_on_a_noise_the_model_never_saw(tmp_path, lr, gains
     records = list(adapt("gaussian", noisy, tmp_path, seconds=20, crop=64, lr=lr))
     elapsed = time.perf_counter() - start
     last = records[-1]
-    assert last["done"] and Path(last["out"], "model.safetensors").is_file()
-    assert all("done" not in r for r in records[:-1])
-    assert [r["step"] for r in records] == list(range(1, len(records) + 1))
+    assert last.done and Path(last.out, "model.safetensors").is_file()
+    assert not any(r.done or r.out for r in records[:-1])
+    assert [r.step for r in records] == list(range(1, len(records) + 1))
+    assert [r.elapsed_s for r in records] == sorted(r.elapsed_s for r in records)
     assert elapsed < 20 + 60  # the budget, plus at most the step under way (slow on a busy machine) and the save
-    after = psnr(clean, denoise(last["model"].eval(), noisy))
+    after = psnr(clean, denoise(last.model.eval(), noisy))
     assert (after > before + 0.5) == gains, (before, after, len(records))
 
 

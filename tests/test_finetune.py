@@ -34,9 +34,9 @@ def test_lockstep_stops_both_runs_at_the_same_step_and_packages_them(photo_folde
                              "", twin=True, seed=0, cuda=False)
     steps = []
     for records in ft.lockstep(configs, stop=lambda: len(steps) >= 3):
-        assert len(records) == 2 and records[0]["step"] == records[1]["step"]
-        steps.append(records[0]["step"])
-    assert steps == [1, 2, 3, 4] and records[0]["done"] and records[1]["done"]  # the step under way ends the run
+        assert len(records) == 2 and records[0].step == records[1].step
+        steps.append(records[0].step)
+    assert steps == [1, 2, 3, 4] and records[0].done and records[1].done  # the step under way ends the run
     for config in configs:  # both saved at the step they stopped at
         assert hub.read_config(config.out)["steps"] == steps[-1]
     panels = ft.preview_panels(photo(32), records)
@@ -54,13 +54,14 @@ def test_zero_shot_records_stream_then_denoise():
     clean = photo(64)
     noisy = corrupt(clean, "gaussian", 25.0, np.random.default_rng(0))
     records = list(ft.zero_shot_records(noisy, steps=200, stop=lambda: False, every_s=0.05))
-    assert records[-1].get("done") and records[-1]["result"].shape == noisy.shape
-    steps = [r["step"] for r in records[:-1]]
-    assert steps and steps == sorted(steps) and records[-2]["losses"][-1]["step"] == steps[-1]
-    assert psnr(clean, records[-1]["result"]) > psnr(clean, noisy) + 2
+    assert records[-1].done and records[-1].result.shape == noisy.shape
+    assert not any(r.done or r.stopped or r.result is not None for r in records[:-1])
+    steps = [r.step for r in records[:-1]]
+    assert steps and steps == sorted(steps) and records[-2].losses[-1]["step"] == steps[-1]
+    assert psnr(clean, records[-1].result) > psnr(clean, noisy) + 2
 
 
 def test_zero_shot_records_stop():
     noisy = photo(64)
     records = list(ft.zero_shot_records(noisy, steps=100_000, stop=lambda: True, every_s=0.05))
-    assert records[-1] == {"stopped": True}
+    assert records[-1].stopped and not records[-1].done and records[-1].result is None

@@ -74,9 +74,9 @@ def test_noise2noise_learns_as_well_as_noise2clean(photos, tmp_path):
     n2n = config(photos, tmp_path, noise="gaussian")
     n2c = config(photos, tmp_path, noise="gaussian", clean_targets=True, out=str(tmp_path / "n2c"))
     *_, last = lockstep([n2n, n2c], stop=lambda: False)
-    assert [r["step"] for r in last] == [200, 200]
+    assert [r.step for r in last] == [200, 200]
     noisy = noisy_psnr(n2n)
-    n2n_psnr, n2c_psnr = (r["val_psnr"] for r in last)
+    n2n_psnr, n2c_psnr = (r.val_psnr for r in last)
     assert n2c_psnr > noisy + 5.0, (noisy, n2c_psnr)
     assert n2n_psnr > noisy + 5.0, (noisy, n2n_psnr)  # noisy targets only ...
     assert abs(n2n_psnr - n2c_psnr) < 1.0, (n2n_psnr, n2c_psnr)  # ... as good as clean ones
@@ -86,4 +86,4 @@ def test_bernoulli_learns_from_the_surviving_pixels(photos, tmp_path):
     run = config(photos, tmp_path, noise="bernoulli")
     *_, last = train(run)
     noisy = noisy_psnr(run)
-    assert last["val_psnr"] > noisy + 9.0, (noisy, last["val_psnr"])
+    assert last.val_psnr > noisy + 9.0, (noisy, last.val_psnr)

@@ -110,9 +110,11 @@ def test_training_modes_run_and_checkpoint(photo_folder, tmp_path, kw, watch_loo
     for Noise2Clean), and the target's own Bernoulli mask."""
     config = tiny(photo_folder, tmp_path, val=str(photo_folder), val_every=2, val_images=1, val_crop=48, **kw)
     records = list(train(config))
-    assert [r["step"] for r in records] == [1, 2, 3, 4]
-    assert all(np.isfinite(r["loss"]) for r in records) and "val_psnr" in records[1]
-    assert records[-1]["done"] and hub.load_dir(config.out).config["steps"] == 4
+    assert [r.step for r in records] == [1, 2, 3, 4]
+    assert all(np.isfinite(r.loss) for r in records) and records[1].val_psnr is not None
+    assert [r.val_psnr is None for r in records] == [True, False, True, False]
+    assert [r.done for r in records] == [False, False, False, True] and records[-1].out == config.out
+    assert hub.load_dir(config.out).config["steps"] == 4
     if config.mode == "single":  # its loss is Neighbor2Neighbor's, see test_neighbor_subsample_*
         return
     losses, sources = watch_loop["losses"], watch_loop["sources"]
@@ -147,7 +149,7 @@ def test_real_noisy_pairs(noisy_pairs, tmp_path, watch_loop):
     config = TrainConfig(data=str(a), data_target=str(b), mode="pairs", steps=3, batch_size=2, crop=32,
                          out=str(tmp_path / "run"))
     records = list(train(config))
-    assert records[-1]["done"]
+    assert records[-1].done
     for call, source in zip(watch_loop["losses"], watch_loop["sources"]):
         # σ = 20 each: √2·20/255 ≈ 0.11 (less where clipped); content would add to it
         residual = call["target"] - source
@@ -166,13 +168,13 @@ def test_resume_continues_exactly(photo_folder, noisy_pairs, tmp_path, mode):
     kw = dict(mode=mode) | (dict(data=str(noisy_pairs[0]), data_target=str(noisy_pairs[1])) if mode == "pairs" else {})
     full = list(train(tiny(photo_folder, tmp_path / "full", **kw)))
     stopped = list(train(tiny(photo_folder, tmp_path / "split", **kw), stop=lambda: True))  # Stop pressed at once
-    assert len(stopped) == 1 and stopped[-1]["done"]
+    assert len(stopped) == 1 and stopped[-1].done
     resumed = list(train(tiny(photo_folder, tmp_path / "split", resume=True, **kw)))
-    assert [r["step"] for r in resumed] == [2, 3, 4]
+    assert [r.step for r in resumed] == [2, 3, 4]
     a = hub.load_dir(tmp_path / "full" / "run").model.state_dict()
     b = hub.load_dir(tmp_path / "split" / "run").model.state_dict()
     assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
-    assert [r["loss"] for r in resumed] == pytest.approx([r["loss"] for r in full[1:]], rel=1e-4)
+    assert [r.loss for r in resumed] == pytest.approx([r.loss for r in full[1:]], rel=1e-4)
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(photo_folder, tmp_path):
@@ -213,7 +215,7 @@ def test_ddp_two_ranks_equal_one_process_at_the_same_total_batch(photo_folder, t
                                  precision="fp32"))
     # Adam moves a weight by up to lr = 3e-4 a step, so a rank on other examples, gradients summed instead of
     # averaged or a missed all-reduce show up far above 1e-5; measured: 5e-8 (float rounding of the split batch)
-    difference = np.abs(rank0 - parameters(last["model"]).numpy())
+    difference = np.abs(rank0 - parameters(last.model).numpy())
     assert difference.max() < 1e-5, difference.max()
 
 
@@ -221,7 +223,7 @@ def test_init_starts_from_the_checkpoint(tiny_checkpoint, photo_folder, tmp_path
     """`init` loads the checkpoint's weights: at lr 0 the run ends where the checkpoint is (a fresh net would not)."""
     start = parameters(hub.load_dir(tiny_checkpoint).model)
     *_, last = train(tiny(photo_folder, tmp_path, init=str(tiny_checkpoint), lr=0.0, steps=1))
-    assert torch.equal(parameters(last["model"]), start)
+    assert torch.equal(parameters(last.model), start)
     torch.manual_seed(0)
     assert not torch.equal(parameters(n2n.train.build_model("unet")), start)  # what ignoring `init` would give
 

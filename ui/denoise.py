@@ -103,20 +103,20 @@ def adapt_image(image, model="gaussian", seconds=ADAPT_DEFAULT_S, clean=None, se
     record = None
     try:
         for record in adapt(init, colour, folder, float(seconds)):
-            progress((min(record["elapsed_s"], seconds), float(seconds)), desc=f"adapting: step {record['step']}",
+            progress((min(record.elapsed_s, seconds), float(seconds)), desc=f"adapting: step {record.step}",
                      unit="s")
     except FloatingPointError:
         raise UserError("Adapting diverged and stopped; the model it started from is unchanged. "
                         "Try a shorter time or another model.") from None
     trained_s = time.perf_counter() - start
-    if record is None or not record.get("done"):
+    if record is None or not record.done:
         raise UserError("Adapting stopped before its first step; try again.")
     progress(1.0, desc="denoising the whole image")
     pretrained = run_method(model, noisy, "gaussian", API_DEFAULT_PARAM, progress)
-    adapted_model = record["model"].eval()
+    adapted_model = record.model.eval()
     adapted = denoise(adapted_model, colour)
     name = f"adapted-{safe_name(model)[:24]}-{uuid.uuid4().hex[:6]}"
-    add_finetuned(name, Path(record["out"]), request)
+    add_finetuned(name, Path(record.out), request)
     adapted_path = save_png(folder / f"{stem}_adapted.png", adapted, noisy, alpha)
     pretrained_path = save_png(folder / f"{stem}_pretrained_{safe_name(model)}.png", pretrained, noisy)
     rows = [score_row("noisy input", reference, noisy, 0.0)] if reference is not None else []
@@ -129,7 +129,7 @@ def adapt_image(image, model="gaussian", seconds=ADAPT_DEFAULT_S, clean=None, se
                (adapted_path, caption("adapted to this photo", rows[-1]))]
     gain = (f" PSNR {rows[-2]['PSNR (dB)']:.2f} → {rows[-1]['PSNR (dB)']:.2f} dB against the clean reference."
             if reference is not None else "")
-    summary = (f"**{model}** adapted to this photo: {record['step']} step{'s' if record['step'] != 1 else ''} "
+    summary = (f"**{model}** adapted to this photo: {record.step} step{'s' if record.step != 1 else ''} "
                "of Neighbor2Neighbor on the photo alone in "
                f"{trained_s:.0f} s.{gain} The model **{name}** is now in your model list (yours only); the slider "
                f"shows pretrained ↔ adapted.")

@@ -21,7 +21,7 @@ from n2n import finetune as ft
 from n2n.io import centre_crop, split_alpha, to_float, write_image
 from n2n.metrics import psnr
 from n2n.noise import NOISE_MODELS, corrupt
-from n2n.train import TrainConfig, validation_set
+from n2n.train import Record, TrainConfig, validation_set
 from ui import push
 from ui.common import (API_DEFAULT_RANGE, MAX_STEPS, MAX_TRAIN_PIXELS, MAX_UPLOADS, UserError, check_range, gpu,
                        noise_model, range_sliders, read, safe_name, save_png, workdir)
@@ -50,24 +50,23 @@ class Run:
     noisy_val_psnr: float | None = None
     loss_points: list[dict] = field(default_factory=list)
     val_points: list[dict] = field(default_factory=list)
-    last: list[dict] = field(default_factory=list)
+    last: list = field(default_factory=list)  # the latest Record of each run (a ZeroShotRecord for zero-shot)
     preview: str | None = None
     last_yield: float = 0.0
 
-    def add(self, records: list[dict]) -> None:
+    def add(self, records: list[Record]) -> None:
         self.last = records
         for label, record in zip(self.labels, records):
-            self.loss_points.append({"step": record["step"], "loss": record["loss"], "run": label})
-            if "val_psnr" in record:
-                self.val_points.append({"step": record["step"], "psnr": record["val_psnr"], "run": label})
-        step = records[0]["step"]
-        if step % self.configs[0].checkpoint_every == 0 or records[0].get("done"):
+            self.loss_points.append({"step": record.step, "loss": record.loss, "run": label})
+            if record.val_psnr is not None:
+                self.val_points.append({"step": record.step, "psnr": record.val_psnr, "run": label})
+        if records[0].step % self.configs[0].checkpoint_every == 0 or records[0].done:
             self.refresh_preview()
 
     def due(self) -> bool:
         """Whether to send an update now: twice a second, on a validation and at the end."""
-        return (time.monotonic() - self.last_yield > 0.5 or "val_psnr" in self.last[0]
-                or bool(self.last[0].get("done")))
+        return (time.monotonic() - self.last_yield > 0.5 or self.last[0].val_psnr is not None
+                or self.last[0].done)
 
     def refresh_preview(self) -> None:
         """Denoise the preview crop with every run's current model: noisy | N2N [| N2C]."""
@@ -88,8 +87,8 @@ class Run:
         if not self.last:
             return "Loading the images and building the model…"
         record = self.last[0]
-        text = (f"**step {record['step']} / {self.steps}** · loss {record['loss']:.4f} · "
-                f"{record['steps_per_s']:.2f} steps/s · {format_eta(record.get('eta_s'))} left")
+        text = (f"**step {record.step} / {self.steps}** · loss {record.loss:.4f} · "
+                f"{record.steps_per_s:.2f} steps/s · {format_eta(record.eta_s)} left")
         if self.val_points:
             latest = {p["run"]: p["psnr"] for p in self.val_points}
             noisy = f"noisy input {self.noisy_val_psnr:.2f} dB → " if self.noisy_val_psnr else ""
@@ -203,7 +202,7 @@ def finetune(files, noise="gaussian", kind="synthetic", second_shots=None, range
     name = f"finetuned-{noise}-{uuid.uuid4().hex[:6]}"
     for key, config in zip((name, f"{name}-n2c"), run.configs):
         add_finetuned(key, Path(config.out), request)
-    done = "stopped" if run.last[0]["step"] < run.steps else "finished"
+    done = "stopped" if run.last[0].step < run.steps else "finished"
     yield run.outputs(f"{run.status()}\n\n**{done}**: `{name}` is ready; download it, use it in Denoise "
                       "or push it to the Hub.",
                       str(ft.package(run.configs, run.folder / f"{name}.zip", name)), name)
@@ -221,18 +220,18 @@ def zero_shot_run(files, steps: int, stop: threading.Event):
     run = Run([], ["zero-shot"], workdir(), steps, centre_crop(colour, 128))
     try:
         for record in ft.zero_shot_records(to_float(colour), steps, stop.is_set):
-            if record.get("stopped"):
+            if record.stopped:
                 yield run.outputs("**stopped**: zero-shot training was stopped before the end; no result.")
                 return
-            if record.get("done"):
+            if record.done:
                 break
-            run.loss_points = [point | {"run": "zero-shot"} for point in record["losses"]]
+            run.loss_points = [point | {"run": "zero-shot"} for point in record.losses]
             run.last = [record]
             yield run.outputs()
     except Exception as e:
         raise UserError(f"Zero-shot training failed: {e}") from None
-    result = save_png(run.folder / f"{safe_name(Path(path).stem)}_zero_shot.png", record["result"], colour, alpha)
-    run.preview = write_preview(run.folder / "preview.png", [run.noisy_preview, centre_crop(record["result"], 128)])
+    result = save_png(run.folder / f"{safe_name(Path(path).stem)}_zero_shot.png", record.result, colour, alpha)
+    run.preview = write_preview(run.folder / "preview.png", [run.noisy_preview, centre_crop(record.result, 128)])
     yield run.outputs(f"{run.status()}\n\n**finished**: the denoised image is ready to download.", result, "")
 
 

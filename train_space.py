@@ -38,7 +38,7 @@ from n2n.data import list_images
 from n2n.evaluate import evaluate
 from n2n.noise import NOISE_MODELS
 from n2n.infer import resolve_precision
-from n2n.train import TrainConfig, train
+from n2n.train import TrainConfig, checkpoint_meta, train
 
 DATA = Path(__file__).resolve().parent.parent / "shared" / "data"
 BUNDLED = ["gaussian", "poisson", "text", "bernoulli", "impulse"]
@@ -202,14 +202,10 @@ def replace(stage: Stage, model, state: dict, config: TrainConfig, step: int, to
     old = hub.read_config(bundled) if (bundled / hub.CONFIG_NAME).is_file() else {}
     line = f"campaign {stage.recipe}: step {step} ({total} in all), quick eval {score:.2f} dB"
     history = [h for h in old.get("history", []) if not h.startswith(f"campaign {stage.recipe}:")] + [line]
-    meta = {"architecture": config.arch,
-            "model_args": {"in_channels": snapshot.in_channels, "out_channels": snapshot.out_channels},
-            "noise": stage.noise, "noise_range": list(NOISE_MODELS[stage.noise].train_range),
-            "loss": config.loss_name(), "mode": config.mode, "clean_targets": stage.clean_targets, "steps": step,
-            "train_config": dataclasses.asdict(config),
-            "campaign": {"recipe": stage.recipe, "index": stage.index, "step": step, "total_steps": total,
-                         "quick_eval_psnr": score},
-            "history": history}
+    meta = checkpoint_meta(config, snapshot, step, {
+        "campaign": {"recipe": stage.recipe, "index": stage.index, "step": step, "total_steps": total,
+                     "quick_eval_psnr": score},
+        "history": history})
     hub.save(snapshot, bundled, meta)
     print(f"replaced {bundled}: {line}", flush=True)
     evaluate_checkpoint(bundled, [s for s in args.eval.split(",") if s], args.eval_limit,

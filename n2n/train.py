@@ -142,7 +142,10 @@ def validate(model, pairs) -> float:
     return float(np.mean([psnr(clean, denoise(model, noisy)) for clean, noisy in pairs]))
 
 
-def _meta(config: TrainConfig, model, step: int, extra: dict | None = None) -> dict:
+def checkpoint_meta(config: TrainConfig, model: nn.Module, step: int, extra: dict | None = None) -> dict:
+    """The config.json of a checkpoint that `config` trained for `step` steps: the architecture and its
+    arguments (read from `model`, unwrapped from DDP), the noise and range, the loss, the mode, the
+    steps and the whole TrainConfig; `extra` (eval results, a campaign's record...) added on top."""
     module = model.module if hasattr(model, "module") else model
     meta = {
         "architecture": config.arch,
@@ -232,7 +235,7 @@ def train(config: TrainConfig, stop=lambda: False) -> Iterator[Record]:
             raise FloatingPointError(f"the weights became NaN or infinite at step {step}; the last good "
                                      f"checkpoint is in {out}. Try a lower learning rate.")
         if rank == 0:
-            checkpoint.save(model, out, _meta(config, model, step, extra))
+            checkpoint.save(model, out, checkpoint_meta(config, model, step, extra))
             _save_state(out, optimizer, step)
 
     for noisy_source, noisy_target, mask in loader:

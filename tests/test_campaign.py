@@ -66,6 +66,12 @@ def test_campaign_resumes_and_keeps_the_better_checkpoint(photo_folder, tmp_path
         train_space.quick_score(hub.load_dir(out / "poisson").model, "poisson", files), abs=1e-6)
     assert config["eval"][0]["images"] == 1 and "median" in config["eval"][0]["baselines"]
     assert poisson.recipe in (out / "poisson" / "README.md").read_text()
+    # the replacement's config is the run's own (n2n.train.checkpoint_meta), campaign record and history added
+    run = json.loads((tmp_path / "work" / "poisson" / "config.json").read_text())
+    same = set(run) - {"steps", "val_psnr"}
+    assert {"architecture", "noise_range", "loss", "train_config"} <= same
+    assert {k: config[k] for k in same} == {k: run[k] for k in same}
+    assert set(config) - set(run) == {"campaign", "history", "eval"}
     # a committed, finished run is not trained again, even with its run folder gone
     shutil.rmtree(tmp_path / "work")
     before = (out / "poisson" / hub.WEIGHTS_NAME).read_bytes()

@@ -126,7 +126,7 @@ def test_learn_endpoint_text(client, clean_png):
     rows = plot["data"]
     assert {row[0] for row in rows} == {1, 2, 3, 4, 6, 8}
     assert {row[2] for row in rows} == {"mean (L2)", "median (L1)", "mode (annealed L0)"}
-    assert "✅ The app trains text noise with L1" in notes[1] and "✅" not in notes[0] + notes[2]
+    assert "**The app trains text noise with L1**" in notes[1] and "**The app" not in notes[0] + notes[2]
     assert "grey ghosts" in notes[0]
     assert summary.startswith("8 noisy copies of this 64×48 image with text noise (p = 0.25)")
     assert "mean" not in summary.split("**")[1], summary  # the median wins, or the mode (it finds the clean value too)
@@ -138,7 +138,7 @@ def test_learn_endpoint_gaussian_defaults_and_large_images(client, tmp_path):
     out = client.predict(handle_file(str(big)), "gaussian", 25, 2, api_name="/learn")
     assert read_image(out[0], dtype=None).shape == (512, 461, 3)
     assert "(reduced from 576×640)" in out[12]
-    assert "✅ The app trains gaussian noise with L2" in out[9]
+    assert "**The app trains gaussian noise with L2**" in out[9]
 
 
 @pytest.mark.parametrize("args, said", [(("bernoulli", 0.5, 4), "bernoulli is not in the list of choices"),

@@ -26,6 +26,7 @@ from ui.corrupt import EXAMPLES, example_images
 NOISES = ("gaussian", "text", "impulse")  # the three claims; Poisson tells Gaussian's story 4x slower
 MAX_SIDE = 512  # larger images are reduced to this many pixels a side: N copies of them are held at once
 DEFAULT_N = 16
+PSNR_LABEL = "PSNR vs clean (dB)"
 PLOT_CAP = 60.0  # PSNR drawn no higher (identical images have an infinite PSNR)
 LOSS_NAMES = {"l2": "L2", "l1": "L1", "l0": "annealed L0"}
 LABELS = {stat: f"{stat} ({LOSS_NAMES[loss]})" for stat, loss in STATISTIC_LOSS.items()}
@@ -63,7 +64,8 @@ def explain(statistic: str, noise: str) -> str:
     loss = STATISTIC_LOSS[statistic]
     head = f"**{LOSS_NAMES[loss]} → the {statistic}.** "
     if NOISE_MODELS[noise].loss == loss:
-        return head + f"✅ The app trains {noise} noise with {LOSS_NAMES[loss]} (`n2n.losses.{loss}`): {REASONS[noise]}"
+        return head + (f"**The app trains {noise} noise with {LOSS_NAMES[loss]}** (`n2n.losses.{loss}`): "
+                       f"{REASONS[noise]}")
     used = LOSS_NAMES[NOISE_MODELS[noise].loss]
     return head + f"The app trains {noise} noise with {used} instead: {NOT_THIS[statistic, noise]}"
 
@@ -90,7 +92,7 @@ def write_png(path: Path, image: np.ndarray) -> str:
 
 
 def db(value: float) -> float | None:
-    """A PSNR for a gr.Number: None when infinite (identical images)."""
+    """A PSNR for a gr.Number: None when infinite (identical images; the note under it says so)."""
     return round(value, 2) if math.isfinite(value) else None
 
 
@@ -129,7 +131,8 @@ def learn(image, noise="gaussian", param=API_DEFAULT_PARAM, n=DEFAULT_N, seed=0)
                f"{scores['noisy']:.2f} dB)."
                + (f" The mode is read from the densest {mode_window(n)} of the {n} values." if n > 2 else "")
                + f" Computed in {seconds:.2f} s.")
-    notes = [explain(s, noise) for s in STATISTIC_LOSS]
+    notes = [("*PSNR ∞: identical to the clean image.* " if math.isinf(scores[s]) else "") + explain(s, noise)
+             for s in STATISTIC_LOSS]
     return (*paths, *(db(scores[s]) for s in ("noisy", *STATISTIC_LOSS)), plot_frame(result.curve), *notes, summary)
 
 
@@ -138,7 +141,7 @@ def build() -> None:
     examples = example_images()
     with gr.Row():
         with gr.Column(scale=1, min_width=260):
-            clean_in = image_input(label="Clean image (at most 512 px a side is used)", type="filepath",
+            clean_in = image_input(label="Clean image", type="filepath",
                                    image_mode=None, sources=IMAGE_SOURCES, height=240, value=examples[0],
                                    elem_id="learn-in")
             gr.Examples([[p] for p in examples], inputs=clean_in, example_labels=list(EXAMPLES),
@@ -154,18 +157,20 @@ def build() -> None:
             gr.Markdown("A network trained on noisy targets learns, for each input, the statistic of those "
                         "targets that its loss is minimised by: **L2** the mean, **L1** the median, **annealed "
                         "L0** the mode. Here the targets are N noisy copies of one image, combined per pixel "
-                        "without any training: which statistic gives back the clean image depends on the noise.")
+                        "without any training: which statistic gives back the clean image depends on the noise. "
+                        "(Images larger than 512 pixels a side are reduced to it.)")
             summary = gr.Markdown("", elem_id="learn-summary")
             plot = gr.LinePlot(x="N", y="PSNR (dB)", color="combined as", color_map=COLOURS, color_title="",
                                label="PSNR against N (on 16,384 sampled values; ∞ drawn at 60 dB)",
-                               y_title="PSNR (dB)", x_title="N copies", height=260, elem_id="learn-plot")
+                               y_title="PSNR (dB)", x_title="N copies", elem_id="learn-plot")
     images, numbers, notes = [], [], []
-    with gr.Row(equal_height=True):
-        for key, label in [("noisy", "One noisy copy"), *((s, f"The {s} of the N copies") for s in STATISTIC_LOSS)]:
+    with gr.Row():
+        for key, label in [("noisy", "One noisy copy"), *((s, LABELS[s][0].upper() + LABELS[s][1:])
+                                                          for s in STATISTIC_LOSS)]:
             with gr.Column(min_width=200):
                 images.append(gr.Image(label=label, format="png", type="filepath", interactive=False, height=280,
                                        elem_id=f"learn-{key}"))
-                numbers.append(gr.Number(label="PSNR vs clean (dB)", precision=2, interactive=False,
+                numbers.append(gr.Number(label=PSNR_LABEL, precision=2, interactive=False,
                                          elem_id=f"learn-psnr-{key}"))
                 if key != "noisy":
                     notes.append(gr.Markdown("", elem_id=f"learn-note-{key}"))

@@ -7,11 +7,14 @@ until the remaining ones' mean equals their median. On Kodak24 it is several tim
 than the wavelet estimator of `skimage.restoration.estimate_sigma` at low σ, where only the
 flattest patches are read (benchmarks/results/estimate.md). `estimate_noise` adds a guess of the kind of noise: impulses
 (many isolated outliers), signal-dependent (Poisson-like: the variance grows with brightness) or
-Gaussian; the guess is rougher than σ (its hit rate is in the same file).
+Gaussian; the guess is rougher than σ (its hit rate is in the same file). `blind_score` ranks
+denoisers on one noisy image without its clean one (Noise2Self's masked loss): "Adapt to this
+photo" keeps whichever of the pretrained and the adapted model scores better.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 from scipy.ndimage import median_filter
@@ -125,3 +128,41 @@ def estimate_noise(image: np.ndarray, models: list[str] | None = None) -> NoiseE
         text = f"looks like Gaussian noise, σ ≈ {sigma:.0f}" if sigma >= 1 else "looks clean (σ < 1)"
     model = kind if kind in models else ("gaussian" if "gaussian" in models else (models[0] if models else ""))
     return NoiseEstimate(kind, round(sigma, 1), param, model, text)
+
+
+# --------------------------------------------------------------------------- scoring a denoiser blind
+
+Denoiser = Callable[[np.ndarray], np.ndarray]  # float32 (H, W, C) in [0, 1] -> the same shape
+BLIND_OFFSETS = ((0, 0), (2, 2), (0, 2), (2, 0))  # the pixels masked in each 4 × 4 cell, one pass each
+
+
+def blind_score(noisy: np.ndarray, denoiser: Denoiser, max_side: int = MAX_SIDE) -> float:
+    """How far `denoiser` leaves `noisy` ((H, W, C), any dtype) from its clean image, with no clean
+    image: Noise2Self's masked loss (Batson & Royer 2019). Lower is better; compare denoisers, never
+    noises or images.
+
+    In each pass, one pixel in every 4 × 4 cell is replaced by the mean of its four neighbours and
+    the denoiser's output there, which never saw that pixel's noise, is compared with the noisy
+    pixel (squared error, [0, 1] units). Where the noise is independent from pixel to pixel and
+    zero-mean, its expectation is the denoiser's mean squared error on such masked pixels plus the
+    noise variance, the same for every denoiser. Four passes (a quarter of the pixels), on a centre
+    crop of at most `max_side`² pixels: four denoiser calls on it.
+
+    Why masking and not Neighbor2Neighbor's own loss (g1(y) → g2(y)): "Adapt to this photo" trains
+    on that very loss on this very photo, so it favoured the adapted model where it had lost 0.1 to
+    0.5 dB (benchmarks/results/learn-blind-choice.md).
+    """
+    colour = to_float(noisy)
+    colour = centre_crop(colour if colour.ndim == 3 else colour[..., None], max_side)
+    h, w = colour.shape[:2]
+    if min(h, w) < 4:
+        raise ValueError(f"the image is too small to score blind: at least 4 pixels a side, got {w}×{h}")
+    padded = np.pad(colour, ((1, 1), (1, 1), (0, 0)), mode="reflect")
+    around = (padded[:-2, 1:-1] + padded[2:, 1:-1] + padded[1:-1, :-2] + padded[1:-1, 2:]) / 4
+    errors = []
+    for row, col in BLIND_OFFSETS:
+        cells = (slice(row, h, 4), slice(col, w, 4))
+        masked = colour.copy()
+        masked[cells] = around[cells]
+        errors.append((np.asarray(denoiser(masked), np.float64)[cells] - colour[cells]).ravel() ** 2)
+    return float(np.mean(np.concatenate(errors)))

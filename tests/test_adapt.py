@@ -1,5 +1,6 @@
 """Adapt to this photo (issue 13): n2n.adapt.adapt fits a pretrained model to one noisy photo
-within a time budget, and the app's /adapt endpoint serves it, driven through gradio_client.
+within a time budget, and the app's /adapt endpoint serves it, driven through gradio_client; the
+download is whichever of the pretrained and the adapted result n2n.estimate.blind_score rates higher.
 
 The noise is one the bundled `gaussian` model never saw: Gaussian σ = 15 with 5% salt-and-pepper
 (it leaves the black and white dots). Measured on the 128² astronaut under a load of 8 on 2 cores:
@@ -21,6 +22,7 @@ from n2n.infer import denoise
 from n2n.io import from_float, read_image, write_image
 from n2n.metrics import psnr
 from n2n.noise import corrupt
+from n2n.train import Record
 
 gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
@@ -91,12 +93,20 @@ def test_adapt_returns_the_full_size_png_and_the_model_is_that_sessions_alone(cl
     result = visitor.predict(noisy, "gaussian", 5, handle_file(str(photos / "clean.png")), api_name="/adapt")
     elapsed = time.perf_counter() - start
     download, pair, gallery, table, summary, *_ = result
-    adapted = read_image(download, dtype=None)
-    assert Path(download).suffix == ".png" and adapted.shape == (72, 88, 3) and adapted.dtype == np.uint8
+    kept = read_image(download, dtype=None)
+    assert Path(download).suffix == ".png" and kept.shape == (72, 88, 3) and kept.dtype == np.uint8
     assert len(pair) == 2 and len(gallery) == 3
     rows = {row[0]: row for row in table["data"]}
     name = next(label.split(" · ")[1] for label in rows if label.startswith("adapted · "))
     assert name.startswith("adapted-gaussian-") and f"**{name}**" in summary
+    # the download is whichever of pretrained and adapted the blind score rates higher, and the summary says which
+    blind = {which: rows[label][table["headers"].index("blind score (dB)")]
+             for which, label in (("pretrained", "pretrained · gaussian"), ("adapted", f"adapted · {name}"))}
+    which = "adapted" if blind["adapted"] >= blind["pretrained"] else "pretrained"
+    assert f"Kept: **the {which} result**" in summary, (blind, summary)
+    assert np.array_equal(kept, read_image(pair[which == "adapted"], dtype=None))
+    assert [item["caption"].endswith(" · kept") for item in gallery] == [False, which == "pretrained",
+                                                                          which == "adapted"]
     seconds = rows[f"adapted · {name}"][-1]
     assert seconds < 5 + 45 and elapsed < 5 + 120  # a 5 s budget: the step under way may overrun it on a busy machine
     assert registry.FINETUNED[name].is_dir()
@@ -106,6 +116,33 @@ def test_adapt_returns_the_full_size_png_and_the_model_is_that_sessions_alone(cl
     for call in (lambda: stranger.predict(noisy, name, api_name="/denoise"),
                  lambda: stranger.predict(noisy, name, 5, api_name="/adapt")):
         assert refusal(call).startswith(f"Unknown model {name!r}")
+
+
+@pytest.mark.parametrize("pretrained, adapted_to, kept", [("gaussian", "tiny", "pretrained"),
+                                                         ("tiny", "gaussian", "adapted")])
+def test_adapt_keeps_the_result_the_blind_score_rates_higher(monkeypatch, tiny_checkpoint, tmp_path, pretrained,
+                                                              adapted_to, kept):
+    """The choice itself, without the training: `adapt` stubbed to return a model already "adapted" (the bundled
+    `gaussian` or a 3-step one). On Gaussian σ = 25 the blind score must prefer the bundled model whichever
+    side it is on, and the download must be that side's result."""
+    registry.register_extra({"tiny": tiny_checkpoint})
+    network = registry.load(adapted_to).model
+
+    def fake_adapt(init, noisy, folder, seconds, **_):
+        yield Record(step=1, loss=0.0, lr=0.0, steps_per_s=1.0, eta_s=0.0, elapsed_s=0.1, model=network, done=True,
+                     out=str(tiny_checkpoint))
+
+    monkeypatch.setattr(denoise_tab, "adapt", fake_adapt)
+    clean = photo(64)[:48]
+    noisy_path = tmp_path / "noisy.png"
+    noisy = np.clip(corrupt(clean, "gaussian", 25, np.random.default_rng(0)), 0, 1)
+    write_image(noisy_path, from_float(noisy, np.uint8))
+    download, pair, gallery, table, summary, *_ = denoise_tab.adapt_image(str(noisy_path), pretrained, 5,
+                                                                         progress=lambda *a, **k: None)
+    assert f"Kept: **the {kept} result**" in summary, summary
+    assert download == pair[kept == "adapted"]
+    assert gallery[1 + (kept == "adapted")][1].endswith(" · kept")
+    assert (table["blind score (dB)"].iloc[0] > table["blind score (dB)"].iloc[1]) == (kept == "pretrained")
 
 
 @pytest.mark.parametrize("seconds", [0, 4, 121, 10**9, -5])

@@ -3,8 +3,9 @@ scored against a clean reference when one is given.
 
 Endpoints /denoise (image, model, Hub repo, compare with, clean reference, noise, parameter) and
 /adapt (image, model, seconds, clean reference): the model fitted to this one photo for a few
-seconds (Neighbor2Neighbor, n2n.adapt.adapt), shown beside the pretrained one; the adapted model
-joins the visitor's model list, theirs alone. On upload, the noise is estimated (n2n.estimate) to
+seconds (Neighbor2Neighbor, n2n.adapt.adapt), shown beside the pretrained one; the download is the
+better of the two by a blind score (n2n.estimate.blind_score, no clean image needed); the adapted
+model joins the visitor's model list, theirs alone. On upload, the noise is estimated (n2n.estimate) to
 preset the baselines' noise level and suggest a model.
 Also wires the Corrupt tab's "Send A to Denoise", which fills this tab's inputs.
 """
@@ -22,7 +23,7 @@ import torch
 
 from n2n import baselines, hub
 from n2n.adapt import adapt
-from n2n.estimate import estimate_noise
+from n2n.estimate import blind_score, estimate_noise
 from n2n.infer import denoise, resolve_precision
 from n2n.io import from_float, split_alpha, to_float
 from n2n.metrics import psnr, ssim
@@ -85,8 +86,9 @@ def denoise_image(image, model="gaussian", hub_repo="", compare=None, clean=None
 @gpu(duration=180)
 def adapt_image(image, model="gaussian", seconds=ADAPT_DEFAULT_S, clean=None, session=None,
                 progress=gr.Progress(), request: gr.Request = None):
-    """Fit `model` to `image` alone for `seconds`; the adapted result (full-resolution PNG) first,
-    then pretrained ↔ adapted, the gallery, the scores, a summary, and the session's model lists."""
+    """Fit `model` to `image` alone for `seconds`; the result kept (full-resolution PNG: the adapted
+    one, or the pretrained one where adapting made it worse by the blind score) first, then
+    pretrained ↔ adapted, the gallery, the scores, a summary, and the session's model lists."""
     noisy = read(image, "noisy image")
     model = (model or "").strip()
     if not model or model == "scratch":
@@ -115,27 +117,47 @@ def adapt_image(image, model="gaussian", seconds=ADAPT_DEFAULT_S, clean=None, se
     pretrained = run_method(model, noisy, "gaussian", API_DEFAULT_PARAM, progress)
     adapted_model = record.model.eval()
     adapted = denoise(adapted_model, colour)
+    progress(1.0, desc="scoring both without a clean image")
+    pretrained_model = load(model).model.to(device())
+    blind = {"pretrained": blind_db(colour, pretrained_model), "adapted": blind_db(colour, adapted_model)}
+    kept = "adapted" if blind["adapted"] >= blind["pretrained"] else "pretrained"
     name = f"adapted-{safe_name(model)[:24]}-{uuid.uuid4().hex[:6]}"
     add_finetuned(name, Path(record.out), request)
     adapted_path = save_png(folder / f"{stem}_adapted.png", adapted, noisy, alpha)
     pretrained_path = save_png(folder / f"{stem}_pretrained_{safe_name(model)}.png", pretrained, noisy)
     rows = [score_row("noisy input", reference, noisy, 0.0)] if reference is not None else []
-    rows += [score_row(f"pretrained · {model}", reference, pretrained, 0.0),
-             score_row(f"adapted · {name}", reference, adapted, trained_s)]
-    def caption(label, row):
-        return label + (f" · {row['PSNR (dB)']:.2f} dB" if "PSNR (dB)" in row else "")
-    gallery = [(image, caption("noisy input", rows[0]) if reference is not None else "noisy input"),
-               (pretrained_path, caption(f"pretrained · {model}", rows[-2])),
-               (adapted_path, caption("adapted to this photo", rows[-1]))]
+    rows += [score_row(f"pretrained · {model}", reference, pretrained, 0.0, blind["pretrained"]),
+             score_row(f"adapted · {name}", reference, adapted, trained_s, blind["adapted"])]
+
+    def caption(label, row, which):
+        return (label + (f" · {row['PSNR (dB)']:.2f} dB" if "PSNR (dB)" in row else "")
+                + (" · kept" if which == kept else ""))
+    gallery = [(image, caption("noisy input", rows[0], None) if reference is not None else "noisy input"),
+               (pretrained_path, caption(f"pretrained · {model}", rows[-2], "pretrained")),
+               (adapted_path, caption("adapted to this photo", rows[-1], "adapted"))]
     gain = (f" PSNR {rows[-2]['PSNR (dB)']:.2f} → {rows[-1]['PSNR (dB)']:.2f} dB against the clean reference."
             if reference is not None else "")
+    verdict = (f"Kept: **the adapted result** (blind score {blind['adapted']:.3f} dB against the pretrained "
+               f"model's {blind['pretrained']:.3f} dB)" if kept == "adapted" else
+               f"Kept: **the pretrained result**: adapting made the blind score worse ({blind['adapted']:.3f} dB "
+               f"against the pretrained model's {blind['pretrained']:.3f} dB), so the download is the pretrained "
+               "model's")
     summary = (f"**{model}** adapted to this photo: {record.step} step{'s' if record.step != 1 else ''} "
                "of Neighbor2Neighbor on the photo alone in "
-               f"{trained_s:.0f} s.{gain} The model **{name}** is now in your model list (yours only); the slider "
-               f"shows pretrained ↔ adapted.")
+               f"{trained_s:.0f} s.{gain} {verdict}. The blind score needs no clean image: each of a quarter of "
+               "the pixels is hidden from the model and its prediction compared with the noisy pixel (higher is "
+               f"better; the noise caps it). The model **{name}** is now in your model list (yours only); the "
+               "slider shows pretrained ↔ adapted.")
     session = list(session or []) + [name]
-    return (adapted_path, (pretrained_path, adapted_path), gallery, pd.DataFrame(rows), summary, session,
-            gr.Dropdown(choices=model_names(session)), gr.CheckboxGroup(choices=compare_choices(session)))
+    return (adapted_path if kept == "adapted" else pretrained_path, (pretrained_path, adapted_path), gallery,
+            pd.DataFrame(rows), summary, session, gr.Dropdown(choices=model_names(session)),
+            gr.CheckboxGroup(choices=compare_choices(session)))
+
+
+def blind_db(colour: np.ndarray, model: torch.nn.Module) -> float:
+    """n2n.estimate.blind_score of `model` on `colour` (H, W, C), as a PSNR against the noisy pixels
+    (dB, higher is better): it ranks denoisers on a photo without its clean image."""
+    return float(10 * np.log10(1.0 / max(blind_score(colour, lambda x: denoise(model, x)), 1e-12)))
 
 
 def estimate_upload(image):
@@ -150,11 +172,14 @@ def estimate_upload(image):
     return gr.Markdown(text), gr.Dropdown(value=found.kind), param_slider(found.kind, found.param)
 
 
-def score_row(label: str, reference: np.ndarray | None, result: np.ndarray, seconds: float) -> dict:
+def score_row(label: str, reference: np.ndarray | None, result: np.ndarray, seconds: float,
+              blind: float | None = None) -> dict:
     row = {"method": label}
     if reference is not None:
         colour = to_float(split_alpha(result)[0])
         row |= {"PSNR (dB)": round(psnr(reference, colour), 2), "SSIM": round(ssim(reference, colour), 4)}
+    if blind is not None:
+        row |= {"blind score (dB)": round(blind, 3)}
     return row | {"seconds": round(seconds, 2)}
 
 

@@ -18,6 +18,9 @@ of the same scene are enough to train on, and the result is as good as training 
 - **annealed L0 loss → the mode**: random-valued impulse noise, where the clean value is the most frequent.
 - **L2 on the surviving pixels**: multiplicative Bernoulli noise (dropped pixels carry no information).
 
+The **Learn** tab shows this without any training: N noisy copies of one photo combined per pixel as each
+loss would combine noisy targets (mean, median, mode), with their PSNR as N grows.
+
 | noise | parameter | training range | loss |
 |---|---|---|---|
 {ABOUT_TABLE}

@@ -10,8 +10,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from .io import write_image
-from .train import Record, TrainConfig, train
+from .train import Record, TrainConfig, TrainData, train
 
 # "Adapt to this photo": Neighbor2Neighbor from the pretrained model, the settings that gained most
 # per second on 2 CPU cores (benchmarks/results/adapt.md)
@@ -23,10 +22,11 @@ ADAPT_CALIBRATION_STEPS = 4  # timed first, to fit the learning-rate schedule to
 
 def adapt_config(init: str, folder: Path, steps: int, crop: int = ADAPT_CROP, batch_size: int = ADAPT_BATCH,
                  lr: float = ADAPT_LR, seed: int = 0) -> TrainConfig:
-    """The TrainConfig that adapts `init` (a bundled name or checkpoint folder) to the noisy image
-    in `folder`/data, writing the checkpoint to `folder`/adapted: Neighbor2Neighbor (mode
-    "single"), a checkpoint only at the end, no validation (there is no clean image)."""
-    return TrainConfig(data=str(folder / "data"), mode="single", init=init, steps=steps, batch_size=batch_size,
+    """The TrainConfig that adapts `init` (a bundled name or checkpoint folder) to one noisy photo
+    (handed to `train` decoded, as TrainData; `data` names it), writing the checkpoint to
+    `folder`/adapted: Neighbor2Neighbor (mode "single"), a checkpoint only at the end, no
+    validation (there is no clean image)."""
+    return TrainConfig(data="photo", mode="single", init=init, steps=steps, batch_size=batch_size,
                        crop=crop, lr=lr, checkpoint_every=10**9, out=str(folder / "adapted"), seed=seed)
 
 
@@ -45,12 +45,11 @@ def adapt(init: str, noisy: np.ndarray, folder: Path, seconds: float = 60.0, sto
     if seconds <= 0:
         raise ValueError(f"the time budget must be positive, got {seconds} s")
     start = time.perf_counter()
-    (folder / "data").mkdir(parents=True, exist_ok=True)
-    write_image(folder / "data" / "noisy.png", noisy)
+    data = TrainData([np.asarray(noisy)])
     over = lambda: stop() or time.perf_counter() - start >= seconds  # noqa: E731
     calibration = adapt_config(init, folder, ADAPT_CALIBRATION_STEPS, **settings)
     stamps = []
-    for record in train(calibration, stop=over):
+    for record in train(calibration, stop=over, data=data):
         stamps.append(time.perf_counter())
         if over():  # the budget ran out already: this record is the last, with `done`
             yield dataclasses.replace(record, elapsed_s=stamps[-1] - start)
@@ -61,5 +60,5 @@ def adapt(init: str, noisy: np.ndarray, folder: Path, seconds: float = 60.0, sto
     per_step = (stamps[-1] - stamps[0]) / max(1, len(stamps) - 1)
     steps = len(stamps) + max(1, int((seconds - (stamps[-1] - start)) / per_step))
     config = dataclasses.replace(calibration, steps=steps, resume=True)
-    for record in train(config, stop=over):
+    for record in train(config, stop=over, data=data):
         yield dataclasses.replace(record, elapsed_s=time.perf_counter() - start)

@@ -1,6 +1,8 @@
-"""Short fine-tuning runs, as the app's Fine-tune tab makes them: the configs of a run on a folder
-of uploads, Noise2Noise and its clean-target twin stepped together, Zero-Shot Noise2Noise in a
-thread, the preview strip and the zip of the result. No UI here: the app turns records into plots.
+"""Short fine-tuning runs, as the app's Fine-tune tab makes them: the configs of a run on the visitor's
+images (decoded once, by the app through n2n.io), the run prepared from those images (training data,
+the validation set built once for both runs, the preview crop), Noise2Noise and its clean-target twin
+stepped together, Zero-Shot Noise2Noise in a thread, the preview strip and the zip of the result.
+No UI here: the app turns records into plots.
 """
 from __future__ import annotations
 
@@ -15,17 +17,32 @@ import numpy as np
 
 from . import hub
 from .infer import denoise
-from .io import from_float, to_float
-from .train import Record, TrainConfig, train, zero_shot
+from .io import centre_crop, from_float, split_alpha, to_float
+from .metrics import psnr
+from .noise import corrupt, get_noise
+from .train import MODES, Record, TrainConfig, TrainData, train, validation_pairs, zero_shot
 
-KINDS = ("synthetic", "pairs", "single")  # clean images, pairs of noisy shots, single noisy images
+KINDS = MODES  # the kinds of data a run takes: clean images, pairs of noisy shots, single noisy images
+UPLOADS = "uploads"  # what a run's config names its images, which come decoded (TrainData), not from a folder
+PREVIEW_SIZE = 128  # the preview crop, pixels a side
 
+
+@dataclass(frozen=True)
+class Prepared:
+    """A run ready to step: its configs (Noise2Noise, maybe its clean-target twin), the images both
+    train on, and the noisy crop the preview denoises."""
+
+    configs: list[TrainConfig]
+    data: TrainData  # the images, decoded once, and the validation pairs, built once for every run
+    preview_noisy: np.ndarray  # (h, w, 1 or 3): the crop each model denoises in the preview, noisy
+    noisy_val_psnr: float | None  # the noisy validation images' PSNR (dB); None: no validation (not clean)
 
 
 def run_configs(folder: Path, kind: str, noise: str, noise_range: tuple[float, float], loss: str | None,
                 steps: int, init: str, twin: bool, seed: int, cuda: bool) -> list[TrainConfig]:
-    """The TrainConfig of a run on `folder`/data (and `folder`/target for pairs), writing to
-    `folder`/n2n; with `twin`, a second one with clean targets writing to `folder`/n2c.
+    """The TrainConfig of a run on the visitor's images (handed to `prepare`: its data, data_target
+    and val name them UPLOADS), writing to `folder`/n2n; with `twin`, a second one with clean targets
+    writing to `folder`/n2c.
 
     Small crops and batches on a CPU, so that a step takes about a second; validation and a
     checkpoint every tenth of the run; validation only where the images are clean (synthetic).
@@ -35,21 +52,42 @@ def run_configs(folder: Path, kind: str, noise: str, noise_range: tuple[float, f
     if twin and kind != "synthetic":
         raise ValueError("the clean-target twin needs clean images (kind 'synthetic')")
     every = max(1, steps // 10)
-    base = TrainConfig(noise=noise, noise_range=noise_range, data=str(folder / "data"),
-                       data_target=str(folder / "target") if kind == "pairs" else "", mode=kind, loss=loss,
+    base = TrainConfig(noise=noise, noise_range=noise_range, data=UPLOADS,
+                       data_target=UPLOADS if kind == "pairs" else "", mode=kind, loss=loss,
                        init=init, steps=steps, batch_size=8 if cuda else 4, crop=128 if cuda else 64,
-                       val=str(folder / "data") if kind == "synthetic" else "", val_images=4, val_crop=128,
+                       val=UPLOADS if kind == "synthetic" else "", val_images=4, val_crop=128,
                        val_every=every, checkpoint_every=every, out=str(folder / "n2n"), seed=seed)
     if not twin:
         return [base]
     return [base, TrainConfig(**{**base.__dict__, "clean_targets": True, "out": str(folder / "n2c")})]
 
 
-def lockstep(configs: list[TrainConfig], stop: Callable[[], bool]) -> Iterator[list[Record]]:
-    """Step the runs together (Noise2Noise and its clean-target twin); yield their records each step.
-    `stop()` is read once per step, so every run stops, and saves, at the same step."""
+def prepare(configs: list[TrainConfig], images: list[np.ndarray], targets: list[np.ndarray] | None = None
+            ) -> Prepared:
+    """The run of `configs` (from `run_configs`) on `images` (H, W, C, any dtype, decoded once; for
+    pairs, `targets` the second shots in the same order): the validation pairs from the images when
+    they are clean, and the preview crop (the first image's centre, noisy: corrupted at the noise's
+    test setting when the images are clean)."""
+    config = configs[0]
+    if config.mode == "pairs" and len(targets or []) != len(images):
+        raise ValueError(f"pairs need as many second shots as first shots: got {len(images)} and "
+                         f"{len(targets or [])}")
+    val = validation_pairs(images, config) if config.val else []
+    crop = split_alpha(centre_crop(images[0], PREVIEW_SIZE))[0]
+    if config.mode == "synthetic":
+        rng = np.random.default_rng(config.seed)
+        crop = corrupt(to_float(crop), config.noise, get_noise(config.noise).default, rng)
+    noisy_val_psnr = float(np.mean([psnr(clean, noisy) for clean, noisy in val])) if val else None
+    return Prepared(configs, TrainData(images, targets, val), crop, noisy_val_psnr)
+
+
+def lockstep(configs: list[TrainConfig], stop: Callable[[], bool], data: TrainData | None = None
+             ) -> Iterator[list[Record]]:
+    """Step the runs together (Noise2Noise and its clean-target twin), on the same `data` (None: each
+    reads its config's folders); yield their records each step. `stop()` is read once per step, so
+    every run stops, and saves, at the same step."""
     flag = {"stop": False}
-    runs = [train(config, stop=lambda: flag["stop"]) for config in configs]
+    runs = [train(config, stop=lambda: flag["stop"], data=data) for config in configs]
     while True:
         flag["stop"] = stop()
         records = [next(run, None) for run in runs]
@@ -127,9 +165,9 @@ def preview_strip(panels: list[np.ndarray], gap: int = 4, min_height: int = 192)
     return np.concatenate(row, axis=1)
 
 
-def preview_panels(noisy: np.ndarray, records: list[Record]) -> list[np.ndarray]:
-    """The noisy crop and its denoising by each run's current model (records from `train`)."""
-    return [noisy] + [denoise(record.model, noisy) for record in records]
+def preview(noisy: np.ndarray, records: list[Record]) -> np.ndarray:
+    """The preview strip, uint8: the noisy crop, then its denoising by each run's current model."""
+    return preview_strip([noisy] + [denoise(record.model, noisy) for record in records])
 
 
 def package(configs: list[TrainConfig], path: Path, name: str) -> Path:

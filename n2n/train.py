@@ -24,10 +24,10 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from . import checkpoint, hub
-from .data import (NoisyPairs, SingleNoisy, SyntheticPairs, apply_subsample, list_images, load_images,
-                   neighbor_subsample, to_channels)
+from .data import (NoisyPairs, SingleNoisy, SyntheticPairs, apply_subsample, list_images, neighbor_subsample,
+                   to_channels)
 from .infer import denoise, resolve_precision
-from .io import centre_crop, read_image, to_float, write_atomic
+from .io import centre_crop, read_image, to_float, to_uint8, write_atomic
 from .losses import get_loss, neighbor2neighbor_regulariser
 from .metrics import psnr
 from .models import build_model
@@ -43,6 +43,7 @@ class TrainConfig:
 
     noise: str = "gaussian"  # corruption model (n2n.noise), for synthetic pairs and validation
     noise_range: tuple[float, float] | None = None  # training parameter range; None: the model's default
+    # data, data_target and val are folders; when train() is handed the images (TrainData), names for them
     data: str = ""  # folder of clean images (synthetic), noisy shots (pairs: first of two) or noisy images (single)
     data_target: str = ""  # pairs: folder of the second noisy shots, same file names
     mode: str = "synthetic"  # synthetic | pairs | single (Neighbor2Neighbor)
@@ -101,40 +102,77 @@ def get_lr(step: int, config: TrainConfig) -> float:
     return config.lr * (0.5 + 0.5 * math.cos(math.pi * min(t, 1.0))) ** 2
 
 
-def _dataset(config: TrainConfig, length: int, multiple: int):
-    """The training examples; crops rounded up to the network's multiple (twice it for
-    Neighbor2Neighbor, whose sub-images are half size)."""
-    if config.mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {config.mode!r}")
-    multiple *= 2 if config.mode == "single" else 1
-    config = dataclasses.replace(config, crop=-(-config.crop // multiple) * multiple)
+@dataclass(frozen=True)
+class TrainData:
+    """A run's images, decoded: what its TrainConfig's folders hold (`read_data`), or images decoded
+    elsewhere (the app's uploads), which `train` then takes instead of reading the folders."""
+
+    images: list[np.ndarray]  # (H, W, C), any dtype: clean (synthetic), first shots (pairs) or noisy (single)
+    targets: list[np.ndarray] | None = None  # pairs: the second shots, targets[k] of the scene of images[k]
+    val_pairs: list[tuple[np.ndarray, np.ndarray]] = ()  # (clean, noisy) float32, from `validation_pairs`
+
+
+def read_data(config: TrainConfig, validation: bool = True) -> TrainData:
+    """Decode the images of `config`'s folders (data, data_target, and val when `validation`)."""
     files = list_images(config.data)
-    images = load_images(files, config.channels, min_size=config.crop)
-    if config.mode == "synthetic":
-        return SyntheticPairs(images, config.noise, config.crop, length, config.seed,
-                              config.noise_range, config.clean_targets)
+    targets = None
     if config.mode == "pairs":
         target_dir = Path(config.data_target)
         missing = [f.name for f in files if not (target_dir / f.name).is_file()]
         if missing:
             raise ValueError(f"{target_dir} lacks the partner shots of: {', '.join(missing[:5])}")
-        targets = load_images([target_dir / f.name for f in files], config.channels, min_size=config.crop)
+        targets = [read_image(target_dir / f.name, dtype=None) for f in files]
+    return TrainData([read_image(f, dtype=None) for f in files], targets,
+                     validation_set(config) if validation else [])
+
+
+def training_image(image: np.ndarray, channels: int, min_size: int) -> np.ndarray:
+    """A decoded image (H, W, C, any dtype) as the datasets take it: uint8 (H, W, channels), alpha
+    dropped, padded (reflected) to at least `min_size` pixels a side."""
+    image = to_uint8(to_channels(image, channels))
+    ph, pw = max(0, min_size - image.shape[0]), max(0, min_size - image.shape[1])
+    if ph or pw:
+        image = np.pad(image, ((0, ph), (0, pw), (0, 0)), mode="reflect" if min(image.shape[:2]) > 1 else "edge")
+    return image
+
+
+def _dataset(config: TrainConfig, data: TrainData, length: int, multiple: int):
+    """The training examples of `data`; crops rounded up to the network's multiple (twice it for
+    Neighbor2Neighbor, whose sub-images are half size)."""
+    multiple *= 2 if config.mode == "single" else 1
+    config = dataclasses.replace(config, crop=-(-config.crop // multiple) * multiple)
+    images = [training_image(image, config.channels, config.crop) for image in data.images]
+    if config.mode == "synthetic":
+        return SyntheticPairs(images, config.noise, config.crop, length, config.seed,
+                              config.noise_range, config.clean_targets)
+    if config.mode == "pairs":
+        if data.targets is None or len(data.targets) != len(images):
+            raise ValueError(f"pairs need a second shot of each scene: got {len(images)} first shots and "
+                             f"{len(data.targets or [])} second ones")
+        targets = [training_image(image, config.channels, config.crop) for image in data.targets]
         return NoisyPairs(images, targets, config.crop, length, config.seed)
     return SingleNoisy(images, config.crop, length, config.seed)
 
 
-def validation_set(config: TrainConfig) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(clean, noisy) float32 pairs, with noise from a fixed seed so every evaluation sees the same."""
-    if not config.val:
-        return []
+def validation_pairs(images: list[np.ndarray], config: TrainConfig) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(clean, noisy) float32 pairs from the first `config.val_images` clean `images` (H, W, C, any
+    dtype; centre-cropped to `val_crop`), with noise from a fixed seed so every evaluation sees the same."""
     param = get_noise(config.noise).default if config.val_param is None else config.val_param
     pairs = []
-    for k, f in enumerate(list_images(config.val)[: config.val_images]):
-        clean = to_float(to_channels(read_image(f, dtype=None), config.channels))
+    for k, image in enumerate(images[: config.val_images]):
+        clean = to_float(to_channels(image, config.channels))
         if config.val_crop:
             clean = centre_crop(clean, config.val_crop)
         pairs.append((clean, corrupt(clean, config.noise, param, np.random.default_rng([config.seed, 10**6, k]))))
     return pairs
+
+
+def validation_set(config: TrainConfig) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The validation pairs of the images in folder `config.val` (none when it is empty)."""
+    if not config.val:
+        return []
+    return validation_pairs([read_image(f, dtype=None) for f in list_images(config.val)[: config.val_images]],
+                            config)
 
 
 def validate(model, pairs) -> float:
@@ -193,8 +231,11 @@ def _setup_distributed() -> tuple[int, int, torch.device]:
     return rank, world, torch.device("cpu")
 
 
-def train(config: TrainConfig, stop=lambda: False) -> Iterator[Record]:
+def train(config: TrainConfig, stop=lambda: False, data: TrainData | None = None) -> Iterator[Record]:
     """Run `config`; yield a `Record` after every step.
+
+    `data`: the run's images, decoded already (the app's uploads); then `config`'s folders (data,
+    data_target, val) only name them. None: they are read from those folders.
 
     `stop()` is polled each step: when true the run saves and ends early. A NaN or
     infinite loss raises FloatingPointError, leaving the last good checkpoint on disk.
@@ -221,11 +262,14 @@ def train(config: TrainConfig, stop=lambda: False) -> Iterator[Record]:
     net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
     bf16 = resolve_precision(config.precision, device) == "bf16"
     loss_fn = get_loss(config.loss_name())
-    dataset = _dataset(config, config.steps * config.batch_size, getattr(model, "multiple", 1))
+    if config.mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {config.mode!r}")
+    data = read_data(config, validation=rank == 0) if data is None else data
+    dataset = _dataset(config, data, config.steps * config.batch_size, getattr(model, "multiple", 1))
     indices = range(start * config.batch_size + rank, config.steps * config.batch_size, world)
     loader = DataLoader(dataset, batch_size=config.batch_size // world or 1, sampler=indices,
                         num_workers=config.workers, persistent_workers=config.workers > 0)
-    val_pairs = validation_set(config) if rank == 0 else []
+    val_pairs = list(data.val_pairs) if rank == 0 else []
     generator = torch.Generator()  # Neighbor2Neighbor's sub-sampling, seeded per step below
     last_val = None
     t0, step = time.perf_counter(), start

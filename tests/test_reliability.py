@@ -304,8 +304,7 @@ def test_diverging_finetune_stops_cleanly_and_every_model_stays_usable(server, p
     digest = {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in tiny_checkpoint.iterdir() if f.is_file()}
     real_train = ft.train
     with monkeypatch.context() as patch:
-        patch.setattr(ft, "train", lambda config, stop=lambda: False: real_train(dataclasses.replace(config, lr=1e30),
-                                                                                     stop=stop))
+        patch.setattr(ft, "train", lambda config, **kw: real_train(dataclasses.replace(config, lr=1e30), **kw))
         # 20 steps: the loss of step 2 blows up; 6 steps: already the validation after step 1 (its denoised
         # images turn NaN): both stop the run with a plain message
         for steps, cause in ((20, r"loss became (nan|inf) at step 1"), (6, r"model's output holds NaN")):

@@ -269,13 +269,16 @@ def plot_points(plot) -> list[dict]:
 
 
 def test_files_of_another_session_are_not_served(server, visitor):
-    """The checkpoint, uploads and zip of a run sit under the system temp dir: none is served by path."""
+    """The checkpoint and zip of a run sit under the system temp dir: none is served by path. (The uploads
+    are decoded in memory, never copied there.)"""
     _, url = server
     _, name = visitor
     run = registry.FINETUNED[name].parent  # WORK/runs/<random>/
     files = [registry.FINETUNED[name] / hub.WEIGHTS_NAME, registry.FINETUNED[name] / hub.CONFIG_NAME,
-             run / "data" / "000.png", run / f"{name}.zip"]
+             run / f"{name}.zip"]
     assert all(f.is_file() for f in files)
+    assert not any(p.suffix == ".png" and not p.name.startswith("preview_") for p in run.rglob("*")), \
+        "an upload was copied into the run's folder"
     for path in files:
         for link in (f"gradio_api/file={path}",
                      f"gradio_api/file={common.WORK}/../{path.relative_to(common.WORK.parent)}"):

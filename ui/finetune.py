@@ -19,9 +19,8 @@ import torch
 
 from n2n import finetune as ft
 from n2n.io import centre_crop, split_alpha, to_float, write_image
-from n2n.metrics import psnr
-from n2n.noise import NOISE_MODELS, corrupt
-from n2n.train import Record, TrainConfig, validation_set
+from n2n.noise import NOISE_MODELS
+from n2n.train import Record, TrainConfig
 from ui import push
 from ui.common import (API_DEFAULT_RANGE, MAX_STEPS, MAX_TRAIN_PIXELS, MAX_UPLOADS, UserError, check_range, gpu,
                        noise_model, range_sliders, read, safe_name, save_png, workdir)
@@ -40,19 +39,22 @@ _STOPS: dict[str, threading.Event] = {}  # session -> "stop the fine-tuning run"
 
 @dataclass
 class Run:
-    """One fine-tuning run as the UI shows it: its configs (N2N, maybe its N2C twin), curves and preview."""
+    """One fine-tuning run as the UI shows it: the prepared run (N2N, maybe its N2C twin; None for
+    zero-shot), its curves, status and preview."""
 
-    configs: list[TrainConfig]
     labels: list[str]
     folder: Path
     steps: int
-    noisy_preview: np.ndarray  # the noisy crop the preview denoises (HxWxC, any dtype)
-    noisy_val_psnr: float | None = None
+    prepared: ft.Prepared | None = None
     loss_points: list[dict] = field(default_factory=list)
     val_points: list[dict] = field(default_factory=list)
     last: list = field(default_factory=list)  # the latest Record of each run (a ZeroShotRecord for zero-shot)
     preview: str | None = None
     last_yield: float = 0.0
+
+    @property
+    def configs(self) -> list[TrainConfig]:
+        return self.prepared.configs if self.prepared else []
 
     def add(self, records: list[Record]) -> None:
         self.last = records
@@ -71,7 +73,7 @@ class Run:
     def refresh_preview(self) -> None:
         """Denoise the preview crop with every run's current model: noisy | N2N [| N2C]."""
         self.preview = write_preview(self.folder / f"preview_{uuid.uuid4().hex[:8]}.png",
-                                     ft.preview_panels(self.noisy_preview, self.last))
+                                     ft.preview(self.prepared.preview_noisy, self.last))
 
     def outputs(self, status: str | None = None, download=None, name=""):
         self.last_yield = time.monotonic()
@@ -91,7 +93,8 @@ class Run:
                 f"{record.steps_per_s:.2f} steps/s · {format_eta(record.eta_s)} left")
         if self.val_points:
             latest = {p["run"]: p["psnr"] for p in self.val_points}
-            noisy = f"noisy input {self.noisy_val_psnr:.2f} dB → " if self.noisy_val_psnr else ""
+            noisy_psnr = self.prepared.noisy_val_psnr
+            noisy = f"noisy input {noisy_psnr:.2f} dB → " if noisy_psnr else ""
             text += " · validation PSNR: " + noisy + ", ".join(f"{k} {v:.2f} dB" for k, v in latest.items())
         elif self.configs and not self.configs[0].val:
             text += " · no validation PSNR: it needs clean images"
@@ -117,55 +120,51 @@ def format_eta(seconds) -> str:
     return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
 
 
-def write_preview(path: Path, panels: list[np.ndarray]) -> str:
-    """Panels (HxWxC, any dtype, equal sizes) side by side as an 8-bit PNG; return the path."""
-    return str(write_image(path, ft.preview_strip(panels)))
+def write_preview(path: Path, strip: np.ndarray) -> str:
+    """The preview strip (uint8, from n2n.finetune) as a PNG; return the path."""
+    return str(write_image(path, strip))
 
 
-def write_uploads(files, folder: Path, what: str) -> list[np.ndarray]:
-    """Check the uploaded images and write them to `folder` as 000.png, 001.png… (sorted by file name)."""
+def read_uploads(files, what: str) -> list[np.ndarray]:
+    """The uploaded images, checked and decoded once (HxWxC at their own bit depth), sorted by file name."""
     if not files:
         raise UserError(f"No {what}: upload at least one image.")
     files = sorted((f if isinstance(f, str) else f.name for f in files), key=lambda f: Path(f).name)
     if len(files) > MAX_UPLOADS:
         raise UserError(f"Too many {what}: {len(files)} files; at most {MAX_UPLOADS} per run.")
-    folder.mkdir(parents=True, exist_ok=True)
     images = [read(f, what) for f in files]
     if sum(i.shape[0] * i.shape[1] for i in images) > MAX_TRAIN_PIXELS:
         raise UserError(f"The {what} hold over {MAX_TRAIN_PIXELS // 1_000_000} megapixels together; "
                         "use fewer or smaller images.")
-    for k, image in enumerate(images):
-        write_image(folder / f"{k:03d}.png", image)
     return images
 
 
+def plain(e: ValueError) -> str:
+    """A core ValueError as a sentence for the visitor."""
+    return f"{str(e)[0].upper()}{str(e)[1:]}."
+
+
 def prepare_run(files, second_shots, kind, noise, low, high, loss, steps, init, twin, seed) -> Run:
-    """Write the uploads to disk and build the TrainConfig(s) of a run."""
+    """Check the settings, decode the uploads and prepare the run (n2n.finetune) on them."""
     model = noise_model(noise)
     noise_range = check_range(model, low, high)
     if not 1 <= steps <= MAX_STEPS:
         raise UserError(f"Steps must be between 1 and {MAX_STEPS}, got {steps}.")
     start = init_ref(init)  # a UserError of its own (outside the try: gr.Error is a ValueError)
     folder = workdir("runs", max_age_s=24 * 3600)
-    try:  # settings first, before any upload is written
+    try:  # settings first, before any upload is read
         configs = ft.run_configs(folder, kind, noise, noise_range, None if loss in (None, "", "auto") else loss,
                                  steps, start, twin, seed, cuda=torch.cuda.is_available())
     except ValueError as e:
-        raise UserError(f"{str(e)[0].upper()}{str(e)[1:]}.") from None
-    images = write_uploads(files, folder / "data", "images")
-    if kind == "pairs":
-        partners = write_uploads(second_shots, folder / "target", "second shots")
-        if len(partners) != len(images):
-            raise UserError(f"Pairs need as many second shots as first shots: got {len(images)} and {len(partners)}.")
+        raise UserError(plain(e)) from None
+    images = read_uploads(files, "images")
+    targets = read_uploads(second_shots, "second shots") if kind == "pairs" else None
+    try:
+        prepared = ft.prepare(configs, images, targets)
+    except ValueError as e:
+        raise UserError(plain(e)) from None
     labels = ["N2N (noisy targets)" if kind != "single" else "Neighbor2Neighbor", "N2C (clean targets)"][:len(configs)]
-    crop = split_alpha(centre_crop(images[0], 128))[0]  # what the preview denoises
-    if kind == "synthetic":
-        crop = corrupt(to_float(crop), noise, model.default, np.random.default_rng(seed))
-    run = Run(configs, labels, folder, steps, crop)
-    if configs[0].val:
-        pairs = validation_set(configs[0])
-        run.noisy_val_psnr = float(np.mean([psnr(clean, noisy) for clean, noisy in pairs]))
-    return run
+    return Run(labels, folder, steps, prepared)
 
 
 def stop_flag(request: gr.Request | None) -> threading.Event:
@@ -188,7 +187,7 @@ def finetune(files, noise="gaussian", kind="synthetic", second_shots=None, range
                       int(seed or 0))
     yield run.outputs()
     try:
-        for records in ft.lockstep(run.configs, stop.is_set):
+        for records in ft.lockstep(run.configs, stop.is_set, run.prepared.data):
             run.add(records)
             if run.due():
                 yield run.outputs()
@@ -217,7 +216,7 @@ def zero_shot_run(files, steps: int, stop: threading.Event):
     path = files[0] if isinstance(files[0], str) else files[0].name
     noisy = read(path)
     colour, alpha = split_alpha(noisy)
-    run = Run([], ["zero-shot"], workdir(), steps, centre_crop(colour, 128))
+    run = Run(["zero-shot"], workdir(), steps)
     try:
         for record in ft.zero_shot_records(to_float(colour), steps, stop.is_set):
             if record.stopped:
@@ -231,7 +230,8 @@ def zero_shot_run(files, steps: int, stop: threading.Event):
     except Exception as e:
         raise UserError(f"Zero-shot training failed: {e}") from None
     result = save_png(run.folder / f"{safe_name(Path(path).stem)}_zero_shot.png", record.result, colour, alpha)
-    run.preview = write_preview(run.folder / "preview.png", [run.noisy_preview, centre_crop(record.result, 128)])
+    run.preview = write_preview(run.folder / "preview.png", ft.preview_strip(
+        [centre_crop(colour, ft.PREVIEW_SIZE), centre_crop(record.result, ft.PREVIEW_SIZE)]))
     yield run.outputs(f"{run.status()}\n\n**finished**: the denoised image is ready to download.", result, "")
 
 

@@ -17,7 +17,7 @@ from .checkpoint import CheckpointError
 from .data import list_images
 from .evaluate import evaluate, progress_bar
 from .infer import TILE, denoise, resolve_precision
-from .io import DEFAULT_MAX_PIXELS, ImageError, read_image, split_alpha, write_image
+from .io import DEFAULT_MAX_PIXELS, ImageError, read_image, split_alpha, with_alpha, write_image
 from .noise import NOISE_MODELS, corrupt, get_noise
 
 
@@ -30,11 +30,9 @@ def refusal(e: ImageError) -> str:
 
 
 def cmd_corrupt(args) -> None:
-    colour, alpha = split_alpha(read_image(args.input, max_pixels=args.max_pixels))
-    noisy = corrupt(colour, args.noise, args.param, np.random.default_rng(args.seed))
-    if alpha is not None:  # alpha passes through
-        noisy = np.concatenate([noisy, alpha], axis=2)
-    write_image(args.output, np.clip(noisy, 0.0, 1.0), bit_depth=8)
+    image = read_image(args.input, max_pixels=args.max_pixels)
+    noisy = corrupt(split_alpha(image)[0], args.noise, args.param, np.random.default_rng(args.seed))
+    write_image(args.output, with_alpha(noisy, image), bit_depth=8)  # clipped; alpha passes through
     print(f"{args.output}: {args.noise} {get_noise(args.noise).param}={args.param}")
 
 

@@ -13,7 +13,7 @@ cannot open it).  Pillow's 32-bit integer mode "I" is accepted only when every
 value fits in 0..65535 (returned as uint16); anything else is refused rather
 than rescaled by a guess.
 
-Why one long module (~465 lines): every byte a visitor uploads passes through here, and each
+Why one long module (~485 lines): every byte a visitor uploads passes through here, and each
 refusal (truncated files, decompression bombs, odd modes and bit depths, EXIF rotation, animated
 files) sits next to the decoder it guards, so that one file shows everything an upload can meet.
 """
@@ -34,7 +34,7 @@ import numpy as np
 from PIL import Image, ImageFile, ImageOps, TiffImagePlugin, UnidentifiedImageError
 
 __all__ = ["ImageError", "DEFAULT_MAX_PIXELS", "read_image", "write_image", "to_float", "from_float",
-           "to_uint8", "split_alpha", "centre_crop", "write_atomic", "reason"]
+           "to_uint8", "split_alpha", "with_alpha", "centre_crop", "write_atomic", "reason"]
 
 DEFAULT_MAX_PIXELS = 40_000_000
 
@@ -115,6 +115,23 @@ def split_alpha(image: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     if c not in (1, 3):
         raise ValueError(f"expected 1 to 4 channels, got {c}")
     return image, None
+
+
+def with_alpha(result: np.ndarray, like: np.ndarray) -> np.ndarray:
+    """`result`, made from the colour channels of `like` (H, W, C; `split_alpha`), put in like's form:
+    its dtype (a float result clipped to [0, 1] and, for integer `like`, rounded: `from_float`) and
+    its alpha, when it has one, appended unchanged. The one alpha pass-through of n2n: split the
+    alpha off, work on the colour, then `with_alpha(result, image)`. A `result` with as many
+    channels as `like` holds its alpha already and keeps it."""
+    colour, alpha = split_alpha(like)
+    result = np.asarray(result)
+    if result.dtype != like.dtype or result.dtype.kind == "f":
+        result = from_float(to_float(result), like.dtype)
+    if result.shape[2] not in (colour.shape[2], like.shape[2]):
+        raise ValueError(f"with_alpha: a result of {result.shape[2]} channels for an image of {like.shape[2]}")
+    if alpha is None or result.shape[2] == like.shape[2]:
+        return result
+    return np.concatenate([result, alpha], axis=2)
 
 
 def centre_crop(image: np.ndarray, size: int) -> np.ndarray:

@@ -230,6 +230,19 @@ def test_zero_shot_denoises_one_image(client, clean_png):
     assert psnr(clean, denoised) > psnr(clean, png(noisy_path)) + 1
 
 
+def test_zero_shot_keeps_bit_depth_and_alpha(client, clean_png, tmp_path):
+    noisy_path, _ = noisy_png(clean_png, seed=7)
+    noisy = read_image(noisy_path)
+    alpha = np.linspace(0, 1, noisy.shape[1], dtype=np.float32)[None, :, None].repeat(noisy.shape[0], axis=0)
+    rgba = np.rint(np.concatenate([noisy, alpha], axis=2) * 65535).astype(np.uint16)
+    write_image(tmp_path / "rgba16.png", rgba)
+    *_, status, result, _ = client.submit([handle_file(str(tmp_path / "rgba16.png"))], "gaussian", "zero-shot",
+                                          steps=2, api_name="/finetune").result(timeout=300)
+    denoised = read_image(result, dtype=None)
+    assert "finished" in status and denoised.dtype == np.uint16 and denoised.shape == (64, 96, 4)
+    assert np.array_equal(denoised[..., 3], rgba[..., 3]), "alpha passes through untouched"
+
+
 def test_bad_input_is_refused_in_plain_words_and_the_app_keeps_serving(client, clean_png, tmp_path):
     noisy_path, _ = noisy_png(clean_png, seed=6)
     with pytest.raises(AppError, match="Unknown model 'no-such-model'"):

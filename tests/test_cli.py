@@ -72,6 +72,17 @@ def test_denoise_keeps_16_bit_and_alpha(tmp_path, tiny_checkpoint):
     assert out.dtype == np.uint16 and out.shape == (40, 40, 4) and np.all(out[..., 3] == 1234)
 
 
+def test_corrupt_passes_alpha_through(tmp_path):
+    """The colour is corrupted, the alpha kept as it was (8-bit out, as `corrupt` writes)."""
+    image = (photo(40) * 255).astype(np.uint8)
+    alpha = np.arange(40 * 40, dtype=np.uint8).reshape(40, 40, 1)
+    write_image(tmp_path / "rgba.png", np.concatenate([image, alpha], axis=2))
+    n2n("corrupt", tmp_path / "rgba.png", "-o", tmp_path / "noisy.png", "--noise", "gaussian", "--param", 25)
+    out = read_image(tmp_path / "noisy.png", dtype=None)
+    assert out.dtype == np.uint8 and out.shape == (40, 40, 4) and np.array_equal(out[..., 3:], alpha)
+    assert 18 < psnr(image, out[..., :3]) < 24
+
+
 def test_denoise_inputs_with_the_same_name_do_not_overwrite_each_other(tmp_path, tiny_checkpoint):
     images = [(photo(32) * 255).astype(np.uint8), (photo(32)[::-1] * 255).astype(np.uint8)]
     inputs = [tmp_path / "a" / "x.png", tmp_path / "b" / "x.png"]

@@ -21,6 +21,7 @@ from n2n.io import (
     read_image,
     to_float,
     to_uint8,
+    with_alpha,
     write_image,
 )
 
@@ -741,3 +742,24 @@ def test_to_uint8_is_from_float_to_8_bits():
 def test_to_from_float_exact_round_trip(dtype):
     values = np.arange(np.iinfo(dtype).max + 1, dtype=dtype)
     np.testing.assert_array_equal(from_float(to_float(values), dtype), values)
+
+
+# --------------------------------------------------------------------------- alpha pass-through
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
+@pytest.mark.parametrize("channels", [1, 2, 3, 4])
+def test_with_alpha_puts_a_colour_result_in_the_images_form(dtype, channels):
+    image = from_float(RNG.random((5, 7, channels), dtype=np.float32), dtype)
+    colour_channels = 3 if channels >= 3 else 1
+    result = RNG.random((5, 7, colour_channels), dtype=np.float32) * 1.4 - 0.2  # a float result, out of range too
+    out = with_alpha(result, image)
+    assert out.dtype == dtype and out.shape == image.shape
+    assert np.array_equal(out[..., :colour_channels], from_float(result, dtype))  # clipped, rounded
+    if channels in (2, 4):
+        assert np.array_equal(out[..., -1], image[..., -1]), "alpha passes through untouched"
+        kept = with_alpha(out, image)  # a result that holds its alpha already keeps it
+        assert np.array_equal(kept, out)
+    wrong = np.zeros((5, 7, 3 if channels == 2 else 2), np.float32)  # neither the colour's channels nor all
+    with pytest.raises(ValueError, match="channels"):
+        with_alpha(wrong, image)

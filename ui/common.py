@@ -12,7 +12,7 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 
-from n2n.io import ImageError, from_float, read_image, to_float, write_image
+from n2n.io import ImageError, read_image, with_alpha, write_image
 from n2n.noise import NOISE_MODELS, get_noise
 
 try:  # ZeroGPU Spaces: borrow a GPU for the duration of a call
@@ -126,12 +126,12 @@ def read(path, what: str = "image") -> np.ndarray:
         raise UserError(e.user_message.replace(str(path), Path(path).name)) from None
 
 
-def save_png(path: Path, colour: np.ndarray, like: np.ndarray, alpha: np.ndarray | None = None) -> str:
-    """Write `colour` (float or int) as a PNG at the bit depth of `like`, alpha appended; return the path."""
-    out = colour if colour.dtype == like.dtype else from_float(to_float(colour), like.dtype)
-    if alpha is not None:
-        out = np.concatenate([out, alpha.astype(out.dtype)], axis=2)
-    return str(write_image(path, out))
+def save_png(path: Path, result: np.ndarray, like: np.ndarray, alpha: np.ndarray | None = None) -> str:
+    """Write `result`, made from the visitor's image `like` (HxWxC as `read` gives it), as a PNG in
+    like's form (n2n.io.with_alpha: its bit depth, and its alpha appended when `result` is colour
+    only); return the path. `alpha` is not used (like's alpha is the one appended): the older form's
+    argument, still passed by ui/denoise.adapt_image, always like's own."""
+    return str(write_image(path, with_alpha(result, like)))
 
 
 def safe_name(text: str) -> str:

@@ -46,12 +46,12 @@ def corrupt_image(image, noise="gaussian", param=API_DEFAULT_PARAM, seed=0):
     clean = read(image)
     model = noise_model(noise)
     param = check_param(model, param)
-    colour, alpha = split_alpha(clean)
+    colour = to_float(split_alpha(clean)[0])
     rng = np.random.default_rng(int(seed or 0))
-    noisy = [corrupt(to_float(colour), noise, param, rng) for _ in range(2)]
+    noisy = [corrupt(colour, noise, param, rng) for _ in range(2)]
     folder = workdir()
-    paths = [save_png(folder / f"noisy_{k}.png", n, colour, alpha) for k, n in zip("AB", noisy)]
-    scores = [round(psnr(to_float(colour), n), 2) for n in noisy]
+    paths = [save_png(folder / f"noisy_{k}.png", n, clean) for k, n in zip("AB", noisy)]  # clean's depth and alpha
+    scores = [round(psnr(colour, n), 2) for n in noisy]
     return paths[0], paths[1], scores[0], scores[1], {"clean": image, "noisy": paths[0], "noise": noise, "param": param}
 
 

@@ -215,7 +215,7 @@ def zero_shot_run(files, steps: int, stop: threading.Event):
         raise UserError(f"Steps must be between 1 and {MAX_STEPS}, got {steps}.")
     path = files[0] if isinstance(files[0], str) else files[0].name
     noisy = read(path)
-    colour, alpha = split_alpha(noisy)
+    colour = split_alpha(noisy)[0]
     run = Run(["zero-shot"], workdir(), steps)
     try:
         for record in ft.zero_shot_records(to_float(colour), steps, stop.is_set):
@@ -229,7 +229,7 @@ def zero_shot_run(files, steps: int, stop: threading.Event):
             yield run.outputs()
     except Exception as e:
         raise UserError(f"Zero-shot training failed: {e}") from None
-    result = save_png(run.folder / f"{safe_name(Path(path).stem)}_zero_shot.png", record.result, colour, alpha)
+    result = save_png(run.folder / f"{safe_name(Path(path).stem)}_zero_shot.png", record.result, noisy)
     run.preview = write_preview(run.folder / "preview.png", ft.preview_strip(
         [centre_crop(colour, ft.PREVIEW_SIZE), centre_crop(record.result, ft.PREVIEW_SIZE)]))
     yield run.outputs(f"{run.status()}\n\n**finished**: the denoised image is ready to download.", result, "")

@@ -23,6 +23,7 @@ from .noise import corrupt, get_noise
 from .train import MODES, Record, TrainConfig, TrainData, train, validation_pairs, zero_shot
 
 KINDS = MODES  # the kinds of data a run takes: clean images, pairs of noisy shots, single noisy images
+ZERO_SHOT = "zero-shot"  # the other kind: one noisy image, denoised with no training data (zero_shot_records)
 UPLOADS = "uploads"  # what a run's config names its images, which come decoded (TrainData), not from a folder
 PREVIEW_SIZE = 128  # the preview crop, pixels a side
 

@@ -27,10 +27,14 @@ from ui.common import (API_DEFAULT_RANGE, MAX_STEPS, MAX_TRAIN_PIXELS, MAX_UPLOA
 from ui.denoise import DenoiseTab
 from ui.registry import FINETUNED, add_finetuned, check_session, compare_choices, init_ref, model_names
 
-KINDS = [("clean images → synthetic noisy pairs", "synthetic"),
-         ("pairs of noisy shots of the same scenes (two uploads)", "pairs"),
-         ("single noisy images (Neighbor2Neighbor)", "single"),
-         ("one noisy image, zero-shot (no training data)", "zero-shot")]
+KIND_LABELS = {"synthetic": "clean images → synthetic noisy pairs",
+               "pairs": "pairs of noisy shots of the same scenes (two uploads)",
+               "single": "single noisy images (Neighbor2Neighbor)",
+               ft.ZERO_SHOT: "one noisy image, zero-shot (no training data)"}
+if set(KIND_LABELS) != {*ft.KINDS, ft.ZERO_SHOT}:  # the kinds are n2n.finetune's: a label for each, no other
+    raise RuntimeError(f"ui.finetune.KIND_LABELS names {sorted(KIND_LABELS)}, n2n.finetune "
+                       f"{sorted({*ft.KINDS, ft.ZERO_SHOT})}")
+KINDS = [(KIND_LABELS[kind], kind) for kind in (*ft.KINDS, ft.ZERO_SHOT)]  # the radio's (label, value) pairs
 LOSSES = [("auto: the one that fits the noise", "auto"), ("L2 (mean)", "l2"), ("L1 (median)", "l1"),
           ("annealed L0 (mode)", "l0"), ("L2 on surviving pixels", "masked_l2")]
 
@@ -180,7 +184,7 @@ def finetune(files, noise="gaussian", kind="synthetic", second_shots=None, range
     """Fine-tune on the uploaded images; stream the curves, a preview and the time left; end with a checkpoint."""
     stop = stop_flag(request)
     check_session(init, request)
-    if kind == "zero-shot":
+    if kind == ft.ZERO_SHOT:
         yield from zero_shot_run(files, int(steps), stop)
         return
     run = prepare_run(files, second_shots, kind, noise, range_low, range_high, loss, int(steps), init, bool(twin),

@@ -30,6 +30,7 @@ import random
 import re
 import shutil
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -167,13 +168,15 @@ def start_app(work: Path, hub_url: str, settings: dict[str, str]) -> tuple[subpr
 def folder_bytes(folder: Path) -> tuple[int, int]:
     """(bytes on disk, files) under folder."""
     total = files = 0
-    for path in folder.rglob("*"):
-        try:
-            if path.is_file() and not path.is_symlink():
-                total += path.stat().st_blocks * 512
+    for parent, _, names in os.walk(folder):  # (os.walk skips a folder removed while it walks)
+        for name in names:
+            try:
+                info = os.lstat(os.path.join(parent, name))
+            except OSError:  # removed meanwhile
+                continue
+            if stat.S_ISREG(info.st_mode):
+                total += info.st_blocks * 512
                 files += 1
-        except OSError:  # removed meanwhile
-            pass
     return total, files
 
 

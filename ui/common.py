@@ -102,18 +102,21 @@ def workdir(kind: str = "calls", max_age_s: float = 3 * 3600) -> Path:
 
 
 def _usage(path: Path) -> tuple[float, int]:
-    """(latest modification time, bytes) over `path` and everything under it; (0, 0) if it vanished."""
+    """(latest modification time, bytes) over `path` and everything under it, skipping what is removed
+    meanwhile (another call's clean-up, an atomic write's temporary file); (now, 0) if `path` itself went."""
     try:
-        stat = path.stat()
-        if not path.is_dir():
-            return stat.st_mtime, stat.st_size
-        touched, size = stat.st_mtime, 0
-        for entry in path.rglob("*"):
-            info = entry.lstat()
-            touched, size = max(touched, info.st_mtime), size + info.st_size
-        return touched, size
+        info = path.lstat()
     except OSError:
-        return 0.0, 0
+        return time.time(), 0  # gone: nothing to remove, nothing to count
+    touched, size = info.st_mtime, 0 if path.is_dir() else info.st_size
+    for parent, _, names in os.walk(path):
+        for name in names:
+            try:
+                info = os.lstat(os.path.join(parent, name))
+            except OSError:
+                continue
+            touched, size = max(touched, info.st_mtime), size + info.st_size
+    return touched, size
 
 
 def read(path, what: str = "image") -> np.ndarray:

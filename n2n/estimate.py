@@ -150,7 +150,8 @@ def blind_score(noisy: np.ndarray, denoiser: Denoiser, max_side: int = MAX_SIDE)
 
     Why masking and not Neighbor2Neighbor's own loss (g1(y) → g2(y)): "Adapt to this photo" trains
     on that very loss on this very photo, so it favoured the adapted model where it had lost 0.1 to
-    0.5 dB (benchmarks/results/learn-blind-choice.md).
+    0.7 dB: it ranked 14 of 24 cases right, the masked score 20 (11 of 12 as it is here, 9 of 12 with a
+    two-pass prototype; wrong only within 0.2 dB; benchmarks/results/learn-blind-choice.md).
     """
     colour = to_float(noisy)
     colour = centre_crop(colour if colour.ndim == 3 else colour[..., None], max_side)

@@ -87,9 +87,9 @@ def denoise_image(image, model="gaussian", hub_repo="", compare=None, clean=None
 @gpu(duration=180)
 def adapt_image(image, model="gaussian", seconds=ADAPT_DEFAULT_S, clean=None, session=None,
                 progress=gr.Progress(), request: gr.Request = None):
-    """Fit `model` to `image` alone for `seconds`; the result kept (full-resolution PNG: the adapted
-    one, or the pretrained one where adapting made it worse by the blind score) first, then
-    pretrained ↔ adapted, the gallery, the scores, a summary, and the session's model lists."""
+    """Fit `model` to `image` alone for `seconds`; the adapted result (full-resolution PNG) first, then
+    pretrained ↔ adapted, the gallery (the better of the two by the blind score marked), the scores,
+    a summary saying which to keep, and the session's model lists."""
     noisy = read(image, "noisy image")
     model = (model or "").strip()
     if not model or model == "scratch":
@@ -121,7 +121,7 @@ def adapt_image(image, model="gaussian", seconds=ADAPT_DEFAULT_S, clean=None, se
     progress(1.0, desc="scoring both without a clean image")
     pretrained_model = load(model).model.to(device())
     blind = {"pretrained": blind_db(colour, pretrained_model), "adapted": blind_db(colour, adapted_model)}
-    kept = "adapted" if blind["adapted"] >= blind["pretrained"] else "pretrained"
+    better = "adapted" if blind["adapted"] >= blind["pretrained"] else "pretrained"
     name = f"adapted-{safe_name(model)[:24]}-{uuid.uuid4().hex[:6]}"
     add_finetuned(name, Path(record.out), request)
     adapted_path = save_png(folder / f"{stem}_adapted.png", adapted, noisy, alpha)
@@ -132,17 +132,17 @@ def adapt_image(image, model="gaussian", seconds=ADAPT_DEFAULT_S, clean=None, se
 
     def caption(label, row, which):
         return (label + (f" · {row['PSNR (dB)']:.2f} dB" if "PSNR (dB)" in row else "")
-                + (" · kept" if which == kept else ""))
+                + (" · better" if which == better else ""))
     gallery = [(image, caption("noisy input", rows[0], None) if reference is not None else "noisy input"),
                (pretrained_path, caption(f"pretrained · {model}", rows[-2], "pretrained")),
                (adapted_path, caption("adapted to this photo", rows[-1], "adapted"))]
     gain = (f" PSNR {rows[-2]['PSNR (dB)']:.2f} → {rows[-1]['PSNR (dB)']:.2f} dB against the clean reference."
             if reference is not None else "")
-    verdict = (f"Kept: **the adapted result** (blind score {blind['adapted']:.3f} dB against the pretrained "
-               f"model's {blind['pretrained']:.3f} dB)" if kept == "adapted" else
-               f"Kept: **the pretrained result**: adapting made the blind score worse ({blind['adapted']:.3f} dB "
-               f"against the pretrained model's {blind['pretrained']:.3f} dB), so the download is the pretrained "
-               "model's")
+    verdict = (f"Better: **the adapted result** (blind score {blind['adapted']:.3f} dB against the pretrained "
+               f"model's {blind['pretrained']:.3f} dB)" if better == "adapted" else
+               f"Better: **the pretrained result**: adapting made the blind score worse ({blind['adapted']:.3f} dB "
+               f"against the pretrained model's {blind['pretrained']:.3f} dB), so keep the pretrained model's "
+               "(in the gallery; the download is the adapted one)")
     summary = (f"**{model}** adapted to this photo: {record.step} step{'s' if record.step != 1 else ''} "
                "of Neighbor2Neighbor on the photo alone in "
                f"{trained_s:.0f} s.{gain} {verdict}. The blind score needs no clean image: each of a quarter of "
@@ -150,7 +150,7 @@ def adapt_image(image, model="gaussian", seconds=ADAPT_DEFAULT_S, clean=None, se
                f"better; the noise caps it). The model **{name}** is now in your model list (yours only); the "
                "slider shows pretrained ↔ adapted.")
     session = list(session or []) + [name]
-    return (adapted_path if kept == "adapted" else pretrained_path, (pretrained_path, adapted_path), gallery,
+    return (adapted_path, (pretrained_path, adapted_path), gallery,
             pd.DataFrame(rows), summary, session, gr.Dropdown(choices=model_names(session)),
             gr.CheckboxGroup(choices=compare_choices(session)))
 

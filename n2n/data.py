@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .io import read_image, to_float, to_uint8
+from .io import to_float, to_uint8
 from .noise import training_pair
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
@@ -46,16 +46,14 @@ def to_channels(image: np.ndarray, channels: int) -> np.ndarray:
     return luma[..., None].astype(image.dtype)
 
 
-def load_images(files, channels: int = 3, min_size: int = 0) -> list[np.ndarray]:
-    """Decode `files` once into uint8 (H, W, channels) arrays, padding images smaller than `min_size`."""
-    images = []
-    for f in files:
-        image = to_uint8(to_channels(read_image(f, dtype=None), channels))
-        ph, pw = max(0, min_size - image.shape[0]), max(0, min_size - image.shape[1])
-        if ph or pw:
-            image = np.pad(image, ((0, ph), (0, pw), (0, 0)), mode="reflect" if min(image.shape[:2]) > 1 else "edge")
-        images.append(image)
-    return images
+def training_image(image: np.ndarray, channels: int, min_size: int) -> np.ndarray:
+    """A decoded image (H, W, C, any dtype) as the datasets take it: uint8 (H, W, channels), alpha
+    dropped, padded (reflected) to at least `min_size` pixels a side."""
+    image = to_uint8(to_channels(image, channels))
+    ph, pw = max(0, min_size - image.shape[0]), max(0, min_size - image.shape[1])
+    if ph or pw:
+        image = np.pad(image, ((0, ph), (0, pw), (0, 0)), mode="reflect" if min(image.shape[:2]) > 1 else "edge")
+    return image
 
 
 def random_crop(images: list[np.ndarray], size: int, rng: np.random.Generator) -> list[np.ndarray]:

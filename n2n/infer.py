@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .io import from_float, split_alpha, to_float
+from .io import from_float, split_alpha, to_float, with_alpha
 
 PRECISIONS = ("auto", "fp32", "bf16")
 # Default tile side: a 768×512 photo (Kodak) goes through whole, with no overlap to compute twice;
@@ -156,7 +156,7 @@ def denoise(model: nn.Module, image: np.ndarray, tile: int = TILE, overlap: int 
         image = image[..., None]
     if image.ndim != 3 or image.shape[0] < 1 or image.shape[1] < 1:
         raise ValueError(f"expected an image of shape (H, W) or (H, W, C), got {image.shape}")
-    colour, alpha = split_alpha(image)
+    colour = split_alpha(image)[0]
     h, w, c = colour.shape
     multiple = getattr(model, "multiple", 1)
     # tiles start on the model's grid, so neighbours can share pixels only if a tile spans two grid cells
@@ -185,7 +185,5 @@ def denoise(model: nn.Module, image: np.ndarray, tile: int = TILE, overlap: int 
                 progress(k, len(jobs))
     finally:
         model.train(was_training)
-    result = _from_float_rows(out, colour.dtype)
-    if alpha is not None:
-        result = np.concatenate([result, alpha], axis=2)
+    result = with_alpha(_from_float_rows(out, colour.dtype), image)
     return result[..., 0] if squeeze else result

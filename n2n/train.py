@@ -25,9 +25,9 @@ from torch.utils.data import DataLoader
 
 from . import checkpoint, hub
 from .data import (NoisyPairs, SingleNoisy, SyntheticPairs, apply_subsample, list_images, neighbor_subsample,
-                   to_channels)
+                   to_channels, training_image)
 from .infer import denoise, resolve_precision
-from .io import centre_crop, read_image, to_float, to_uint8, write_atomic
+from .io import centre_crop, read_image, to_float, write_atomic
 from .losses import get_loss, neighbor2neighbor_regulariser
 from .metrics import psnr
 from .models import build_model
@@ -124,16 +124,6 @@ def read_data(config: TrainConfig, validation: bool = True) -> TrainData:
         targets = [read_image(target_dir / f.name, dtype=None) for f in files]
     return TrainData([read_image(f, dtype=None) for f in files], targets,
                      validation_set(config) if validation else [])
-
-
-def training_image(image: np.ndarray, channels: int, min_size: int) -> np.ndarray:
-    """A decoded image (H, W, C, any dtype) as the datasets take it: uint8 (H, W, channels), alpha
-    dropped, padded (reflected) to at least `min_size` pixels a side."""
-    image = to_uint8(to_channels(image, channels))
-    ph, pw = max(0, min_size - image.shape[0]), max(0, min_size - image.shape[1])
-    if ph or pw:
-        image = np.pad(image, ((0, ph), (0, pw), (0, 0)), mode="reflect" if min(image.shape[:2]) > 1 else "edge")
-    return image
 
 
 def _dataset(config: TrainConfig, data: TrainData, length: int, multiple: int):

@@ -129,11 +129,10 @@ def read(path, what: str = "image") -> np.ndarray:
         raise UserError(e.user_message.replace(str(path), Path(path).name)) from None
 
 
-def save_png(path: Path, result: np.ndarray, like: np.ndarray, alpha: np.ndarray | None = None) -> str:
+def save_png(path: Path, result: np.ndarray, like: np.ndarray) -> str:
     """Write `result`, made from the visitor's image `like` (HxWxC as `read` gives it), as a PNG in
     like's form (n2n.io.with_alpha: its bit depth, and its alpha appended when `result` is colour
-    only); return the path. `alpha` is not used (like's alpha is the one appended): the older form's
-    argument, still passed by ui/denoise.adapt_image, always like's own."""
+    only); return the path."""
     return str(write_image(path, with_alpha(result, like)))
 
 

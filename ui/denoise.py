@@ -25,7 +25,7 @@ from n2n import baselines, hub
 from n2n.adapt import adapt
 from n2n.estimate import blind_score, estimate_noise
 from n2n.infer import denoise, resolve_precision
-from n2n.io import from_float, split_alpha, to_float
+from n2n.io import split_alpha, to_float, with_alpha
 from n2n.metrics import psnr, ssim
 from n2n.noise import NOISE_MODELS
 from ui.common import (API_DEFAULT_PARAM, IMAGE_SOURCES, UserError, check_param, gpu, image_input, noise_model,
@@ -99,7 +99,7 @@ def adapt_image(image, model="gaussian", seconds=ADAPT_DEFAULT_S, clean=None, se
         raise UserError(f"Adapt takes {ADAPT_SECONDS[0]} to {ADAPT_SECONDS[1]} seconds, got {seconds}.")
     init = init_ref(model)  # a listed model only: a Hub repo cannot be adapted
     reference = clean_reference(clean, noisy)
-    colour, alpha = split_alpha(noisy)
+    colour = split_alpha(noisy)[0]
     folder, stem = workdir("runs", max_age_s=24 * 3600), safe_name(Path(image).stem)
     progress(0, desc="loading the model")
     start = time.perf_counter()
@@ -124,7 +124,7 @@ def adapt_image(image, model="gaussian", seconds=ADAPT_DEFAULT_S, clean=None, se
     better = "adapted" if blind["adapted"] >= blind["pretrained"] else "pretrained"
     name = f"adapted-{safe_name(model)[:24]}-{uuid.uuid4().hex[:6]}"
     add_finetuned(name, Path(record.out), request)
-    adapted_path = save_png(folder / f"{stem}_adapted.png", adapted, noisy, alpha)
+    adapted_path = save_png(folder / f"{stem}_adapted.png", adapted, noisy)
     pretrained_path = save_png(folder / f"{stem}_pretrained_{safe_name(model)}.png", pretrained, noisy)
     rows = [score_row("noisy input", reference, noisy, 0.0)] if reference is not None else []
     rows += [score_row(f"pretrained · {model}", reference, pretrained, 0.0, blind["pretrained"]),
@@ -209,13 +209,11 @@ def describe_source(ref: str, loaded: hub.LoadedModel) -> str:
 def run_method(method: str, noisy: np.ndarray, noise: str, param: float, progress) -> np.ndarray:
     """Denoise `noisy` (HxWxC, own dtype) with a baseline or a model; same shape and dtype out."""
     if method in baselines.BASELINES:
-        colour, alpha = split_alpha(noisy)
         try:
-            out = baselines.get_baseline(method)(to_float(colour), noise, param)
+            out = baselines.get_baseline(method)(to_float(split_alpha(noisy)[0]), noise, param)
         except ValueError as e:
             raise UserError(str(e)) from None
-        out = from_float(out, colour.dtype)
-        return out if alpha is None else np.concatenate([out, alpha], axis=2)
+        return with_alpha(out, noisy)
     model = load(method).model.to(device())
     try:
         return denoise(model, noisy,

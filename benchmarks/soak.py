@@ -49,6 +49,7 @@ SAMPLE_S = 10.0
 REQUEST_TIMEOUT_S = 300.0
 # kind -> weight in the mix
 MIX = {"denoise": 30, "corrupt": 20, "finetune": 4, "hub_good": 6, "hostile_upload": 15, "hub_fails": 20, "adapt": 5}
+ADAPT_S = 5  # seconds of adapting per /adapt request: the least the app allows (ui.denoise.ADAPT_SECONDS)
 HUB_FAILS = {  # Hub id -> the refusal the visitor must read
     "nobody/missing-model": r"Hub repo 'nobody/missing-model' not found",
     "soak/million-channels": r"in_channels=1000000 is refused",
@@ -279,7 +280,7 @@ class Visitor:
                                      f"status {status[-200:]!r}")
             return "ok", f"{steps} steps"
         if kind == "adapt":
-            outputs = client.predict(handle_file(str(noisy)), "gaussian", 2, api_name="/adapt")
+            outputs = client.predict(handle_file(str(noisy)), "gaussian", ADAPT_S, api_name="/adapt")
             files = [o for o in (outputs if isinstance(outputs, (list, tuple)) else [outputs])
                      if isinstance(o, str) and o.endswith(".png")]
             if not files or read_image(files[0], dtype=None).shape != shape:

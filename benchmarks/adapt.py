@@ -10,6 +10,8 @@ Images: the first --images of CBSD68, whole (481×321). Noisy uploads are clippe
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -19,6 +21,7 @@ import torch
 
 from n2n.data import list_images
 from n2n.adapt import adapt
+from n2n.estimate import blind_score
 from n2n.infer import denoise
 from n2n.io import from_float, read_image, to_float
 from n2n.metrics import psnr
@@ -60,14 +63,14 @@ def parse_setting(text: str) -> dict:
     return {"crop": int(crop), "batch_size": int(batch), "lr": float(lr)}
 
 
-def run_adapt(init: str, noisy: np.ndarray, seconds: float, setting: dict) -> tuple[np.ndarray, int, float]:
-    """The adapted result, its steps and its seconds (training; the full-image denoise not included)."""
+def run_adapt(init: str, noisy: np.ndarray, seconds: float, setting: dict) -> tuple[np.ndarray, int, float, object]:
+    """The adapted result, its steps, its seconds (training; the full-image denoise not included) and the model."""
     with tempfile.TemporaryDirectory() as folder:
         start = time.perf_counter()
         for record in adapt(init, noisy, Path(folder), seconds, **setting):
             pass
         elapsed = time.perf_counter() - start
-        return denoise(record.model.eval(), noisy), record.step, elapsed
+        return denoise(record.model.eval(), noisy), record.step, elapsed, record.model
 
 
 def run_zero_shot(noisy: np.ndarray, seconds: float) -> tuple[np.ndarray, int, float]:
@@ -81,6 +84,7 @@ def run_zero_shot(noisy: np.ndarray, seconds: float) -> tuple[np.ndarray, int, f
 
 
 def main(argv=None) -> str:
+    argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "cbsd68"))
     parser.add_argument("--images", type=int, default=3)
@@ -97,11 +101,14 @@ def main(argv=None) -> str:
     files = list_images(args.data)[: args.images]
     header = ["noise", "image", "noisy", f"pretrained `{args.init}`"] + [f"N2N {s}" for s in settings]
     header += ["zero-shot"] if args.zero_shot else []
-    lines = [f"# Adapt to this photo: {args.seconds:g} s budget, 2 shared CPU cores (`nice -n 5`)", "",
+    header += [f"blind verdict on {settings[0]} (right?)"]
+    lines = [f"# Adapt to this photo: {args.seconds:g} s budget, {os.cpu_count()} CPU cores (load average "
+             f"{os.getloadavg()[0]:.1f} at the start)", "",
              f"`python -m benchmarks.adapt {' '.join(argv) if argv else ''}`".replace(" `", "`"), "",
              "PSNR in dB (8-bit); N2N = Neighbor2Neighbor from the pretrained model, crop x batch @ lr; "
              "(steps in brackets).", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     gains = {s: [] for s in settings + ["zero-shot"]}
+    verdicts = []  # (the blind score picked the better of pretrained and adapted, PSNR of its pick - pretrained)
     for n, (name, noise) in enumerate(NOISES.items()):
         if name not in args.noises.split(","):
             continue
@@ -111,17 +118,25 @@ def main(argv=None) -> str:
             base = psnr(clean, denoise(pretrained, noisy))
             row = [name, f.name, f"{psnr(clean, noisy):.2f}", f"{base:.2f}"]
             for s in settings:
-                result, steps, seconds = run_adapt(args.init, noisy, args.seconds, parse_setting(s))
+                result, steps, seconds, model = run_adapt(args.init, noisy, args.seconds, parse_setting(s))
                 gains[s].append(psnr(clean, result) - base)
+                if s == settings[0]:  # the app's verdict: n2n.estimate.blind_score of both, lower is better
+                    adapted_wins = (blind_score(noisy, lambda x: denoise(model.eval(), x), max_side=384)
+                                    <= blind_score(noisy, lambda x: denoise(pretrained, x), max_side=384))
+                    verdicts.append((adapted_wins == (gains[s][-1] >= 0), gains[s][-1] if adapted_wins else 0.0,
+                                     "adapted" if adapted_wins else "pretrained"))
                 row.append(f"{psnr(clean, result):.2f} ({gains[s][-1]:+.2f}, {steps} st, {seconds:.0f} s)")
             if args.zero_shot:
                 result, steps, seconds = run_zero_shot(noisy, args.seconds)
                 gains["zero-shot"].append(psnr(clean, result) - base)
                 row.append(f"{psnr(clean, result):.2f} ({gains['zero-shot'][-1]:+.2f}, {steps} st, {seconds:.0f} s)")
+            row.append(f"{verdicts[-1][2]} ({'yes' if verdicts[-1][0] else 'no'})")
             lines.append("| " + " | ".join(row) + " |")
             print(lines[-1], flush=True)
     means = [f"{np.mean(gains[s]):+.2f} dB" for s in settings] + ([f"{np.mean(gains['zero-shot']):+.2f} dB"]
                                                                   if args.zero_shot else [])
+    picked = np.mean([v[1] for v in verdicts])
+    means.append(f"right {sum(v[0] for v in verdicts)}/{len(verdicts)}; its pick {picked:+.2f} dB")
     lines.append("| **mean gain over pretrained** | | | | " + " | ".join(means) + " |")
     text = "\n".join(lines) + "\n"
     print(lines[-1])

@@ -71,7 +71,7 @@ def main(argv=None) -> str:
     lines = ["# Learn tab: seconds per call on the 512² astronaut", "",
              f"`nice -n 5 python -m benchmarks.learn --repeats {args.repeats}`: median of {args.repeats} calls "
              f"after a warm-up; {os.cpu_count()} CPU cores, load average {load_before:.1f} before and "
-             f"{load_after:.1f} after (the training campaign's processes run beside it).", "",
+             f"{load_after:.1f} after (a load above 2 means other work ran beside it).", "",
              "| noise | parameter | N | /learn round trip (s) | `combine` alone (s) "
              "| PSNR noisy / mean / median / mode (dB) |",
              "|---|---|---|---|---|---|"]

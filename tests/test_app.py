@@ -142,6 +142,25 @@ def test_denoise_serves_the_model_and_compares_baselines(client, clean_png):
     assert rows["non-local means (OpenCV)"]["seconds"] >= 0
 
 
+@pytest.mark.parametrize("suffix", [".png", ".tif"])
+def test_denoise_keeps_16_bit_rgb_16_bit(client, clean_png, tmp_path, suffix):
+    """A 16-bit RGB PNG or TIFF comes back as a 16-bit PNG download (issue 13), the library's own answer,
+    beside the baselines (also at 16 bits in the gallery)."""
+    import cv2
+
+    noisy_path, _ = noisy_png(clean_png)
+    deep = png(noisy_path).astype(np.uint16) * 257 + np.arange(64 * 96 * 3, dtype=np.uint16).reshape(64, 96, 3) % 257
+    path = tmp_path / f"deep{suffix}"
+    assert cv2.imwrite(str(path), deep[..., ::-1])  # OpenCV writes BGR
+    assert np.array_equal(read_image(path, dtype=None), deep)
+    _, gallery, _, download, _ = client.predict(handle_file(str(path)), "tiny", "", ["median"], None, "gaussian", 25,
+                                                api_name="/denoise")
+    result = read_image(download, dtype=None)  # (Pillow alone would read a 16-bit RGB PNG as 8-bit)
+    assert Path(download).suffix == ".png" and result.dtype == np.uint16 and result.shape == (64, 96, 3)
+    assert np.array_equal(result, denoise(hub.load_model(registry.EXTRA["tiny"]), deep))
+    assert read_image(gallery[-1]["image"], dtype=None).dtype == np.uint16
+
+
 def test_denoise_without_reference_gives_no_scores(client, clean_png):
     noisy_path, _ = noisy_png(clean_png, seed=2)
     _, gallery, table, download, _ = client.predict(handle_file(str(noisy_path)), "tiny", api_name="/denoise")

@@ -30,7 +30,11 @@ CSS = """
 #status {min-height: 2.5em}
 footer {display: none !important}
 """
-LAUNCH_KWARGS = {"max_file_size": MAX_FILE_SIZE, "css": CSS, "theme": gr.themes.Soft()}
+# Gradio keeps each visitor session's state (about 250 kB here, measured) for up to this many sessions, oldest
+# dropped first: 10,000 by default, 2.5 GB on a 16 GB Space (issue 14's soak: RSS climbing with new sessions)
+SESSIONS_KEPT = 1000
+LAUNCH_KWARGS = {"max_file_size": MAX_FILE_SIZE, "css": CSS, "theme": gr.themes.Soft(),
+                 "state_session_capacity": SESSIONS_KEPT}
 
 
 def build_demo(extra_models=None) -> gr.Blocks:

@@ -68,3 +68,24 @@ def test_a_cleared_finetuned_model_is_explained(tmp_path, monkeypatch):
     with pytest.raises(common.UserError, match=r"Your model 'mine-123456' was cleared from this server to make "
                                                r"room \(visitors' files are kept for 24 h at most"):
         registry.load("mine-123456")
+
+
+def test_the_served_app_keeps_a_bounded_number_of_visitor_sessions(server, tmp_path, monkeypatch):
+    """Each visitor session's state costs the server memory (about 250 kB measured); the app launches with
+    Gradio keeping at most app.SESSIONS_KEPT of them, the oldest dropped first."""
+    import numpy as np
+    from gradio_client import Client, handle_file
+
+    import app
+    from n2n.io import write_image
+
+    demo, url = server
+    assert demo.state_holder.capacity == app.SESSIONS_KEPT <= 1000
+    monkeypatch.setattr(demo.state_holder, "capacity", 2)  # the same eviction, at a size a test can reach
+    image = tmp_path / "in.png"
+    write_image(image, np.full((16, 16, 3), 128, np.uint8))
+    for _ in range(4):  # four visitors, one after the other
+        visitor = Client(url, verbose=False)
+        visitor.predict(handle_file(str(image)), "gaussian", 25, 0, api_name="/corrupt")
+        visitor.close()
+    assert len(demo.state_holder.session_data) <= 2

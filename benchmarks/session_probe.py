@@ -34,6 +34,7 @@ for phase in ("one session", "a new session each", "one session", "a new session
         c.predict(handle_file(str(img)), "gaussian", api_name="/denoise")
         if c is not one:
             c.close()
-    print(f"{phase}: {n} x (corrupt + denoise) in {time.monotonic() - t:.0f} s: RSS {before:.0f} -> {rss(proc.pid):.0f} MB"
+    print(f"{phase}: {n} x (corrupt + denoise) in {time.monotonic() - t:.0f} s: "
+          f"RSS {before:.0f} -> {rss(proc.pid):.0f} MB"
           f" ({(rss(proc.pid) - before) * 1024 / n:+.0f} kB per pair)", flush=True)
 proc.kill()

@@ -21,7 +21,7 @@ import torch
 
 from n2n.data import list_images
 from n2n.adapt import adapt
-from n2n.estimate import blind_score
+from n2n.estimate import blind_psnr
 from n2n.infer import denoise
 from n2n.io import from_float, read_image, to_float
 from n2n.metrics import psnr
@@ -120,9 +120,9 @@ def main(argv=None) -> str:
             for s in settings:
                 result, steps, seconds, model = run_adapt(args.init, noisy, args.seconds, parse_setting(s))
                 gains[s].append(psnr(clean, result) - base)
-                if s == settings[0]:  # the app's verdict: n2n.estimate.blind_score of both, lower is better
-                    adapted_wins = (blind_score(noisy, lambda x: denoise(model.eval(), x), max_side=384)
-                                    <= blind_score(noisy, lambda x: denoise(pretrained, x), max_side=384))
+                if s == settings[0]:  # the app's verdict: n2n.estimate.blind_psnr of both
+                    adapted_wins = (blind_psnr(noisy, lambda x: denoise(model.eval(), x))
+                                    >= blind_psnr(noisy, lambda x: denoise(pretrained, x)))
                     verdicts.append((adapted_wins == (gains[s][-1] >= 0), gains[s][-1] if adapted_wins else 0.0,
                                      "adapted" if adapted_wins else "pretrained"))
                 row.append(f"{psnr(clean, result):.2f} ({gains[s][-1]:+.2f}, {steps} st, {seconds:.0f} s)")

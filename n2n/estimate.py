@@ -134,6 +134,7 @@ def estimate_noise(image: np.ndarray, models: list[str] | None = None) -> NoiseE
 
 Denoiser = Callable[[np.ndarray], np.ndarray]  # float32 (H, W, C) in [0, 1] -> the same shape
 BLIND_OFFSETS = ((0, 0), (2, 2), (0, 2), (2, 0))  # the pixels masked in each 4 × 4 cell, one pass each
+BLIND_SIDE = 384  # Adapt's comparison reads this centre crop: four passes cost about two of a 512² image
 
 
 def blind_score(noisy: np.ndarray, denoiser: Denoiser, max_side: int = MAX_SIDE) -> float:
@@ -167,3 +168,9 @@ def blind_score(noisy: np.ndarray, denoiser: Denoiser, max_side: int = MAX_SIDE)
         masked[cells] = around[cells]
         errors.append((np.asarray(denoiser(masked), np.float64)[cells] - colour[cells]).ravel() ** 2)
     return float(np.mean(np.concatenate(errors)))
+
+
+def blind_psnr(noisy: np.ndarray, denoiser: Denoiser, max_side: int = BLIND_SIDE) -> float:
+    """`blind_score` as a PSNR against the noisy pixels (dB, higher is better): how "Adapt to this
+    photo" ranks the pretrained and the adapted model, in the app and in benchmarks/adapt.py."""
+    return float(10 * np.log10(1.0 / max(blind_score(noisy, denoiser, max_side), 1e-12)))

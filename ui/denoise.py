@@ -4,7 +4,7 @@ scored against a clean reference when one is given.
 Endpoints /denoise (image, model, Hub repo, compare with, clean reference, noise, parameter) and
 /adapt (image, model, seconds, clean reference): the model fitted to this one photo for a few
 seconds (Neighbor2Neighbor, n2n.adapt.adapt), shown beside the pretrained one; the download is the
-better of the two by a blind score (n2n.estimate.blind_score, no clean image needed); the adapted
+better of the two by a blind score (n2n.estimate.blind_psnr, no clean image needed); the adapted
 model joins the visitor's model list, theirs alone. On upload, the noise is estimated (n2n.estimate) to
 preset the baselines' noise level and suggest a model.
 Also wires the Corrupt tab's "Send A to Denoise", which fills this tab's inputs.
@@ -23,7 +23,7 @@ import torch
 
 from n2n import baselines, hub
 from n2n.adapt import adapt
-from n2n.estimate import blind_score, estimate_noise
+from n2n.estimate import blind_psnr, estimate_noise
 from n2n.infer import denoise, resolve_precision
 from n2n.io import split_alpha, to_float, with_alpha
 from n2n.metrics import psnr, ssim
@@ -37,7 +37,6 @@ from ui.registry import (BASELINE_LABELS, add_finetuned, check_session, compare_
 # "Adapt to this photo": seconds of training per call (SECURITY.md: one fine-tuning slot, shared)
 ADAPT_SECONDS = (5, 120)
 ADAPT_DEFAULT_S = 60
-BLIND_SIDE = 384  # the centre crop on which Adapt's blind score compares pretrained and adapted
 
 
 @dataclass
@@ -120,7 +119,8 @@ def adapt_image(image, model="gaussian", seconds=ADAPT_DEFAULT_S, clean=None, se
     adapted = denoise(adapted_model, colour)
     progress(1.0, desc="scoring both without a clean image")
     pretrained_model = load(model).model.to(device())
-    blind = {"pretrained": blind_db(colour, pretrained_model), "adapted": blind_db(colour, adapted_model)}
+    blind = {which: blind_psnr(colour, lambda x, m=m: denoise(m, x))
+             for which, m in (("pretrained", pretrained_model), ("adapted", adapted_model))}
     better = "adapted" if blind["adapted"] >= blind["pretrained"] else "pretrained"
     name = f"adapted-{safe_name(model)[:24]}-{uuid.uuid4().hex[:6]}"
     add_finetuned(name, Path(record.out), request)
@@ -153,14 +153,6 @@ def adapt_image(image, model="gaussian", seconds=ADAPT_DEFAULT_S, clean=None, se
     return (adapted_path, (pretrained_path, adapted_path), gallery,
             pd.DataFrame(rows), summary, session, gr.Dropdown(choices=model_names(session)),
             gr.CheckboxGroup(choices=compare_choices(session)))
-
-
-def blind_db(colour: np.ndarray, model: torch.nn.Module) -> float:
-    """n2n.estimate.blind_score of `model` on `colour` (H, W, C), as a PSNR against the noisy pixels
-    (dB, higher is better): it ranks denoisers on a photo without its clean image. Read on the centre
-    BLIND_SIDE² pixels: four passes there cost about two of a 512² image (0.6 s on 2 quiet CPU cores)."""
-    score = blind_score(colour, lambda x: denoise(model, x), max_side=BLIND_SIDE)
-    return float(10 * np.log10(1.0 / max(score, 1e-12)))
 
 
 def estimate_upload(image):

@@ -1,4 +1,4 @@
-"""Issue 14: the app's files on disk stay bounded. `ui.common.workdir` ages out call and run folders
+"""Issue 14: the app's files on disk stay bounded. `ui.common.prune` (from `workdir`) ages out call and run folders
 and keeps WORK under a size budget, oldest first, never a folder a call may still be using; a
 visitor whose fine-tuned model was cleared is told so in one sentence."""
 from __future__ import annotations
@@ -25,6 +25,7 @@ def folder(root, name, mb, age_s):
 @pytest.fixture
 def work(monkeypatch, tmp_path):
     monkeypatch.setattr(common, "WORK", tmp_path / "n2n-app")
+    monkeypatch.setattr(common, "_PRUNED", {})  # as in a fresh app: the first workdir of a kind prunes
     return tmp_path / "n2n-app"
 
 
@@ -33,13 +34,13 @@ def test_old_folders_age_out_by_kind(work, monkeypatch):
     stale_call = folder(work / "calls", "stale", 0.1, 4 * 3600)
     fresh_call = folder(work / "calls", "fresh", 0.1, 2 * 3600)
     run = folder(work / "runs", "run", 0.1, 4 * 3600)  # runs are kept longer: another kind
-    new = common.workdir("calls")
+    new = common.workdir("calls")  # the first call of a kind prunes it
     assert new.is_dir() and new.parent == work / "calls"
     assert not stale_call.exists() and fresh_call.exists() and run.exists()
-    common.workdir("runs", max_age_s=24 * 3600)
+    common.prune("runs", max_age_s=24 * 3600)
     assert run.exists()
     monkeypatch.setattr(common, "KEEP_S", 3600)  # N2N_KEEP_S caps every kind
-    common.workdir("runs", max_age_s=24 * 3600)
+    common.prune("runs", max_age_s=24 * 3600)
     assert not run.exists() and fresh_call.exists()
 
 
@@ -53,12 +54,12 @@ def test_the_budget_removes_the_oldest_first_never_a_recent_one(work, monkeypatc
     older = folder(work / "calls", "older", 2, 2000)
     old = folder(work / "calls", "old", 2, 1000)
     recent = [folder(work / "runs", f"recent{i}", 2, 90 - 10 * i) for i in range(3)]  # recent0 the oldest
-    common.workdir("calls")
+    common.prune("calls", 3 * 3600)
     # 12 MB over a 5 MB budget: every folder older than MIN_KEEP_S goes, oldest first; the recent stay
     assert not oldest.exists() and not older.exists() and not old.exists()
     assert all(r.exists() for r in recent) and (examples / "astronaut.png").exists()
     monkeypatch.setattr(common, "MIN_KEEP_S", 0)
-    common.workdir("calls")
+    common.prune("calls", 3 * 3600)
     left = sorted(p.name for p in (work / "runs").iterdir())
     assert left == ["recent1", "recent2"], left  # down to the budget (4 of 5 MB), the newest kept
 
@@ -89,3 +90,15 @@ def test_the_served_app_keeps_a_bounded_number_of_visitor_sessions(server, tmp_p
         visitor.predict(handle_file(str(image)), "gaussian", 25, 0, api_name="/corrupt")
         visitor.close()
     assert len(demo.state_holder.session_data) <= 2
+
+
+def test_workdir_prunes_a_kind_at_most_every_prune_every_s(work, monkeypatch):
+    """Pruning walks every file under WORK, so calls do not each pay for it: a stale folder made
+    right after a prune survives the next calls until PRUNE_EVERY_S has passed."""
+    common.workdir("calls")
+    stale = folder(work / "calls", "stale", 0.1, 4 * 3600)
+    common.workdir("calls")
+    assert stale.exists()
+    monkeypatch.setattr(common, "PRUNE_EVERY_S", 0.0)
+    common.workdir("calls")
+    assert not stale.exists()

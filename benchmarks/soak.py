@@ -181,16 +181,22 @@ def folder_bytes(folder: Path) -> tuple[int, int]:
     return total, files
 
 
-def sample(pid: int, work: Path, start: float, done: int) -> dict:
+def proc_status(pid: int) -> tuple[str, dict[str, float]]:
+    """/proc/PID/status, and its VmRSS and VmHWM (peak) in MB."""
     with open(f"/proc/{pid}/status") as f:
         status = f.read()
-    kb = {key: int(re.search(rf"^{key}:\s+(\d+) kB", status, re.M).group(1)) for key in ("VmRSS", "VmHWM")}
+    return status, {key: int(re.search(rf"^{key}:\s+(\d+) kB", status, re.M).group(1)) / 1024
+                    for key in ("VmRSS", "VmHWM")}
+
+
+def sample(pid: int, work: Path, start: float, done: int) -> dict:
+    status, mb = proc_status(pid)
     tmp, tmp_files = folder_bytes(work / "tmp")
     hf, _ = folder_bytes(work / "hf")
     parts = {}  # the temporary folder by part: Gradio's cache, and each of the app's work folders
     for part in [work / "tmp" / "gradio", *sorted((work / "tmp" / "n2n-app").glob("*"))]:
         parts[str(part.relative_to(work / "tmp"))] = round(folder_bytes(part)[0] / 2**20, 2)
-    return {"t_s": round(time.monotonic() - start, 1), "rss_mb": kb["VmRSS"] / 1024, "peak_rss_mb": kb["VmHWM"] / 1024,
+    return {"t_s": round(time.monotonic() - start, 1), "rss_mb": mb["VmRSS"], "peak_rss_mb": mb["VmHWM"],
             "tmp_mb": tmp / 2**20, "tmp_files": tmp_files, "hf_cache_mb": hf / 2**20,
             "open_files": len(os.listdir(f"/proc/{pid}/fd")), "threads": int(re.search(r"^Threads:\s+(\d+)", status,
                                                                                       re.M).group(1)),

@@ -31,8 +31,9 @@ CSS = """
 footer {display: none !important}
 """
 # Gradio keeps each visitor session's state (about 250 kB here, measured) for up to this many sessions, oldest
-# dropped first: 10,000 by default, 2.5 GB on a 16 GB Space (issue 14's soak: RSS climbing with new sessions)
-SESSIONS_KEPT = 1000
+# dropped first: 10,000 by default, 2.5 GB on a 16 GB Space (issue 14's soak: RSS climbing with new sessions).
+# N2N_SESSIONS lowers it (the soak uses that to reach the cap within its run)
+SESSIONS_KEPT = min(1000, int(os.environ.get("N2N_SESSIONS", 1000)))
 LAUNCH_KWARGS = {"max_file_size": MAX_FILE_SIZE, "css": CSS, "theme": gr.themes.Soft(),
                  "state_session_capacity": SESSIONS_KEPT}
 

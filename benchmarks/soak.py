@@ -436,8 +436,8 @@ def markdown(summary: dict, samples: list[dict], args, plotted: bool, stem: str,
 
 
 def app_settings(args) -> dict[str, str]:
-    """The N2N_* environment the app is started with (--keep-s, --work-mb)."""
-    settings = {"N2N_KEEP_S": args.keep_s, "N2N_WORK_MB": args.work_mb}
+    """The N2N_* environment the app is started with (--keep-s, --work-mb, --sessions)."""
+    settings = {"N2N_KEEP_S": args.keep_s, "N2N_WORK_MB": args.work_mb, "N2N_SESSIONS": args.sessions}
     return {k: f"{v:g}" for k, v in settings.items() if v is not None}
 
 
@@ -454,6 +454,9 @@ def main(argv=None) -> int:
                         help="N2N_KEEP_S for the app: seconds visitors' files are kept at most (default: the app's)")
     parser.add_argument("--work-mb", type=float, default=None,
                         help="N2N_WORK_MB for the app: its disk budget for visitors' files (default: the app's)")
+    parser.add_argument("--sessions", type=int, default=None,
+                        help="N2N_SESSIONS for the app: visitor sessions whose state it keeps (default: the app's, "
+                             "1,000; the soak opens about 14 a minute, so a lower one shows the plateau sooner)")
     parser.add_argument("--machine", default=f"{os.cpu_count()} CPU cores",
                         help="a word on the machine, for the report")
     args = parser.parse_args(argv)

@@ -57,7 +57,8 @@ def run_configs(folder: Path, kind: str, noise: str, noise_range: tuple[float, f
                        data_target=UPLOADS if kind == "pairs" else "", mode=kind, loss=loss,
                        init=init, steps=steps, batch_size=8 if cuda else 4, crop=128 if cuda else 64,
                        val=UPLOADS if kind == "synthetic" else "", val_images=4, val_crop=128,
-                       val_every=every, checkpoint_every=every, out=str(folder / "n2n"), seed=seed)
+                       val_every=every, checkpoint_every=every, out=str(folder / "n2n"), seed=seed,
+                       optimiser_state=False)
     if not twin:
         return [base]
     return [base, TrainConfig(**{**base.__dict__, "clean_targets": True, "out": str(folder / "n2c")})]

@@ -66,6 +66,8 @@ class TrainConfig:
     checkpoint_every: int = 500
     out: str = "runs/model"
     resume: bool = False
+    optimiser_state: bool = True  # save Adam's moments beside each checkpoint so that `resume` continues the
+    # run (8 MB for the U-Net, as much as its weights); False: the weights only (the app's runs, never resumed)
     seed: int = 0
     workers: int = 0  # DataLoader worker processes
     precision: str = "auto"  # fp32 | bf16 (autocast) | auto (bf16 on CUDA and on CPUs with native bf16)
@@ -270,7 +272,8 @@ def train(config: TrainConfig, stop=lambda: False, data: TrainData | None = None
                                      f"checkpoint is in {out}. Try a lower learning rate.")
         if rank == 0:
             checkpoint.save(model, out, checkpoint_meta(config, model, step, extra))
-            _save_state(out, optimizer, step)
+            if config.optimiser_state:
+                _save_state(out, optimizer, step)
 
     for noisy_source, noisy_target, mask in loader:
         if step >= config.steps:

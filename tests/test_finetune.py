@@ -2,6 +2,7 @@
 records, preview strip, zip."""
 import dataclasses
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -42,7 +43,7 @@ def test_a_prepared_run_is_the_run_on_a_folder_of_the_same_images(photo_folder, 
     monkeypatch.setattr(ft, "validation_pairs", lambda *a: built.append(1) or n2n.train.validation_pairs(*a))
     prepared = ft.prepare(configs, decoded(photo_folder))
     on_disk = dataclasses.replace(configs[0], data=str(photo_folder), val=str(photo_folder),
-                                  out=str(tmp_path / "disk"))
+                                  out=str(tmp_path / "disk"), optimiser_state=True)
     expected = n2n.train.validation_set(on_disk)
     assert len(prepared.data.val_pairs) == len(expected) == 4 and built == [1]
     for (clean, noisy), (clean_disk, noisy_disk) in zip(prepared.data.val_pairs, expected):
@@ -58,6 +59,10 @@ def test_a_prepared_run_is_the_run_on_a_folder_of_the_same_images(photo_folder, 
     *_, last = ft.lockstep(configs, stop=lambda: False, data=prepared.data)
     assert [r.step for r in last] == [2, 2] and last[0].loss == pytest.approx(from_folder[-1].loss, rel=1e-5)
     assert last[0].val_psnr == pytest.approx(from_folder[-1].val_psnr, abs=1e-4) and built == [1]
+    # a visitor's run is never resumed: its folder holds the weights, not the optimiser's 8 MB
+    assert (Path(last[0].out) / "model.safetensors").is_file()
+    assert not (Path(last[0].out) / n2n.train.STATE_NAME).exists()
+    assert (tmp_path / "disk" / n2n.train.STATE_NAME).is_file()  # as a run from the CLI does, to resume
 
 
 def test_prepare_refuses_pairs_of_unequal_counts(photo_folder, tmp_path):

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from n2n import finetune as ft
+from n2n import finetune as ft, losses
 from n2n.io import centre_crop, split_alpha, to_float, write_image
 from n2n.noise import NOISE_MODELS
 from n2n.train import Record, TrainConfig
@@ -35,8 +35,11 @@ if set(KIND_LABELS) != {*ft.KINDS, ft.ZERO_SHOT}:  # the kinds are n2n.finetune'
     raise RuntimeError(f"ui.finetune.KIND_LABELS names {sorted(KIND_LABELS)}, n2n.finetune "
                        f"{sorted({*ft.KINDS, ft.ZERO_SHOT})}")
 KINDS = [(KIND_LABELS[kind], kind) for kind in (*ft.KINDS, ft.ZERO_SHOT)]  # the radio's (label, value) pairs
-LOSSES = [("auto: the one that fits the noise", "auto"), ("L2 (mean)", "l2"), ("L1 (median)", "l1"),
-          ("annealed L0 (mode)", "l0"), ("L2 on surviving pixels", "masked_l2")]
+LOSS_LABELS = {"l2": "L2 (mean)", "l1": "L1 (median)", "l0": "annealed L0 (mode)",
+               "masked_l2": "L2 on surviving pixels"}
+if set(LOSS_LABELS) != set(losses.LOSSES):  # the losses are n2n.losses': a label for each, no other
+    raise RuntimeError(f"ui.finetune.LOSS_LABELS names {sorted(LOSS_LABELS)}, n2n.losses {sorted(losses.LOSSES)}")
+LOSSES = [("auto: the one that fits the noise", "auto"), *((LOSS_LABELS[name], name) for name in losses.LOSSES)]
 
 _STOPS: dict[str, threading.Event] = {}  # session -> "stop the fine-tuning run" flag
 

@@ -106,7 +106,7 @@ def test_adapt_returns_the_full_size_png_and_the_model_is_that_sessions_alone(cl
     which = "adapted" if blind["adapted"] >= blind["pretrained"] else "pretrained"
     assert f"Better: **the {which} result**" in summary, (blind, summary)
     assert np.array_equal(adapted, read_image(pair[1], dtype=None))
-    assert [item["caption"].endswith(" · better") for item in gallery] == [False, which == "pretrained",
+    assert [item["caption"].startswith("better · ") for item in gallery] == [False, which == "pretrained",
                                                                             which == "adapted"]
     seconds = rows[f"adapted · {name}"][-1]
     assert seconds < 5 + 45 and elapsed < 5 + 120  # a 5 s budget: the step under way may overrun it on a busy machine
@@ -142,7 +142,7 @@ def test_adapt_names_the_result_the_blind_score_rates_higher(monkeypatch, tiny_c
                                                                          progress=lambda *a, **k: None)
     assert f"Better: **the {better} result**" in summary, summary
     assert download == pair[1]
-    assert gallery[1 + (better == "adapted")][1].endswith(" · better")
+    assert gallery[1 + (better == "adapted")][1].startswith("better · ")
     assert (table["blind score (dB)"].iloc[0] > table["blind score (dB)"].iloc[1]) == (better == "pretrained")
 
 

@@ -130,12 +130,12 @@ def adapt_image(image, model="gaussian", seconds=ADAPT_DEFAULT_S, clean=None, se
     rows += [score_row(f"pretrained · {model}", reference, pretrained, 0.0, blind["pretrained"]),
              score_row(f"adapted · {name}", reference, adapted, trained_s, blind["adapted"])]
 
-    def caption(label, row, which):
-        return (label + (f" · {row['PSNR (dB)']:.2f} dB" if "PSNR (dB)" in row else "")
-                + (" · better" if which == better else ""))
+    def caption(label, row, which):  # the mark first: a long caption is cut at its end
+        return (("better · " if which == better else "") + label
+                + (f" · {row['PSNR (dB)']:.2f} dB" if "PSNR (dB)" in row else ""))
     gallery = [(image, caption("noisy input", rows[0], None) if reference is not None else "noisy input"),
                (pretrained_path, caption(f"pretrained · {model}", rows[-2], "pretrained")),
-               (adapted_path, caption("adapted to this photo", rows[-1], "adapted"))]
+               (adapted_path, caption("adapted", rows[-1], "adapted"))]
     gain = (f" PSNR {rows[-2]['PSNR (dB)']:.2f} → {rows[-1]['PSNR (dB)']:.2f} dB against the clean reference."
             if reference is not None else "")
     verdict = (f"Better: **the adapted result** (blind score {blind['adapted']:.3f} dB against the pretrained "

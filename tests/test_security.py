@@ -213,6 +213,15 @@ def test_the_login_token_is_used_when_the_box_is_empty(visitor, fake):
     assert not any(isinstance(block, gr.LoginButton) for block in app.demo.blocks.values())
 
 
+def test_sign_in_is_offered_on_a_space_with_hf_oauth(monkeypatch):
+    """The Space's own settings (hf_oauth: true sets these two) and gradio[oauth] from requirements.txt
+    are what "Sign in with Hugging Face" needs; without the Space's settings it is never offered."""
+    assert not push.oauth_enabled()
+    monkeypatch.setenv("SPACE_ID", "n2n/studio")
+    monkeypatch.setenv("OAUTH_CLIENT_ID", "0123-client")
+    assert push.oauth_enabled()  # fails when gradio[oauth]'s authlib or itsdangerous is missing
+
+
 # ----------------------------------------------------------------------------- another visitor's session
 
 

@@ -133,7 +133,7 @@ def _run(model: nn.Module, batch: np.ndarray) -> np.ndarray:
 
 
 @torch.inference_mode()
-def denoise(model: nn.Module, image: np.ndarray, tile: int = TILE, overlap: int = 64, batch: int = 1,
+def denoise(model: nn.Module, image: np.ndarray, tile: int = TILE, overlap: int = 96, batch: int = 1,
             precision: str = "auto", progress: Callable[[int, int], None] | None = None) -> np.ndarray:
     """Denoise `image` with `model`; same shape and dtype out.
 

@@ -60,17 +60,15 @@ def test_bad_input(unet):
 def test_tiles_are_invisible_with_the_trained_model():
     """The bundled gaussian model on a real noisy 8-bit photo (400 × 600, so the last tiles are padded):
     tiled in 256-px tiles and whole, the outputs are at most one level apart away from the image border
-    once tiles overlap by 96 px or more. At the default overlap, 64, a few seam pixels differ by 2 levels
-    (measured: 10 of 720,000 values here, up to 13 of 1.2 million on Kodak photos cut in two): bounded below.
-    (An untrained net barely looks at distant pixels: only a trained one shows the seams.)"""
+    once tiles overlap by 96 px or more, the default. (At 64, the old default, the 39,000-step model left
+    14 of 720,000 values here up to 3 levels apart.) An untrained net barely looks at distant pixels: only a
+    trained one shows the seams."""
     model = hub.load_dir(hub.CHECKPOINTS / "gaussian").model
     clean = skimage.data.coffee().astype(np.float32) / 255
     noisy = to_uint8(corrupt(clean, "gaussian", 25.0, np.random.default_rng(0)))
     whole = denoise(model, noisy, tile=1024)
     assert whole.dtype == np.uint8 and psnr(clean, whole) > psnr(clean, noisy) + 8  # the trained model, at work
     inner = (slice(16, -16), slice(16, -16))
-    for overlap in (96, 128):
-        tiled = denoise(model, noisy, tile=256, overlap=overlap, batch=2)
-        assert np.abs(tiled.astype(int) - whole)[inner].max() <= 1, overlap
-    difference = np.abs(denoise(model, noisy, tile=256).astype(int) - whole)[inner]
-    assert difference.max() <= 2 and np.mean(difference > 1) < 1e-4, (difference.max(), np.sum(difference > 1))
+    for settings in ({}, {"overlap": 128, "batch": 2}):  # {}: the default overlap
+        tiled = denoise(model, noisy, tile=256, **settings)
+        assert np.abs(tiled.astype(int) - whole)[inner].max() <= 1, settings

@@ -216,6 +216,7 @@ def test_the_login_token_is_used_when_the_box_is_empty(visitor, fake):
 def test_sign_in_is_offered_on_a_space_with_hf_oauth(monkeypatch):
     """The Space's own settings (hf_oauth: true sets these two) and gradio[oauth] from requirements.txt
     are what "Sign in with Hugging Face" needs; without the Space's settings it is never offered."""
+    monkeypatch.delenv("SPACE_ID", raising=False)  # the test may itself run on a Space
     assert not push.oauth_enabled()
     monkeypatch.setenv("SPACE_ID", "n2n/studio")
     monkeypatch.setenv("OAUTH_CLIENT_ID", "0123-client")

@@ -33,7 +33,22 @@ footer {display: none !important}
 # Gradio keeps each visitor session's state (about 250 kB here, measured) for up to this many sessions, oldest
 # dropped first: 10,000 by default, 2.5 GB on a 16 GB Space (issue 14's soak: RSS climbing with new sessions).
 # N2N_SESSIONS lowers it (the soak uses that to reach the cap within its run)
-SESSIONS_KEPT = min(1000, int(os.environ.get("N2N_SESSIONS", 1000)))
+
+
+def sessions_kept(value: str | None) -> int:
+    """The visitor sessions whose state is kept: N2N_SESSIONS's `value`, 1 to 1,000; 1,000 when unset."""
+    if value is None or value.strip() == "":
+        return 1000
+    try:
+        n = int(value)
+    except ValueError:
+        raise SystemExit(f"error: N2N_SESSIONS={value!r}: give a whole number of sessions, 1 to 1000") from None
+    if n < 1:
+        raise SystemExit(f"error: N2N_SESSIONS={value!r}: the app needs at least 1 session")
+    return min(n, 1000)
+
+
+SESSIONS_KEPT = sessions_kept(os.environ.get("N2N_SESSIONS"))
 LAUNCH_KWARGS = {"max_file_size": MAX_FILE_SIZE, "css": CSS, "theme": gr.themes.Soft(),
                  "state_session_capacity": SESSIONS_KEPT}
 

@@ -92,6 +92,17 @@ def test_the_served_app_keeps_a_bounded_number_of_visitor_sessions(server, tmp_p
     assert len(demo.state_holder.session_data) <= 2
 
 
+def test_n2n_sessions_lowers_the_kept_sessions_and_bad_values_are_refused():
+    import app
+
+    assert app.sessions_kept(None) == app.sessions_kept(" ") == 1000
+    assert app.sessions_kept("150") == 150
+    assert app.sessions_kept("50000") == 1000  # lowers only: 1,000 sessions is about 250 MB
+    for bad, why in (("lots", "whole number"), ("0", "at least 1"), ("-3", "at least 1")):
+        with pytest.raises(SystemExit, match=why):
+            app.sessions_kept(bad)
+
+
 def test_workdir_prunes_a_kind_at_most_every_prune_every_s(work, monkeypatch):
     """Pruning walks every file under WORK, so calls do not each pay for it: a stale folder made
     right after a prune survives the next calls until PRUNE_EVERY_S has passed."""

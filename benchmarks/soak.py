@@ -29,6 +29,7 @@ import os
 import random
 import re
 import shutil
+import signal
 import socket
 import stat
 import subprocess
@@ -47,6 +48,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 SAMPLE_S = 10.0
 REQUEST_TIMEOUT_S = 300.0
+TRACED_TIMEOUT_S = 120.0  # the client's HTTP timeout under --trace (httpx's default, 5 s, is too short there)
 # kind -> weight in the mix
 MIX = {"denoise": 30, "corrupt": 20, "finetune": 4, "hub_good": 6, "hostile_upload": 15, "hub_fails": 20, "adapt": 5}
 ADAPT_S = 5  # seconds of adapting per /adapt request: the least the app allows (ui.denoise.ADAPT_SECONDS)
@@ -137,9 +139,38 @@ def start_hub():
 # ----------------------------------------------------------------------------- the server and its sampler
 
 
-def start_app(work: Path, hub_url: str, settings: dict[str, str]) -> tuple[subprocess.Popen, str]:
-    """`app.demo` served in its own process with its own TMPDIR and HF_HOME, and the app's environment
-    `settings` (N2N_*); returns it and its URL."""
+HEAP_KEYS = (("malloc_used_mb", "malloc: in use (MB)"), ("malloc_free_mb", "malloc: free, not returned (MB)"),
+             ("python_blocks", "Python: allocated blocks"), ("gc_objects", "Python: objects tracked by gc"))
+HEAP_PRELUDE = f"""import ctypes, gc, json, os, sys, threading, time
+class _Mallinfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd",
+                                                    "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+def _heap():
+    libc = ctypes.CDLL("libc.so.6")
+    libc.mallinfo2.restype = _Mallinfo2
+    while True:
+        m = libc.mallinfo2()
+        with open(os.environ["N2N_SOAK_HEAP"], "a") as f:
+            f.write(json.dumps({{"malloc_used_mb": (m.uordblks + m.hblkhd) / 2**20,
+                                "malloc_free_mb": m.fordblks / 2**20, "python_blocks": sys.getallocatedblocks(),
+                                "gc_objects": len(gc.get_objects())}}) + "\\n")
+        time.sleep({SAMPLE_S})
+threading.Thread(target=_heap, daemon=True).start()
+"""
+TRACE_PRELUDE = """import os, signal, tracemalloc
+tracemalloc.start(12)
+def _dump(*_):
+    path = os.path.join(os.environ['N2N_SOAK_SNAPSHOTS'], f'{len(os.listdir(os.environ["N2N_SOAK_SNAPSHOTS"]))}')
+    tracemalloc.take_snapshot().dump(path + '.part')
+    os.rename(path + '.part', path + '.pickle')
+signal.signal(signal.SIGUSR1, _dump)
+"""
+
+
+def start_app(work: Path, hub_url: str, settings: dict[str, str], trace: bool = False) -> tuple[subprocess.Popen, str]:
+    """`app.demo` served in its own process with its own TMPDIR and HF_HOME, and the environment
+    `settings` (the app's N2N_*, or the allocator's MALLOC_*); returns it and its URL. With `trace`, the
+    server runs under tracemalloc and writes a snapshot to work/snapshots/ on each SIGUSR1 (`snapshot`)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "N2N_", "GRADIO_"))}
     env.update(TMPDIR=str(work / "tmp"), GRADIO_TEMP_DIR=str(work / "tmp" / "gradio"), HF_HOME=str(work / "hf"),
                HF_ENDPOINT=hub_url, HF_HUB_DISABLE_TELEMETRY="1", GRADIO_ANALYTICS_ENABLED="False",
@@ -148,7 +179,11 @@ def start_app(work: Path, hub_url: str, settings: dict[str, str]) -> tuple[subpr
     with socket.socket() as s:  # a free port: 7860 and up may be another app's
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    code = ("import threading, app\n"
+    if trace:
+        (work / "snapshots").mkdir()
+        env["N2N_SOAK_SNAPSHOTS"] = str(work / "snapshots")
+    env["N2N_SOAK_HEAP"] = str(work / "heap.jsonl")
+    code = (HEAP_PRELUDE + (TRACE_PRELUDE if trace else "") + "import threading, app\n"
             f"_, url, _ = app.demo.launch(prevent_thread_lock=True, server_name='127.0.0.1', server_port={port}, "
             "quiet=True, **app.LAUNCH_KWARGS)\n"
             "print('URL', url, flush=True)\n"
@@ -164,6 +199,37 @@ def start_app(work: Path, hub_url: str, settings: dict[str, str]) -> tuple[subpr
             break
     proc.kill()
     raise SystemExit(f"error: the app did not start; see {work / 'server.log'}")
+
+
+def snapshot(proc: subprocess.Popen, work: Path, timeout_s: float = 300.0):
+    """The traced server's Python allocations now (a tracemalloc.Snapshot; start_app(..., trace=True))."""
+    import tracemalloc
+
+    before = set((work / "snapshots").glob("*.pickle"))
+    os.kill(proc.pid, signal.SIGUSR1)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        new = set((work / "snapshots").glob("*.pickle")) - before
+        if new:
+            return tracemalloc.Snapshot.load(str(new.pop()))
+        time.sleep(0.5)
+    raise TimeoutError("the server wrote no tracemalloc snapshot")
+
+
+def growth(first, last, top: int = 12) -> dict:
+    """Where the traced Python allocations grew from snapshot `first` to `last`: the total (MB) and the
+    `top` allocation sites by growth, each with its call stack (innermost first) outside the standard library."""
+    import tracemalloc
+
+    ignore = [tracemalloc.Filter(False, tracemalloc.__file__), tracemalloc.Filter(False, "<frozen *>"),
+              tracemalloc.Filter(False, "*/linecache.py")]  # imports, and source lines cached for tracebacks
+    first, last = first.filter_traces(ignore), last.filter_traces(ignore)
+    stats = last.compare_to(first, "traceback")
+    mb = lambda s: round(sum(t.size for t in s.traces) / 2**20, 2)  # noqa: E731
+    return {"traced_mb_first": mb(first), "traced_mb_last": mb(last),
+            "sites": [{"size_diff_mb": round(st.size_diff / 2**20, 3), "count_diff": st.count_diff,
+                       "stack": [f"{Path(f.filename).name}:{f.lineno}" for f in reversed(st.traceback)][:6]}
+                      for st in stats[:top]]}
 
 
 def folder_bytes(folder: Path) -> tuple[int, int]:
@@ -196,7 +262,11 @@ def sample(pid: int, work: Path, start: float, done: int) -> dict:
     parts = {}  # the temporary folder by part: Gradio's cache, and each of the app's work folders
     for part in [work / "tmp" / "gradio", *sorted((work / "tmp" / "n2n-app").glob("*"))]:
         parts[str(part.relative_to(work / "tmp"))] = round(folder_bytes(part)[0] / 2**20, 2)
-    return {"t_s": round(time.monotonic() - start, 1), "rss_mb": mb["VmRSS"], "peak_rss_mb": mb["VmHWM"],
+    heap = {}  # the server's own last heap line (HEAP_PRELUDE)
+    if (work / "heap.jsonl").exists():
+        lines = (work / "heap.jsonl").read_text().splitlines()
+        heap = json.loads(lines[-1]) if lines else {}
+    return heap | {"t_s": round(time.monotonic() - start, 1), "rss_mb": mb["VmRSS"], "peak_rss_mb": mb["VmHWM"],
             "tmp_mb": tmp / 2**20, "tmp_files": tmp_files, "hf_cache_mb": hf / 2**20,
             "open_files": len(os.listdir(f"/proc/{pid}/fd")), "threads": int(re.search(r"^Threads:\s+(\d+)", status,
                                                                                       re.M).group(1)),
@@ -209,8 +279,9 @@ def sample(pid: int, work: Path, start: float, done: int) -> dict:
 class Visitor:
     """One thread of visits: a gradio_client session, renewed every `renew` requests."""
 
-    def __init__(self, index: int, url: str, inputs: dict, work: Path, seed: int, renew: int = 8):
-        self.index, self.url, self.inputs, self.renew = index, url, inputs, renew
+    def __init__(self, index: int, url: str, inputs: dict, work: Path, seed: int, renew: int = 8,
+                 timeout_s: float | None = None):
+        self.index, self.url, self.inputs, self.renew, self.timeout_s = index, url, inputs, renew, timeout_s
         self.downloads = work / "client" / str(index)
         self.rng = random.Random(seed * 1000 + index)
         self.client = None
@@ -223,7 +294,8 @@ class Visitor:
             if self.client is not None:
                 self.client.close()
             shutil.rmtree(self.downloads, ignore_errors=True)  # the visitor's own copies, not the server's
-            self.client = Client(self.url, verbose=False, download_files=str(self.downloads), analytics_enabled=False)
+            self.client = Client(self.url, verbose=False, download_files=str(self.downloads), analytics_enabled=False,
+                                 httpx_kwargs=None if self.timeout_s is None else {"timeout": self.timeout_s})
         self.count += 1
         return self.client
 
@@ -296,12 +368,12 @@ class Visitor:
 
 
 def run_visitors(url: str, inputs: dict, work: Path, minutes: float, visitors: int, seed: int, mix: dict,
-                 start: float, requests: list[Request], lock: threading.Lock) -> None:
+                 start: float, requests: list[Request], lock: threading.Lock, timeout_s: float | None = None) -> None:
     deadline = start + minutes * 60
     kinds, weights = list(mix), list(mix.values())
 
     def loop(index: int) -> None:
-        visitor = Visitor(index, url, inputs, work, seed)
+        visitor = Visitor(index, url, inputs, work, seed, timeout_s=timeout_s)
         while time.monotonic() < deadline:
             kind = visitor.rng.choices(kinds, weights)[0]
             request = Request(kind, index, round(time.monotonic() - start, 2))
@@ -346,7 +418,9 @@ def summarize(requests: list[Request], samples: list[dict], minutes: float, warm
         if len(after) < 2:
             return {}
         t = np.array([s["t_s"] for s in after]) / 60
-        v = np.array([s[key] for s in after])
+        v = np.array([s.get(key, np.nan) for s in after])
+        if np.isnan(v).any():
+            return {}
         return {"at_warmup": round(float(v[0]), 1), "end": round(float(v[-1]), 1), "min": round(float(v.min()), 1),
                 "max": round(float(v.max()), 1), "slope_per_min": round(float(np.polyfit(t, v, 1)[0]), 2)}
 
@@ -359,6 +433,7 @@ def summarize(requests: list[Request], samples: list[dict], minutes: float, warm
             "failed": sum(r.outcome == "failed" for r in requests), "lost": sum(r.outcome == "lost" for r in requests),
             "kinds": kinds, "rss_mb": trend("rss_mb"), "tmp_mb": trend("tmp_mb"), "tmp_files": trend("tmp_files"),
             "hf_cache_mb": trend("hf_cache_mb"), "open_files": trend("open_files"), "threads": trend("threads"),
+            **{key: trend(key) for key, _ in HEAP_KEYS},
             "failures": failures}
 
 
@@ -374,6 +449,8 @@ def plot(samples: list[dict], warmup_s: float, path: Path, title: str) -> bool:
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
     top.plot(t, [s["rss_mb"] for s in samples], marker=".", label="RSS")
     top.plot(t, [s["peak_rss_mb"] for s in samples], linestyle="--", label="peak RSS")
+    top.plot(t, [s.get("malloc_used_mb", np.nan) for s in samples], marker=".", label="in use (malloc)")
+    top.plot(t, [s.get("malloc_free_mb", np.nan) for s in samples], marker=".", label="free, kept by malloc")
     top.set_ylabel("server memory (MB)")
     bottom.plot(t, [s["tmp_mb"] for s in samples], marker=".", label="temporary folder (Gradio cache + app work)")
     bottom.plot(t, [s["hf_cache_mb"] for s in samples], marker=".", label="Hugging Face cache")
@@ -397,7 +474,8 @@ def markdown(summary: dict, samples: list[dict], args, plotted: bool, stem: str,
         if args.minutes < 30 else "")
     lines = [f"# Soak: {label}", "",
              f"`python -m benchmarks.soak --minutes {args.minutes:g} --visitors {args.visitors} --seed {args.seed}"
-             + "".join(f" --{k[4:].lower().replace('_', '-')} {v}" for k, v in app_settings(args).items()) + "`, "
+             + "".join(f" --{k[4:].lower().replace('_', '-')} {v}" for k, v in app_settings(args).items())
+             + "".join(f" --server-env {kv}" for kv in args.server_env) + (" --trace" if args.trace else "") + "`, "
              f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {machine}.", "",
              f"{args.visitors} visitors at once, each its own session (renewed every 8 requests), 0.2-1.5 s between "
              f"requests; the server's RSS, open files and disk sampled every {SAMPLE_S:g} s; warm-up: the first "
@@ -413,9 +491,10 @@ def markdown(summary: dict, samples: list[dict], args, plotted: bool, stem: str,
                      f"{fmt(k['p50_s'])} | {fmt(k['p95_s'])} | {fmt(k['max_s'])} |")
     lines += ["", "After warm-up (first sample after it, last, min, max, least-squares slope per minute):", "",
               "| server | at warm-up | end | min | max | slope / min |", "|---|---|---|---|---|---|"]
-    for key, name in (("rss_mb", "RSS (MB)"), ("tmp_mb", "temporary folder (MB)"), ("tmp_files", "temporary files"),
-                      ("hf_cache_mb", "HF cache (MB)"), ("open_files", "open files"), ("threads", "threads")):
-        t = summary[key]
+    for key, name in (("rss_mb", "RSS (MB)"), *HEAP_KEYS, ("tmp_mb", "temporary folder (MB)"),
+                      ("tmp_files", "temporary files"), ("hf_cache_mb", "HF cache (MB)"), ("open_files", "open files"),
+                      ("threads", "threads")):
+        t = summary.get(key)
         if t:
             lines.append(f"| {name} | {t['at_warmup']} | {t['end']} | {t['min']} | {t['max']} | {t['slope_per_min']} |")
     parts = samples[-1]["tmp_parts_mb"] if samples else {}
@@ -424,15 +503,33 @@ def markdown(summary: dict, samples: list[dict], args, plotted: bool, stem: str,
                   + ", ".join(f"`{name}` {mb:g}" for name, mb in parts.items()) + "."]
     if plotted:
         lines += ["", f"![RSS and disk over time]({stem}.png)"]
+    if "python_growth" in summary:
+        g = summary["python_growth"]
+        lines += ["", "Python allocations (tracemalloc) from the end of the warm-up to the end: "
+                  f"{g['traced_mb_first']} -> {g['traced_mb_last']} MB. The sites that grew most:", "",
+                  "| MB | blocks | where (innermost first) |", "|---|---|---|"]
+        lines += [f"| {site['size_diff_mb']:+.3f} | {site['count_diff']:+d} | {' < '.join(site['stack'])} |"
+                  for site in g["sites"]]
     if summary["failures"]:
         lines += ["", "Failures and lost requests:", ""]
         lines += [f"- {n} × {text}" for text, n in summary["failures"].items()]
-    lines += ["", "Samples:", "", "| t (s) | RSS (MB) | peak (MB) | tmp (MB) | tmp files | HF cache (MB) | open files "
-              "| "
-              "threads | requests done |", "|---|---|---|---|---|---|---|---|---|"]
-    lines += [f"| {s['t_s']:g} | {s['rss_mb']:.1f} | {s['peak_rss_mb']:.1f} | {s['tmp_mb']:.2f} | {s['tmp_files']} | "
-              f"{s['hf_cache_mb']:.2f} | {s['open_files']} | {s['threads']} | {s['requests_done']} |" for s in samples]
+    lines += ["", "Samples:", "", "| t (s) | RSS (MB) | peak (MB) | malloc in use (MB) | malloc free (MB) | Python "
+              "blocks | tmp (MB) | tmp files | HF cache (MB) | open files | threads | requests done |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    heap = lambda s, key, f: format(s[key], f) if key in s else "–"  # noqa: E731
+    lines += [f"| {s['t_s']:g} | {s['rss_mb']:.1f} | {s['peak_rss_mb']:.1f} | {heap(s, 'malloc_used_mb', '.1f')} | "
+              f"{heap(s, 'malloc_free_mb', '.1f')} | {heap(s, 'python_blocks', 'd')} | {s['tmp_mb']:.2f} | "
+              f"{s['tmp_files']} | {s['hf_cache_mb']:.2f} | {s['open_files']} | {s['threads']} | {s['requests_done']} |"
+              for s in samples]
     return "\n".join(lines) + "\n"
+
+
+def server_env(args) -> dict[str, str]:
+    """--server-env KEY=VALUE ... as a dict."""
+    pairs = [item.split("=", 1) for item in args.server_env]
+    if any(len(p) != 2 or not p[0] for p in pairs):
+        raise SystemExit(f"error: --server-env takes KEY=VALUE, got {args.server_env}")
+    return dict(pairs)
 
 
 def app_settings(args) -> dict[str, str]:
@@ -457,6 +554,11 @@ def main(argv=None) -> int:
     parser.add_argument("--sessions", type=int, default=None,
                         help="N2N_SESSIONS for the app: visitor sessions whose state it keeps (default: the app's, "
                              "1,000; the soak opens about 14 a minute, so a lower one shows the plateau sooner)")
+    parser.add_argument("--server-env", action="append", default=[], metavar="KEY=VALUE",
+                        help="more environment for the server, e.g. MALLOC_ARENA_MAX=2 (repeatable)")
+    parser.add_argument("--trace", action="store_true",
+                        help="run the server under tracemalloc and report where its Python allocations grew "
+                             "between the end of the warm-up and the end (slower requests)")
     parser.add_argument("--machine", default=f"{os.cpu_count()} CPU cores",
                         help="a word on the machine, for the report")
     args = parser.parse_args(argv)
@@ -472,7 +574,7 @@ def main(argv=None) -> int:
         inputs_dir.mkdir()
         inputs = {"pairs": photo_crops(inputs_dir, 24, np.random.default_rng(args.seed)),
                   "hostile": hostile_uploads(inputs_dir)}
-        proc, url = start_app(work, hub_server.url, app_settings(args))
+        proc, url = start_app(work, hub_server.url, app_settings(args) | server_env(args), trace=args.trace)
         from gradio_client import Client
 
         probe = Client(url, verbose=False, download_files=False)
@@ -482,14 +584,25 @@ def main(argv=None) -> int:
         print(f"app at {url} (pid {proc.pid}); visitors: {args.visitors}; mix: {mix}; {args.minutes:g} min",
               file=sys.stderr)
 
+        if args.trace:  # traced, the server's first requests (lazy imports) are slow: one of each before the clock
+            warm = Visitor(-1, url, inputs, work, args.seed, timeout_s=TRACED_TIMEOUT_S)
+            for kind in mix:
+                try:
+                    warm.visit(kind)
+                except Exception as e:
+                    print(f"warming the traced server: {kind}: {str(e)[:200]}", file=sys.stderr)
+            warm.client.close()
         requests: list[Request] = []
         lock = threading.Lock()
         samples: list[dict] = []
         start = time.monotonic()
         stop = threading.Event()
+        snapshots = []
 
         def sampler():
             while True:
+                if args.trace and not snapshots and time.monotonic() - start >= warmup_s:
+                    snapshots.append(snapshot(proc, work))
                 stopped = stop.is_set()  # one last sample once the visitors are done
                 with lock:
                     done = sum(r.outcome != "lost" for r in requests)
@@ -500,9 +613,12 @@ def main(argv=None) -> int:
 
         sampling = threading.Thread(target=sampler, daemon=True)
         sampling.start()
-        run_visitors(url, inputs, work, args.minutes, args.visitors, args.seed, mix, start, requests, lock)
+        run_visitors(url, inputs, work, args.minutes, args.visitors, args.seed, mix, start, requests, lock,
+                     timeout_s=TRACED_TIMEOUT_S if args.trace else None)
         stop.set()
         sampling.join()
+        if args.trace and snapshots:
+            snapshots.append(snapshot(proc, work))
     finally:
         if proc is not None:
             proc.terminate()
@@ -513,6 +629,8 @@ def main(argv=None) -> int:
         hub_server.close()
 
     summary = summarize(requests, samples, args.minutes, warmup_s)
+    if len(snapshots) == 2:
+        summary["python_growth"] = growth(*snapshots)
     title = f"n2n soak: {args.minutes:g} min, {args.visitors} visitors, {summary['requests']} requests"
     plotted = plot(samples, warmup_s, stem.with_suffix(".png"), title)
     stem.with_suffix(".md").write_text(markdown(summary, samples, args, plotted, stem.name, args.machine))

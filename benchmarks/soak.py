@@ -478,8 +478,10 @@ def markdown(summary: dict, samples: list[dict], args, plotted: bool, stem: str,
              + "".join(f" --server-env {kv}" for kv in args.server_env) + (" --trace" if args.trace else "") + "`, "
              f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {machine}.", "",
              f"{args.visitors} visitors at once, each its own session (renewed every 8 requests), 0.2-1.5 s between "
-             f"requests; the server's RSS, open files and disk sampled every {SAMPLE_S:g} s; warm-up: the first "
-             f"{summary['warmup_s']:g} s.", "",
+             f"requests; the server's RSS, open files and disk sampled every {SAMPLE_S:g} s, and its heap by the "
+             "server itself (glibc's mallinfo2: the bytes malloc has handed out, and the free ones it keeps for "
+             "reuse, resident or, once malloc_trim has handed their pages back, not; the Python allocator's "
+             f"blocks and the objects gc tracks); warm-up: the first {summary['warmup_s']:g} s.", "",
              f"**{summary['requests']} requests: {summary['answered']} answered as expected, "
              f"{summary['failed']} failed, "
              f"{summary['lost']} lost.**", "",

@@ -2,6 +2,7 @@
 checked, files written under WORK, and the noise parameter sliders and their checks."""
 from __future__ import annotations
 
+import ctypes
 import os
 import re
 import shutil
@@ -93,7 +94,23 @@ def workdir(kind: str = "calls", max_age_s: float = 3 * 3600) -> Path:
             _PRUNED[kind] = now
     if due:
         prune(kind, max_age_s)
+        release_memory()
     return Path(tempfile.mkdtemp(dir=root))
+
+
+def release_memory() -> bool:
+    """Hand the free pages of the C heap back to the system (glibc's malloc_trim); False where the C
+    library has none (not glibc). An image's buffers, freed, stay resident in the malloc arena of the
+    worker thread that made them; without this the server's RSS crept up by MBs a minute under steady
+    traffic (issue 14's soak). A few ms per call; workdir calls it with each prune."""
+    try:
+        libc = ctypes.CDLL(None)
+        trim = libc.malloc_trim
+    except (AttributeError, OSError, TypeError):
+        return False
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    trim(0)
+    return True
 
 
 def prune(kind: str, max_age_s: float) -> None:

@@ -23,7 +23,7 @@ from gradio_client.exceptions import AppError  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # app.py and ui/ live at the repository root
 import app  # noqa: E402
-from ui import registry  # noqa: E402
+from ui import finetune, registry  # noqa: E402
 from n2n import hub  # noqa: E402
 from n2n.infer import denoise  # noqa: E402
 from n2n.io import read_image, to_float, write_image  # noqa: E402
@@ -238,6 +238,7 @@ def test_finetune_stops_when_asked(client, photo_folder):
     assert "stopped" in status and archive.endswith(".zip") and name
     steps = max(p["step"] for p in plot_points(job.outputs()[-1][0]))
     assert 1 <= steps < 2000
+    assert not finetune.STOP_FLAGS, "a finished run's stop flag is kept: one per session, for the server's lifetime"
 
 
 def test_zero_shot_denoises_one_image(client, clean_png):

@@ -144,3 +144,14 @@ def test_release_memory_returns_a_worker_threads_freed_buffers_to_the_system():
     after = rss_mb()
     assert before - after > 100, f"RSS {before:.0f} -> {after:.0f} MB: the freed buffers were not handed back"
     assert sum(b.sum() for b in kept) == 200 * 96 * 1024 // 8  # the kept ones are intact
+
+
+def test_the_finetuned_names_remembered_are_bounded(monkeypatch, tmp_path):
+    """A server that runs for weeks forgets the oldest fine-tuned names past FINETUNED_KEPT (their folders went long
+    before: KEEP_S); the newest stay their owner's."""
+    monkeypatch.setattr(registry, "FINETUNED", {})
+    monkeypatch.setattr(registry, "FINETUNED_KEPT", 3)
+    for i in range(5):
+        registry.add_finetuned(f"finetuned-{i}", tmp_path / str(i), None)
+    assert list(registry.FINETUNED) == ["finetuned-2", "finetuned-3", "finetuned-4"]
+    assert registry.owns("finetuned-4", None) and not registry.owns("finetuned-0", None)

@@ -41,7 +41,7 @@ if set(LOSS_LABELS) != set(losses.LOSSES):  # the losses are n2n.losses': a labe
     raise RuntimeError(f"ui.finetune.LOSS_LABELS names {sorted(LOSS_LABELS)}, n2n.losses {sorted(losses.LOSSES)}")
 LOSSES = [("auto: the one that fits the noise", "auto"), *((LOSS_LABELS[name], name) for name in losses.LOSSES)]
 
-_STOPS: dict[str, threading.Event] = {}  # session -> "stop the fine-tuning run" flag
+STOP_FLAGS: dict[str, threading.Event] = {}  # session -> the "stop" flag of its fine-tuning run in progress
 
 
 @dataclass
@@ -176,8 +176,15 @@ def prepare_run(files, second_shots, kind, noise, low, high, loss, steps, init, 
 
 def stop_flag(request: gr.Request | None) -> threading.Event:
     key = getattr(request, "session_hash", None) or "anonymous"
-    event = _STOPS[key] = threading.Event()
+    event = STOP_FLAGS[key] = threading.Event()
     return event
+
+
+def drop_stop_flag(request: gr.Request | None, event: threading.Event) -> None:
+    """The run with `event` is over: forget its flag (unless a newer run of the session replaced it)."""
+    key = getattr(request, "session_hash", None) or "anonymous"
+    if STOP_FLAGS.get(key) is event:
+        del STOP_FLAGS[key]
 
 
 @gpu(duration=600)
@@ -186,32 +193,35 @@ def finetune(files, noise="gaussian", kind="synthetic", second_shots=None, range
              request: gr.Request = None):
     """Fine-tune on the uploaded images; stream the curves, a preview and the time left; end with a checkpoint."""
     stop = stop_flag(request)
-    check_session(init, request)
-    if kind == ft.ZERO_SHOT:
-        yield from zero_shot_run(files, int(steps), stop)
-        return
-    run = prepare_run(files, second_shots, kind, noise, range_low, range_high, loss, int(steps), init, bool(twin),
-                      int(seed or 0))
-    yield run.outputs()
     try:
-        for records in ft.lockstep(run.configs, stop.is_set, run.prepared.data):
-            run.add(records)
-            if run.due():
-                yield run.outputs()
-    except FloatingPointError as e:  # diverged; its message names folders on this server: not for the visitor
-        raise UserError(f"Training diverged and stopped ({str(e).split(';')[0]}); the model it started from is "
-                       f"unchanged. Try fewer steps, another loss or other images.") from None
-    except ValueError as e:
-        raise UserError(str(e)) from None
-    if not run.last:
-        raise UserError("The run stopped before its first step.")
-    name = f"finetuned-{noise}-{uuid.uuid4().hex[:6]}"
-    for key, config in zip((name, f"{name}-n2c"), run.configs):
-        add_finetuned(key, Path(config.out), request)
-    done = "stopped" if run.last[0].step < run.steps else "finished"
-    yield run.outputs(f"{run.status()}\n\n**{done}**: `{name}` is ready; download it, use it in Denoise "
-                      "or push it to the Hub.",
-                      str(ft.package(run.configs, run.folder / f"{name}.zip", name)), name)
+        check_session(init, request)
+        if kind == ft.ZERO_SHOT:
+            yield from zero_shot_run(files, int(steps), stop)
+            return
+        run = prepare_run(files, second_shots, kind, noise, range_low, range_high, loss, int(steps), init, bool(twin),
+                          int(seed or 0))
+        yield run.outputs()
+        try:
+            for records in ft.lockstep(run.configs, stop.is_set, run.prepared.data):
+                run.add(records)
+                if run.due():
+                    yield run.outputs()
+        except FloatingPointError as e:  # diverged; its message names folders on this server: not for the visitor
+            raise UserError(f"Training diverged and stopped ({str(e).split(';')[0]}); the model it started from is "
+                           f"unchanged. Try fewer steps, another loss or other images.") from None
+        except ValueError as e:
+            raise UserError(str(e)) from None
+        if not run.last:
+            raise UserError("The run stopped before its first step.")
+        name = f"finetuned-{noise}-{uuid.uuid4().hex[:6]}"
+        for key, config in zip((name, f"{name}-n2c"), run.configs):
+            add_finetuned(key, Path(config.out), request)
+        done = "stopped" if run.last[0].step < run.steps else "finished"
+        yield run.outputs(f"{run.status()}\n\n**{done}**: `{name}` is ready; download it, use it in Denoise "
+                          "or push it to the Hub.",
+                          str(ft.package(run.configs, run.folder / f"{name}.zip", name)), name)
+    finally:
+        drop_stop_flag(request, stop)
 
 
 def zero_shot_run(files, steps: int, stop: threading.Event):
@@ -243,7 +253,7 @@ def zero_shot_run(files, steps: int, stop: threading.Event):
 
 
 def stop_run(request: gr.Request):
-    event = _STOPS.get(getattr(request, "session_hash", None) or "anonymous")
+    event = STOP_FLAGS.get(getattr(request, "session_hash", None) or "anonymous")
     if event is not None:
         event.set()
 

@@ -25,6 +25,7 @@ from ui.common import KEEP_S, UserError, session_key
 
 EXTRA: dict[str, Path] = {}  # checkpoints shown to everyone beside the bundled ones, by name
 FINETUNED: dict[str, Path] = {}  # checkpoints fine-tuned here, by name; listed only to the session that made them
+FINETUNED_KEPT = 10_000  # names remembered (oldest forgotten first): their folders age out long before (KEEP_S)
 BASELINE_LABELS = {"nlm": "non-local means (OpenCV)", "median": "median filter", "bm3d": "BM3D"}
 
 _OWNERS: dict[str, str | None] = {}  # fine-tuned model name -> session hash of the visitor who made it
@@ -57,6 +58,10 @@ def extra_from_env() -> dict[str, str]:
 def add_finetuned(name: str, folder: Path, request: gr.Request | None) -> None:
     """A model fine-tuned in the caller's session, from now on theirs alone."""
     FINETUNED[name], _OWNERS[name] = folder, session_key(request)
+    while len(FINETUNED) > FINETUNED_KEPT:  # a server that runs for weeks: the oldest names go
+        oldest = next(iter(FINETUNED))
+        del FINETUNED[oldest]
+        _OWNERS.pop(oldest, None)
 
 
 def owns(name: str, request: gr.Request | None) -> bool:

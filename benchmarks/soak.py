@@ -139,7 +139,7 @@ def start_hub():
 # ----------------------------------------------------------------------------- the server and its sampler
 
 
-HEAP_KEYS = (("malloc_used_mb", "malloc: in use (MB)"), ("malloc_free_mb", "malloc: free, not returned (MB)"),
+HEAP_KEYS = (("malloc_used_mb", "malloc: in use (MB)"), ("malloc_free_mb", "malloc: free, kept for reuse (MB)"),
              ("python_blocks", "Python: allocated blocks"), ("gc_objects", "Python: objects tracked by gc"))
 HEAP_PRELUDE = f"""import ctypes, gc, json, os, sys, threading, time
 class _Mallinfo2(ctypes.Structure):

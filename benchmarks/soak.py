@@ -216,20 +216,26 @@ def snapshot(proc: subprocess.Popen, work: Path, timeout_s: float = 300.0):
     raise TimeoutError("the server wrote no tracemalloc snapshot")
 
 
-def growth(first, last, top: int = 12) -> dict:
-    """Where the traced Python allocations grew from snapshot `first` to `last`: the total (MB) and the
-    `top` allocation sites by growth, each with its call stack (innermost first) outside the standard library."""
+def growth(first, last, top: int = 8) -> dict:
+    """Where the traced Python allocations grew from snapshot `first` to `last`: the total (MB), and the
+    `top` allocation sites by growth in bytes, then the `top` others by growth in blocks, each with its call
+    stack (innermost first: the allocating line, then the callers outside the standard library)."""
+    import sysconfig
     import tracemalloc
 
     ignore = [tracemalloc.Filter(False, tracemalloc.__file__), tracemalloc.Filter(False, "<frozen *>"),
               tracemalloc.Filter(False, "*/linecache.py")]  # imports, and source lines cached for tracebacks
     first, last = first.filter_traces(ignore), last.filter_traces(ignore)
     stats = last.compare_to(first, "traceback")
+    by_blocks = sorted(stats, key=lambda st: -st.count_diff)
+    sites = stats[:top] + [st for st in by_blocks if st not in stats[:top]][:top]
+    stdlib = sysconfig.get_paths()["stdlib"]
+    stack = lambda st: [f"{Path(f.filename).name}:{f.lineno}" for i, f in enumerate(reversed(st.traceback))  # noqa: E731
+                        if i == 0 or not f.filename.startswith(stdlib)][:6]
     mb = lambda s: round(sum(t.size for t in s.traces) / 2**20, 2)  # noqa: E731
     return {"traced_mb_first": mb(first), "traced_mb_last": mb(last),
             "sites": [{"size_diff_mb": round(st.size_diff / 2**20, 3), "count_diff": st.count_diff,
-                       "stack": [f"{Path(f.filename).name}:{f.lineno}" for f in reversed(st.traceback)][:6]}
-                      for st in stats[:top]]}
+                       "stack": stack(st)} for st in sites]}
 
 
 def folder_bytes(folder: Path) -> tuple[int, int]:
@@ -508,7 +514,8 @@ def markdown(summary: dict, samples: list[dict], args, plotted: bool, stem: str,
     if "python_growth" in summary:
         g = summary["python_growth"]
         lines += ["", "Python allocations (tracemalloc) from the end of the warm-up to the end: "
-                  f"{g['traced_mb_first']} -> {g['traced_mb_last']} MB. The sites that grew most:", "",
+                  f"{g['traced_mb_first']} -> {g['traced_mb_last']} MB. The sites that grew most in bytes, then in "
+                  "blocks:", "",
                   "| MB | blocks | where (innermost first) |", "|---|---|---|"]
         lines += [f"| {site['size_diff_mb']:+.3f} | {site['count_diff']:+d} | {' < '.join(site['stack'])} |"
                   for site in g["sites"]]

@@ -146,6 +146,18 @@ def quick_score(model, noise: str, files: list[Path]) -> float:
     return evaluate(model, files, noise, NOISE_MODELS[noise].default, label="quick eval")["psnr"]
 
 
+def steps_before(stage: Stage, committed: dict, committed_steps: int, init_record: dict) -> int:
+    """The training steps behind `stage`'s starting point, so that a checkpoint at step s of the run has
+    had steps_before + s in all. `committed`: the campaign record of the committed checkpoint (_record),
+    `committed_steps` its config's "steps" (for one made outside the campaign), `init_record` the record
+    of the checkpoint the run starts from."""
+    if committed.get("recipe") == stage.recipe:  # committed mid-run: its total counts this run's first steps
+        return committed.get("total_steps", 0) - committed.get("step", 0)
+    if stage.init == stage.name:
+        return committed.get("total_steps", committed_steps)
+    return init_record.get("total_steps", 0)
+
+
 def run_stage(stage: Stage, args, base: dict, files: list[Path], stop) -> bool:
     """Train `stage` in --work/NAME (resuming its run, or the committed checkpoint of the same run),
     replacing --out/NAME whenever the run scores higher on the quick eval. True when finished."""
@@ -164,9 +176,8 @@ def run_stage(stage: Stage, args, base: dict, files: list[Path], stop) -> bool:
     elif hub.read_config(work).get("steps", 0) >= stage.steps:
         return True  # finished without beating the committed checkpoint
     init = Path(args.out) / stage.init if stage.init else None
-    own = stage.init == stage.name
-    base_total = (committed.get("total_steps", hub.read_config(bundled).get("steps", 0)) if own
-                  else _record(init).get("total_steps", 0) if init else 0)
+    committed_steps = hub.read_config(bundled).get("steps", 0) if (bundled / hub.CONFIG_NAME).is_file() else 0
+    base_total = steps_before(stage, committed, committed_steps, _record(init) if init else {})
     best = (quick_score(hub.load_dir(bundled).model, stage.noise, files) if (bundled / hub.WEIGHTS_NAME).is_file()
             else -math.inf)
     print(f"== {stage.name}, {stage.recipe}; committed checkpoint: {best:.3f} dB on the quick eval", flush=True)

@@ -155,3 +155,20 @@ def test_two_campaign_processes_never_train_the_same_model(photo_folder, tmp_pat
         other.kill()
         other.wait()
     assert train_space.take_lock(lock) and lock.read_text() == str(os.getpid())  # stale: taken
+
+
+def test_steps_in_all_count_a_run_once_when_it_goes_on_from_its_committed_checkpoint():
+    """A warm restart of impulse from impulse (56,000 steps in all), committed at its step 8,000 (64,000), then
+    resumed on a new machine: its step 9,000 has 65,000 in all, not 64,000 + 9,000."""
+    stage = train_space.Stage("impulse", "impulse", 10000, 1e-4, init="impulse", index=20)
+    fresh = {"recipe": "run 14: earlier", "index": 14, "step": 8000, "total_steps": 56000}
+    assert train_space.steps_before(stage, fresh, 0, fresh) == 56000
+    mid_run = {"recipe": stage.recipe, "index": 20, "step": 8000, "total_steps": 64000}
+    assert train_space.steps_before(stage, mid_run, 8000, mid_run) + 9000 == 65000
+    # a run from another model counts that model's steps; one from scratch none; a committed checkpoint made
+    # outside the campaign counts its config's steps
+    poisson = train_space.Stage("poisson", "poisson", 6000, 3e-4, init="gaussian", index=1)
+    assert train_space.steps_before(poisson, {}, 0, {"total_steps": 29000}) == 29000
+    assert train_space.steps_before(train_space.Stage("gaussian", "gaussian", 29000, 5e-4), {}, 0, {}) == 0
+    assert train_space.steps_before(train_space.Stage("gaussian", "gaussian", 10000, 1e-4, init="gaussian"),
+                                    {}, 29000, {}) == 29000

@@ -10,7 +10,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from .train import Record, TrainConfig, TrainData, train
+from .train import STATE_NAME, Record, TrainConfig, TrainData, train
 
 # "Adapt to this photo": Neighbor2Neighbor from the pretrained model, the settings that gained most
 # per second on 2 CPU cores (benchmarks/results/adapt.md: +3.1 dB on average in 60 s)
@@ -49,16 +49,19 @@ def adapt(init: str, noisy: np.ndarray, folder: Path, seconds: float = 60.0, sto
     over = lambda: stop() or time.perf_counter() - start >= seconds  # noqa: E731
     calibration = adapt_config(init, folder, ADAPT_CALIBRATION_STEPS, **settings)
     stamps = []
-    for record in train(calibration, stop=over, data=data):
-        stamps.append(time.perf_counter())
-        if over():  # the budget ran out already: this record is the last, with `done`
-            yield dataclasses.replace(record, elapsed_s=stamps[-1] - start)
-            return
-        # the calibration's end is not the run's
-        yield dataclasses.replace(record, elapsed_s=stamps[-1] - start, done=False, out=None)
-    # the first step carries the set-up; the next ones give the pace
-    per_step = (stamps[-1] - stamps[0]) / max(1, len(stamps) - 1)
-    steps = len(stamps) + max(1, int((seconds - (stamps[-1] - start)) / per_step))
-    config = dataclasses.replace(calibration, steps=steps, resume=True)
-    for record in train(config, stop=over, data=data):
-        yield dataclasses.replace(record, elapsed_s=time.perf_counter() - start)
+    try:
+        for record in train(calibration, stop=over, data=data):
+            stamps.append(time.perf_counter())
+            if over():  # the budget ran out already: this record is the last, with `done`
+                yield dataclasses.replace(record, elapsed_s=stamps[-1] - start)
+                return
+            # the calibration's end is not the run's
+            yield dataclasses.replace(record, elapsed_s=stamps[-1] - start, done=False, out=None)
+        # the first step carries the set-up; the next ones give the pace
+        per_step = (stamps[-1] - stamps[0]) / max(1, len(stamps) - 1)
+        steps = len(stamps) + max(1, int((seconds - (stamps[-1] - start)) / per_step))
+        config = dataclasses.replace(calibration, steps=steps, resume=True, optimiser_state=False)
+        for record in train(config, stop=over, data=data):
+            yield dataclasses.replace(record, elapsed_s=time.perf_counter() - start)
+    finally:  # Adam's moments carry the calibration over into the run; the adapted model does not need them
+        (Path(calibration.out) / STATE_NAME).unlink(missing_ok=True)

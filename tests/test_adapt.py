@@ -53,6 +53,7 @@ def test_adapting_raises_psnr_on_a_noise_the_model_never_saw(tmp_path, lr, gains
     elapsed = time.perf_counter() - start
     last = records[-1]
     assert last.done and Path(last.out, "model.safetensors").is_file()
+    assert sorted(p.name for p in Path(last.out).iterdir()) == ["config.json", "model.safetensors"]  # no Adam state
     assert not any(r.done or r.out for r in records[:-1])
     assert [r.step for r in records] == list(range(1, len(records) + 1))
     assert [r.elapsed_s for r in records] == sorted(r.elapsed_s for r in records)

@@ -23,7 +23,7 @@ from n2n.noise import NOISE_MODELS
 from n2n.train import Record, TrainConfig
 from ui import push
 from ui.common import (API_DEFAULT_RANGE, MAX_STEPS, MAX_TRAIN_PIXELS, MAX_UPLOADS, UserError, check_range, gpu,
-                       noise_model, range_sliders, read, safe_name, save_png, workdir)
+                       noise_model, range_sliders, read, safe_name, save_png, session_key, workdir)
 from ui.denoise import DenoiseTab
 from ui.registry import FINETUNED, add_finetuned, check_session, compare_choices, init_ref, model_names
 
@@ -175,14 +175,13 @@ def prepare_run(files, second_shots, kind, noise, low, high, loss, steps, init, 
 
 
 def stop_flag(request: gr.Request | None) -> threading.Event:
-    key = getattr(request, "session_hash", None) or "anonymous"
-    event = STOP_FLAGS[key] = threading.Event()
+    event = STOP_FLAGS[session_key(request) or "anonymous"] = threading.Event()
     return event
 
 
 def drop_stop_flag(request: gr.Request | None, event: threading.Event) -> None:
     """The run with `event` is over: forget its flag (unless a newer run of the session replaced it)."""
-    key = getattr(request, "session_hash", None) or "anonymous"
+    key = session_key(request) or "anonymous"
     if STOP_FLAGS.get(key) is event:
         del STOP_FLAGS[key]
 
@@ -253,7 +252,7 @@ def zero_shot_run(files, steps: int, stop: threading.Event):
 
 
 def stop_run(request: gr.Request):
-    event = STOP_FLAGS.get(getattr(request, "session_hash", None) or "anonymous")
+    event = STOP_FLAGS.get(session_key(request) or "anonymous")
     if event is not None:
         event.set()
 

@@ -41,7 +41,7 @@ from n2n.infer import resolve_precision
 from n2n.train import TrainConfig, checkpoint_meta, train
 
 DATA = Path(__file__).resolve().parent.parent / "shared" / "data"
-BUNDLED = ["gaussian", "poisson", "text", "bernoulli", "impulse"]
+BUNDLED = ["gaussian", "poisson", "text", "bernoulli", "impulse", "camera"]
 
 
 def model_name(noise: str, clean_targets: bool) -> str:
@@ -99,9 +99,11 @@ class Stage:
                 f"{self.steps} steps at lr {self.lr:g}")
 
 
-# In order of compute (issue 11): gaussian (the warm start's recipe), then poisson and impulse from
-# it, the clean-target twin at gaussian's recipe, text and bernoulli; then rounds of warm restarts.
+# In order of need: camera (issue 23: real photos; from gaussian's weights), then as in issue 11 gaussian
+# (the warm start's recipe), poisson and impulse from it, the clean-target twin at gaussian's recipe, text
+# and bernoulli; then rounds of warm restarts.
 CAMPAIGN = [
+    Stage("camera", "camera", 30000, 3e-4, init="gaussian"),
     Stage("gaussian", "gaussian", 29000, 5e-4),
     Stage("poisson", "poisson", 6000, 3e-4, init="gaussian"),
     Stage("impulse", "impulse", 6000, 3e-4, init="gaussian"),
@@ -111,11 +113,11 @@ CAMPAIGN = [
 ]
 ROUND = [  # then, round after round: a warm restart of each model from its own weights
     Stage(n, n.removesuffix("-n2c"), 10000, 1e-4, init=n, clean_targets=n.endswith("-n2c"))
-    for n in ("gaussian", "poisson", "impulse", "gaussian-n2c", "text", "bernoulli")
+    for n in ("camera", "gaussian", "poisson", "impulse", "gaussian-n2c", "text", "bernoulli")
 ]
 GPU = [  # one GPU for minutes (issue 11 §4): every model from its own weights, large batches (set by flags)
     Stage(n, n.removesuffix("-n2c"), 1500, 2e-4, init=n, clean_targets=n.endswith("-n2c"), index=1000 + i)
-    for i, n in enumerate(("gaussian", "gaussian-n2c", "poisson", "impulse", "text", "bernoulli"))
+    for i, n in enumerate(("camera", "gaussian", "gaussian-n2c", "poisson", "impulse", "text", "bernoulli"))
 ]
 SMOKE = [Stage("gaussian", "gaussian", 6, 1e-3), Stage("poisson", "poisson", 4, 1e-3, init="gaussian")]
 MARKER = "campaign.json"  # in a run's folder: the Stage it runs
@@ -325,7 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--eval-only", action="store_true", help="skip training: evaluate the existing checkpoints")
     parser.add_argument("--campaign", action="store_true", help="the standing training campaign (see above)")
     parser.add_argument("--gpu", action="store_true",
-                        help="--campaign: the GPU plan (GPU), --minutes shared by the six models")
+                        help="--campaign: the GPU plan (GPU), --minutes shared by the seven models")
     parser.add_argument("--only", default="", help="--campaign: only the runs of these models (a,b), e.g. in a "
                         "second process beside the main one (never both on the same model)")
     parser.add_argument("--adopt", metavar="DIR", default="",

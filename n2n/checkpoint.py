@@ -17,6 +17,7 @@ from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
 from torch import nn
 
+from .infer import STRIDES
 from .io import write_atomic
 from .models import MODELS, allowed_args, build_model
 from .noise import NOISE_MODELS
@@ -94,6 +95,10 @@ def check_config(config: dict, name: str = "checkpoint") -> None:
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
             raise CheckpointError(f"{name}: {key}={_short(value)} is refused; the {arch} architecture takes "
                                   f"{key} from {low} to {high}")
+    stride = config.get("stride", 1)
+    if isinstance(stride, bool) or stride not in STRIDES:
+        raise CheckpointError(f"{name}: stride={_short(stride)} is refused; a checkpoint's pixel-shuffle stride is one "
+                              f"of {', '.join(map(str, STRIDES))}")
     size = weights_bytes(arch, args)
     if size > MAX_WEIGHTS_BYTES:
         raise CheckpointError(f"{name}: a {arch} with {args} would hold {format_size(size)} of weights, over the "
@@ -160,6 +165,7 @@ def load_dir(directory: str | Path, source: str | None = None, device: str | tor
         raise CheckpointError(f"{where}: {WEIGHTS_NAME} does not match the {config['architecture']} "
                               f"architecture: {' '.join(first)}") from None
     model.to(device).eval().to(memory_format=torch.channels_last)
+    model.stride = int(config.get("stride", 1))  # the pixel-shuffle stride it is meant for (n2n.infer.denoise)
     return LoadedModel(model, config, source or str(directory))
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import os
 from typing import Callable
 
 import numpy as np
@@ -26,11 +27,17 @@ def native_bf16() -> bool:
 
 def resolve_precision(precision: str = "auto", device: str | torch.device = "cpu") -> str:
     """"fp32" or "bf16" for `device`: "auto" picks bf16 on CUDA and on CPUs with native bf16,
-    fp32 elsewhere; "fp32" and "bf16" are returned as given."""
+    fp32 elsewhere, unless the environment variable N2N_PRECISION (fp32 or bf16) says which (to run
+    the tests as a machine of the other kind would); "fp32" and "bf16" are returned as given."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     if precision != "auto":
         return precision
+    forced = os.environ.get("N2N_PRECISION", "")
+    if forced:
+        if forced not in PRECISIONS[1:]:
+            raise ValueError(f"N2N_PRECISION must be fp32 or bf16 (or unset for auto), got {forced!r}")
+        return forced
     device = torch.device(device)
     return "bf16" if device.type == "cuda" or (device.type == "cpu" and native_bf16()) else "fp32"
 
@@ -132,10 +139,44 @@ def _run(model: nn.Module, batch: np.ndarray) -> np.ndarray:
     return y.permute(0, 2, 3, 1).cpu().numpy()
 
 
-@torch.inference_mode()
+STRIDES = (1, 2, 3, 4)
+
+
+def model_stride(model: nn.Module) -> int:
+    """The pixel-shuffle stride `model` is meant for: its checkpoint's "stride" (set on loading), else 1."""
+    return int(getattr(model, "stride", 1))
+
+
 def denoise(model: nn.Module, image: np.ndarray, tile: int = TILE, overlap: int = 96, batch: int = 1,
-            precision: str = "auto", progress: Callable[[int, int], None] | None = None) -> np.ndarray:
-    """Denoise `image` with `model`; same shape and dtype out.
+            precision: str = "auto", progress: Callable[[int, int], None] | None = None,
+            stride: int | None = None) -> np.ndarray:
+    """Denoise `image` with `model`; same shape and dtype out (see `denoise_tiled` for the arguments).
+
+    stride: pixel-shuffle down-sampling (Zhou et al. 2020): the stride² sub-images image[i::s, j::s]
+        are denoised one by one and put back in place. Noise correlated over neighbouring pixels (real
+        photos: demosaicing, JPEG) is about independent between pixels `stride` apart, as a model trained
+        on pixel-independent noise expects. None: the model's own (`model_stride`, 1 unless its
+        checkpoint says otherwise); 1: the image whole.
+    """
+    stride = model_stride(model) if stride is None else int(stride)
+    if stride not in STRIDES:
+        raise ValueError(f"stride must be one of {STRIDES} (1: no pixel-shuffle), got {stride}")
+    image = np.asarray(image)
+    if stride == 1 or min(image.shape[:2]) < 2 * stride:
+        return denoise_tiled(model, image, tile, overlap, batch, precision, progress)
+    out = np.empty_like(image)
+    offsets = [(i, j) for i in range(stride) for j in range(stride)]
+    for k, (i, j) in enumerate(offsets):
+        part = None if progress is None else (lambda done, total, k=k: progress(k * total + done, len(offsets) * total))
+        out[i::stride, j::stride] = denoise_tiled(model, image[i::stride, j::stride], tile, overlap, batch,
+                                                  precision, part)
+    return out
+
+
+@torch.inference_mode()
+def denoise_tiled(model: nn.Module, image: np.ndarray, tile: int = TILE, overlap: int = 96, batch: int = 1,
+                  precision: str = "auto", progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+    """Denoise `image` with `model` in overlapping tiles; same shape and dtype out.
 
     image: (H, W) or (H, W, C) with C in 1..4 (2 and 4: the last channel is alpha,
         passed through unchanged), uint8, uint16 or float32 in [0, 1]; any size >= 1×1.

@@ -9,10 +9,13 @@ Randomness always comes from a `numpy.random.Generator` passed in.
 from __future__ import annotations
 
 import functools
+import math
 import string
+import zlib
 from dataclasses import dataclass
 from typing import Callable
 
+import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
@@ -31,6 +34,8 @@ class NoiseModel:
     limits: tuple[float, float]  # what a user may choose
     loss: str  # the loss whose optimum is the clean image for this noise
     apply: Corruption
+    log_uniform: bool = False  # training draws the parameter log-uniformly (a range over decades)
+    same_param: bool = False  # a training pair shares one parameter (two shots of one camera at one ISO)
 
 
 NOISE_MODELS: dict[str, NoiseModel] = {}
@@ -148,6 +153,127 @@ def text(image, p, rng):
     return np.where(covered_mask[..., None], overlay, image).astype(np.float32), _ones_mask(image)
 
 
+# Camera noise: a simulated in-camera pipeline (Brooks et al. 2019, "Unprocessing images for learned
+# raw denoising"; Guo et al. 2019, CBDNet's noise model). A clean sRGB image is taken back to the
+# sensor (tone curve, gamma, colour matrix and white balance inverted, Bayer mosaic), given shot and
+# read noise there (variance a·x + b), then rendered again (demosaicing, white balance, colour matrix,
+# gamma, tone curve, chroma smoothing, sharpening, JPEG): the noise that comes out depends on
+# brightness and colour and is correlated over neighbouring pixels, as in real photos.
+
+ISO_RANGE = (100.0, 25600.0)  # training ISOs: a DSLR in daylight to a phone in a dim room
+# Raw shot-noise variance per unit signal: 1e-4 at ISO 100 to 1.2e-2 at ISO 12800 (the range of Brooks et al.)
+SHOT_AT_100, SHOT_SLOPE = 1e-4, math.log(120) / math.log(128)
+
+
+def shot_gain(iso: float) -> float:
+    """Raw shot-noise gain a (variance a·x at signal x in [0, 1]) at `iso`, log-linear in ISO."""
+    return SHOT_AT_100 * (iso / 100.0) ** SHOT_SLOPE
+
+
+@dataclass(frozen=True)
+class Camera:
+    """What one simulated camera does between its sensor and its JPEG (drawn by `draw_camera`)."""
+
+    cam_to_rgb: np.ndarray  # (3, 3) colour matrix, rows summing to 1
+    wb: np.ndarray  # (3,) white-balance gains (R, G, B), G = 1
+    brightness: float  # the exposure the image was rendered at (raw = linear / brightness)
+    read_offset: float  # log read variance beyond the shot-noise trend (Brooks et al.: N(0, 0.26))
+    shot_jitter: float  # log factor on the ISO's shot gain (sensors differ)
+    phase: tuple[int, int]  # where the RGGB pattern starts (rows, columns)
+    edge_aware: bool  # demosaicing: OpenCV's edge-aware method, else bilinear
+    chroma_blur: float  # σ in pixels of the in-camera chroma smoothing (0: none)
+    sharpen: float  # unsharp-mask amount (0: none)
+    quality: int  # JPEG quality, 101: no JPEG
+
+
+def draw_camera(rng: np.random.Generator) -> Camera:
+    """A random camera over the ranges of Brooks et al. (gains, read noise) and common in-camera settings."""
+    off = rng.uniform(-0.6, 0.0, size=(3, 3)) * (1 - np.eye(3))
+    cam_to_rgb = off + np.diag(1.0 - off.sum(axis=1))
+    return Camera(cam_to_rgb=cam_to_rgb.astype(np.float32),
+                  wb=np.array([rng.uniform(1.9, 2.4), 1.0, rng.uniform(1.5, 1.9)], np.float32),
+                  brightness=float(np.clip(rng.normal(0.8, 0.1), 0.5, 1.0)),
+                  read_offset=float(rng.normal(0.0, 0.26)), shot_jitter=float(rng.normal(0.0, 0.2)),
+                  phase=(int(rng.integers(2)), int(rng.integers(2))), edge_aware=bool(rng.integers(2)),
+                  chroma_blur=float(rng.choice([0.0, rng.uniform(0.5, 2.0)])),
+                  sharpen=float(rng.choice([0.0, rng.uniform(0.2, 1.0)])),
+                  quality=int(rng.choice([101, int(rng.integers(75, 99))], p=[0.2, 0.8])))
+
+
+def camera_of(image: np.ndarray) -> Camera:
+    """The camera that photographs `image`: drawn from a hash of its pixels, so two corruptions of
+    one image share the camera (a valid Noise2Noise pair) and different images get different ones."""
+    key = zlib.crc32(np.ascontiguousarray(image[::3, ::3]).tobytes()) ^ zlib.crc32(repr(image.shape).encode())
+    return draw_camera(np.random.default_rng(key))
+
+
+def _unprocess(srgb: np.ndarray, cam: Camera) -> np.ndarray:
+    """sRGB (H, W, 3) in [0, 1] -> linear camera RGB before white balance (H, W, 3)."""
+    x = np.clip(srgb, 0.0, 1.0)
+    x = 0.5 - np.sin(np.arcsin(1.0 - 2.0 * x) / 3.0)  # inverse of the smoothstep tone curve
+    x = np.maximum(x, 1e-8) ** 2.2
+    x = x @ np.linalg.inv(cam.cam_to_rgb.astype(np.float64)).T.astype(np.float32)
+    return np.clip(x * (cam.brightness / cam.wb), 0.0, 1.0).astype(np.float32)
+
+
+def _develop(raw: np.ndarray, cam: Camera) -> np.ndarray:
+    """Raw RGGB mosaic (H, W), linear, may hold values below 0 -> sRGB float32 (H, W, 3), before JPEG:
+    demosaicing, white balance, colour matrix, gamma, tone curve, chroma smoothing, sharpening."""
+    lo, span = -0.25, 1.5  # an offset and scale that keep noise below black and above white for uint16
+    raw16 = np.round(np.clip((raw - lo) / span, 0.0, 1.0) * 65535).astype(np.uint16)
+    demosaic = cv2.COLOR_BayerBG2RGB_EA if cam.edge_aware else cv2.COLOR_BayerBG2RGB  # OpenCV's name for RGGB
+    x = cv2.cvtColor(raw16, demosaic).astype(np.float32) * np.float32(span / 65535) + np.float32(lo)
+    x = np.clip(x * (cam.wb / cam.brightness) @ cam.cam_to_rgb.T, 0.0, 1.0) ** np.float32(1 / 2.2)
+    x = 3 * x ** 2 - 2 * x ** 3
+    if cam.chroma_blur > 0:
+        ycc = cv2.cvtColor(x, cv2.COLOR_RGB2YCrCb)
+        ycc[..., 1:] = cv2.GaussianBlur(ycc[..., 1:], (0, 0), cam.chroma_blur)
+        x = cv2.cvtColor(ycc, cv2.COLOR_YCrCb2RGB)
+    if cam.sharpen > 0:
+        x = x + np.float32(cam.sharpen) * (x - cv2.GaussianBlur(x, (0, 0), 1.0))
+    return x
+
+
+def _jpeg(image: np.ndarray, quality: int) -> np.ndarray:
+    """float (H, W, 3) in [0, 1] -> uint8, through a JPEG at `quality` (101: none)."""
+    out = np.clip(np.round(image * 255), 0, 255).astype(np.uint8)
+    if quality > 100:
+        return out
+    ok, data = cv2.imencode(".jpg", np.ascontiguousarray(out[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    return cv2.imdecode(data, cv2.IMREAD_COLOR)[..., ::-1]
+
+
+@register("camera", param="ISO", units="camera ISO (higher, more noise): shot and read noise in the raw sensor, "
+          "demosaicing, colour processing and JPEG", train_range=ISO_RANGE, default=1600.0, limits=(50.0, 51200.0),
+          loss="l2", log_uniform=True, same_param=True)
+def camera(image, iso, rng):
+    """Real-camera-like noise at `iso` from the camera `camera_of(image)` (see `photograph`)."""
+    return photograph(image, iso, rng, camera_of(image)), _ones_mask(image)
+
+
+def photograph(image: np.ndarray, iso: float, rng: np.random.Generator, cam: Camera) -> np.ndarray:
+    """`image` (H, W, C) float32 in [0, 1] as `cam` photographs it at `iso`: shot and read noise drawn
+    from `rng` in the raw Bayer mosaic, taken through the camera's rendering (the noisy rendering minus
+    the clean one, added to the image, so the picture itself is not re-rendered), then JPEG.
+    Returns float32 (H, W, C), quantised to 8 bits, in [0, 1] (an alpha channel passes through)."""
+    h, w, c = image.shape
+    rgb = np.repeat(image, 3, axis=2) if c == 1 else image[..., :3]
+    dy, dx = cam.phase  # shift the picture against the RGGB pattern; pad tiny images for the demosaicing
+    pad = ((dy, max(0, 8 - h - dy) + (h + dy) % 2), (dx, max(0, 8 - w - dx) + (w + dx) % 2), (0, 0))
+    lin = _unprocess(np.pad(rgb, pad, mode="symmetric"), cam)
+    raw = np.empty(lin.shape[:2], np.float32)
+    raw[0::2, 0::2], raw[0::2, 1::2] = lin[0::2, 0::2, 0], lin[0::2, 1::2, 1]
+    raw[1::2, 0::2], raw[1::2, 1::2] = lin[1::2, 0::2, 1], lin[1::2, 1::2, 2]
+    shot = shot_gain(iso) * math.exp(cam.shot_jitter)
+    read = math.exp(2.18 * math.log(shot) + 1.20 + cam.read_offset)
+    noisy = raw + np.sqrt(shot * raw + read) * rng.standard_normal(raw.shape, dtype=np.float32)
+    noise = (_develop(noisy, cam) - _develop(raw, cam))[dy:dy + h, dx:dx + w]
+    out = _jpeg(np.clip(rgb, 0.0, 1.0) + noise, cam.quality).astype(np.float32) / 255
+    if c == 1:
+        return out.mean(axis=2, keepdims=True)
+    return np.concatenate([out, image[..., 3:]], axis=2) if c > 3 else out
+
+
 def _check_image(image: np.ndarray) -> np.ndarray:
     image = np.asarray(image)
     if image.ndim == 2:
@@ -181,14 +307,18 @@ def training_pair(clean: np.ndarray, noise: str, rng: np.random.Generator,
     """One training example, as the paper draws it.
 
     Source and target are corrupted independently, each with its own parameter
-    drawn uniformly from `param_range` (default: the noise model's training range).
+    drawn uniformly (log-uniformly for `log_uniform` models; one for both for `same_param`
+    ones) from `param_range` (default: the noise model's training range).
     Returns (noisy_source, noisy_target, mask), (H, W, C) float32 and (H, W, 1);
     with `clean_target` the target is `clean` itself (Noise2Clean) and the mask all ones.
     """
     model = get_noise(noise)
     lo, hi = param_range or model.train_range
-    noisy_source, _ = model.apply(clean, rng.uniform(lo, hi), rng)
+    draw = ((lambda: math.exp(rng.uniform(math.log(max(lo, 1e-6)), math.log(max(hi, 1e-6)))))
+            if model.log_uniform else (lambda: rng.uniform(lo, hi)))
+    param = draw()
+    noisy_source, _ = model.apply(clean, param, rng)
     if clean_target:
         return noisy_source, clean, _ones_mask(clean)
-    noisy_target, mask = model.apply(clean, rng.uniform(lo, hi), rng)
+    noisy_target, mask = model.apply(clean, param if model.same_param else draw(), rng)
     return noisy_source, noisy_target, mask

@@ -159,3 +159,59 @@ def test_bad_arguments_say_what_to_do():
         corrupt(photo(8), "gaussian", 1000.0, np.random.default_rng())
     with pytest.raises(ValueError, match="float32"):
         corrupt((photo(8) * 255).astype(np.uint8), "gaussian", 10.0, np.random.default_rng())
+
+
+def _plain_camera(seed=0, **changes):
+    """A drawn camera with JPEG, chroma smoothing and sharpening off unless `changes` set them."""
+    import dataclasses
+
+    from n2n.noise import draw_camera
+
+    return dataclasses.replace(draw_camera(np.random.default_rng(seed)),
+                               **({"quality": 101, "chroma_blur": 0.0, "sharpen": 0.0} | changes))
+
+
+def test_camera_noise_grows_with_brightness_from_the_shadows():
+    """Shot noise: variance a·x + b in raw, so the sRGB noise of a dark patch is far below a mid-grey one's."""
+    from n2n.noise import photograph
+
+    cam = _plain_camera()
+    std = {x: np.std(photograph(np.full((64, 64, 3), x, np.float32), 3200, np.random.default_rng(1), cam) - x)
+           for x in (0.02, 0.1, 0.4)}
+    assert std[0.02] < std[0.1] < std[0.4] and std[0.4] > 2 * std[0.02], std
+
+
+def test_camera_noise_is_correlated_between_neighbours_and_not_between_shots():
+    """Demosaicing spreads each raw sample over its neighbours; two shots draw independent noise."""
+    from n2n.noise import photograph
+
+    clean = np.full((96, 96, 3), 0.4, np.float32)
+    for cam in (_plain_camera(0), _plain_camera(1, quality=90, sharpen=0.5)):
+        a, b = (photograph(clean, 6400, np.random.default_rng(k), cam) - clean for k in (1, 2))
+        a0 = a - a.mean(axis=(0, 1))
+        neighbour = (a0[:, 1:] * a0[:, :-1]).mean() / a0.var()
+        assert neighbour > 0.3, neighbour
+        assert abs(np.corrcoef(a.ravel(), b.ravel())[0, 1]) < 0.05
+    white = corrupt(clean, "gaussian", 25.0, np.random.default_rng(0)) - clean  # for contrast: ~0
+    assert abs((white[:, 1:] * white[:, :-1]).mean() / white.var()) < 0.05
+
+
+def test_camera_pair_shares_the_camera_and_the_iso():
+    """Two corruptions of one image are two shots of one camera: same camera, same ISO, independent noise."""
+    from n2n.noise import camera_of
+
+    clean = photo(48)
+    assert repr(camera_of(clean)) == repr(camera_of(clean.copy()))
+    assert not np.array_equal(camera_of(clean).wb, camera_of(photo(40)).wb)
+    rng = np.random.default_rng(3)
+    stds = np.array([[np.std(s - clean), np.std(t - clean)]
+                     for s, t, _ in (training_pair(clean, "camera", rng) for _ in range(30))])
+    assert np.corrcoef(stds.T)[0, 1] > 0.9  # one ISO for both (drawn log-uniformly over the pairs)
+    assert stds.max() > 3 * stds.min()
+    source, target, _ = training_pair(clean, "camera", rng)
+    assert abs(np.corrcoef((source - clean).ravel(), (target - clean).ravel())[0, 1]) < 0.5
+
+
+def test_camera_noise_refuses_a_bad_iso_in_one_sentence():
+    with pytest.raises(ValueError, match=r"camera ISO=10.0 is outside \[50.0, 51200.0\]"):
+        corrupt(photo(16), "camera", 10.0, np.random.default_rng())

@@ -11,7 +11,8 @@ from n2n.noise import corrupt
 from conftest import photo
 
 
-def test_auto_follows_the_hardware():
+def test_auto_follows_the_hardware(monkeypatch):
+    monkeypatch.delenv("N2N_PRECISION", raising=False)
     assert native_bf16() == bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     assert resolve_precision("auto", "cpu") == ("bf16" if native_bf16() else "fp32")
     assert resolve_precision("auto", "cuda") == "bf16"
@@ -19,6 +20,17 @@ def test_auto_follows_the_hardware():
     assert resolve_precision("bf16", "cpu") == "bf16"
     with pytest.raises(ValueError, match="precision must be one of"):
         resolve_precision("fp16")
+
+
+@pytest.mark.parametrize("forced", ["fp32", "bf16"])
+def test_n2n_precision_makes_auto_act_as_the_other_machine_kind(monkeypatch, forced):
+    """N2N_PRECISION runs the suite as a machine of the other kind would (README: Run the tests)."""
+    monkeypatch.setenv("N2N_PRECISION", forced)
+    assert resolve_precision("auto", "cpu") == forced
+    assert resolve_precision("fp32", "cpu") == "fp32"  # an explicit choice stands
+    monkeypatch.setenv("N2N_PRECISION", "fp16")
+    with pytest.raises(ValueError, match="N2N_PRECISION must be fp32 or bf16"):
+        resolve_precision("auto")
 
 
 def test_bf16_weights_denoise_as_well_as_fp32():

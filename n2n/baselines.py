@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 
 from .io import to_uint8
+from .noise import camera_sigma
 
 # h of cv2.fastNlMeans* as a function of the Gaussian-equivalent σ (0–255 scale), fitted on
 # training images (bsd400, benchmarks/tune_nlm.py): h = NLM_SLOPE · σ + NLM_OFFSET.
@@ -23,6 +24,8 @@ def equivalent_sigma(noise: str, param: float) -> float:
         return float(param)
     if noise == "poisson":  # variance x/λ, at mid-grey x = 0.5
         return 255.0 * float(np.sqrt(0.5 / max(param, 1e-3)))
+    if noise == "camera":
+        return camera_sigma(param)
     return 50.0
 
 

@@ -15,8 +15,8 @@ from PIL import Image
 from . import baselines, hub
 from .checkpoint import CheckpointError
 from .data import list_images
-from .evaluate import evaluate, progress_bar
-from .infer import TILE, denoise, resolve_precision
+from .evaluate import PAIR_NAMES, evaluate, evaluate_pairs, match_pairs, progress_bar
+from .infer import STRIDES, TILE, denoise, model_stride, resolve_precision
 from .io import DEFAULT_MAX_PIXELS, ImageError, read_image, split_alpha, with_alpha, write_image
 from .noise import NOISE_MODELS, corrupt, get_noise
 
@@ -63,7 +63,8 @@ def cmd_denoise(args) -> None:
     for path, target in zip(paths, targets):
         try:
             image = read_image(path, max_pixels=args.max_pixels, dtype=None)
-            write_image(target, denoise(loaded.model, image, tile=args.tile, precision=args.precision))
+            write_image(target, denoise(loaded.model, image, tile=args.tile, precision=args.precision,
+                                        stride=args.stride))
         except ImageError as e:
             refused += 1
             print(("\n" if several else "") + f"error: {refusal(e)}", file=sys.stderr)
@@ -79,17 +80,31 @@ def cmd_denoise(args) -> None:
 
 
 def cmd_eval(args) -> None:
+    if bool(args.pairs) == bool(args.data) or (args.data and (args.noise is None or args.param is None)):
+        raise SystemExit("error: eval takes --pairs DIR (real noisy/clean photos) or --data DIR --noise NAME "
+                         "--param P (clean images corrupted here)")
     loaded = hub.resolve(args.model)
-    files = list_images(args.data)[: args.limit or None]
+    names = tuple(tuple(p.split(",", 1)) for p in args.pair if "," in p) if args.pair else PAIR_NAMES
+    if args.pair and len(names) != len(args.pair):
+        raise SystemExit("error: --pair takes NOISY,CLEAN, the parts of the names that differ (e.g. _noise,_gt)")
+    chosen = [b for b in (args.baselines or "").split(",") if b]
     try:
-        figures = evaluate(loaded.model, files, args.noise, args.param, args.seed, (args.baselines or "").split(","),
-                           tile=args.tile, precision=args.precision, max_pixels=args.max_pixels)
+        if args.pairs:
+            figures = evaluate_pairs(loaded.model, match_pairs(args.pairs, names)[: args.limit or None], chosen,
+                                     tile=args.tile, precision=args.precision, max_pixels=args.max_pixels,
+                                     stride=args.stride)
+        else:
+            figures = evaluate(loaded.model, list_images(args.data)[: args.limit or None], args.noise, args.param,
+                               args.seed, chosen, tile=args.tile, precision=args.precision,
+                               max_pixels=args.max_pixels, stride=args.stride)
     except ImageError:
         print(file=sys.stderr)  # the refusal goes below the progress bar, not onto its line
         raise
-    result = {"model": args.model, "source": loaded.source, "data": str(args.data), "noise": args.noise,
-              "param": args.param, "seed": args.seed,
-              "precision": resolve_precision(args.precision)} | figures
+    setting = ({"data": str(args.pairs), "noise": "real", "param": None} if args.pairs else
+               {"data": str(args.data), "noise": args.noise, "param": args.param})
+    result = {"model": args.model, "source": loaded.source} | setting | {
+        "seed": args.seed, "precision": resolve_precision(args.precision),
+        "stride": model_stride(loaded.model) if args.stride is None else args.stride} | figures
     result |= result["baselines"]  # one top-level entry per baseline too
     text = json.dumps(result, indent=2)
     if args.json and args.json != "-":
@@ -97,7 +112,8 @@ def cmd_eval(args) -> None:
     if args.json == "-":
         print(text)
     else:
-        print(f"{args.model} on {args.data}, {args.noise} {args.param}: noisy {result['noisy_psnr']:.2f} dB, "
+        print(f"{args.model} on {result['data']}, {args.noise or 'real'} {args.param or ''}: "
+              f"noisy {result['noisy_psnr']:.2f} dB, "
               f"model {result['psnr']:.2f} dB / SSIM {result['ssim']:.4f}, "
               f"{result['seconds_per_megapixel']:.2f} s/MP"
               + "".join(f"; {n} {s['psnr']:.2f} dB" for n, s in result["baselines"].items()))
@@ -154,6 +170,12 @@ def add_max_pixels(parser: argparse.ArgumentParser) -> None:
                              "raise it only for files you trust")
 
 
+def add_stride(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--stride", type=int, choices=STRIDES, default=None,
+                        help="pixel-shuffle: denoise the stride² sub-images apart (noise correlated over neighbours, "
+                             "as in real photos); default: the model's own (its config's stride, else 1)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .train import TrainConfig
 
@@ -178,14 +200,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tile", type=int, default=TILE)
     p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
                    help="auto: bf16 on CUDA and on CPUs with native bf16, fp32 elsewhere")
+    add_stride(p)
     add_max_pixels(p)
     p.set_defaults(run=cmd_denoise)
 
-    p = sub.add_parser("eval", help="PSNR/SSIM/speed of a model and baselines on a folder of clean images")
+    p = sub.add_parser("eval", help="PSNR/SSIM/speed of a model and baselines on a folder of clean images "
+                                    "(--data) or of real noisy/clean pairs (--pairs)")
     p.add_argument("--model", required=True)
-    p.add_argument("--data", required=True)
-    p.add_argument("--noise", required=True, choices=list(NOISE_MODELS))
-    p.add_argument("--param", type=float, required=True)
+    p.add_argument("--data", help="a folder of clean images, corrupted here with --noise at --param")
+    p.add_argument("--noise", choices=list(NOISE_MODELS))
+    p.add_argument("--param", type=float)
+    p.add_argument("--pairs", help="a folder of real noisy photos and their clean images, matched by name: "
+                                   "NAME_noise/NAME_gt, NAME_real/NAME_mean, noisy/gt (the baselines at the "
+                                   "noise level estimated blind)")
+    p.add_argument("--pair", action="append", metavar="NOISY,CLEAN",
+                   help="--pairs: the parts of the names that differ (repeatable), instead of the usual ones")
+    add_stride(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--baselines", default="", help="comma-separated: " + ",".join(baselines.BASELINES))
     p.add_argument("--limit", type=int, default=0, help="only the first N images")

@@ -103,3 +103,27 @@ def test_finetune_shows_points_on_the_plot(page, photo_folder):
     sync_api.expect(page.get_by_label("Model", exact=True)).to_have_value(name)
     page.get_by_role("tab", name="About").click()
     page.screenshot(path=str(ARTIFACTS / "about.png"), full_page=True)
+
+
+def test_a_photo_with_camera_noise_gets_the_camera_model_without_a_setting(page, tmp_path):
+    """Upload a photo with camera noise (demosaiced, processed, JPEG): the estimate line names it, the model
+    that fits is chosen (camera; gaussian at stride 2 where no camera model is bundled), and Denoise uses it."""
+    import numpy as np
+
+    from n2n import hub
+    from n2n.io import to_float
+    from n2n.noise import corrupt
+
+    clean = to_float(skimage.data.chelsea())
+    photo = tmp_path / "phone.png"
+    write_image(photo, np.rint(corrupt(clean, "camera", 5, np.random.default_rng(0)) * 255).astype(np.uint8))
+    page.get_by_role("tab", name="Denoise").click()
+    page.locator("#noisy-in input[type=file]").set_input_files(str(photo))
+    sync_api.expect(page.locator("#estimate")).to_contain_text("camera noise, correlated between neighbouring pixels")
+    expected = "camera" if "camera" in hub.bundled_names() else "gaussian"
+    sync_api.expect(page.get_by_label("Model", exact=True)).to_have_value(expected)
+    page.get_by_role("button", name="Denoise", exact=True).click()
+    sync_api.expect(page.locator("#source")).to_contain_text(f"Model {expected} served from", timeout=120_000)
+    if expected == "gaussian":
+        sync_api.expect(page.locator("#source")).to_contain_text("pixel-shuffle stride 2")
+    page.screenshot(path=str(ARTIFACTS / "denoise-camera.png"), full_page=True)

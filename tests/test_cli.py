@@ -155,3 +155,34 @@ def test_refusals_read_as_a_command_line_would_say_them(tmp_path, tiny_checkpoin
     assert result.stderr.strip().splitlines()[-1] == summary
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and errors[0].startswith(f"error: {big}: image is 64x64"), result.stderr
+
+
+def test_eval_on_real_pairs_matches_them_by_name(tmp_path, photo_folder):
+    """`eval --pairs`: noisy/clean photos matched by name; the unmatched named in one line; --stride used."""
+    pairs = tmp_path / "pairs"
+    pairs.mkdir()
+    for k, name in enumerate(["astronaut", "coffee"]):
+        clean = read_image(photo_folder / f"{name}.png")
+        write_image(pairs / f"{k:02d}_gt.png", clean)
+        noisy = corrupt(clean.astype(np.float32) / 255, "camera", 6, np.random.default_rng(k))
+        write_image(pairs / f"{k:02d}_noise.png", (noisy * 255).round().astype(np.uint8))
+    report = {}
+    for stride in (1, 2):
+        out = n2n("eval", "--model", "gaussian", "--pairs", pairs, "--baselines", "nlm", "--stride", stride,
+                  "--json", "-")
+        report[stride] = json.loads(out.stdout)
+        assert report[stride]["images"] == 2 and report[stride]["stride"] == stride
+        assert [r["image"] for r in report[stride]["per_image"]] == ["00_noise.png", "01_noise.png"]
+        assert report[stride]["noise"] == "real" and "nlm" in report[stride]
+    assert report[1]["noisy_psnr"] == report[2]["noisy_psnr"] and report[1]["psnr"] != report[2]["psnr"]
+    write_image(pairs / "stray.png", read_image(photo_folder / "rocket.png"))
+    failed = n2n("eval", "--model", "gaussian", "--pairs", pairs, ok=False)
+    assert failed.returncode == 2 and "no noisy/clean partner for stray.png" in failed.stderr
+    assert len(failed.stderr.strip().splitlines()) == 1
+    (pairs / "stray.png").rename(pairs / "stray_a.png")
+    write_image(pairs / "stray_b.png", read_image(photo_folder / "rocket.png"))
+    custom = n2n("eval", "--model", "gaussian", "--pairs", pairs, "--pair", "_noise,_gt", "--pair", "_a,_b",
+                 "--json", "-")
+    assert json.loads(custom.stdout)["images"] == 3
+    both = n2n("eval", "--model", "gaussian", "--pairs", pairs, "--data", photo_folder, ok=False)
+    assert both.returncode != 0 and "--pairs DIR" in both.stderr

@@ -213,5 +213,5 @@ def test_camera_pair_shares_the_camera_and_the_iso():
 
 
 def test_camera_noise_refuses_a_bad_iso_in_one_sentence():
-    with pytest.raises(ValueError, match=r"camera ISO=10.0 is outside \[50.0, 51200.0\]"):
+    with pytest.raises(ValueError, match=r"camera stops=10.0 is outside \[0.0, 9.0\]"):
         corrupt(photo(16), "camera", 10.0, np.random.default_rng())

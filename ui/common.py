@@ -184,7 +184,7 @@ def noise_model(name: str):
 
 
 def slider_step(model) -> float:
-    return 1.0 if model.limits[1] > 2 else 0.01
+    return 50.0 if model.limits[1] > 1000 else (1.0 if model.limits[1] > 2 else 0.01)  # ISO in steps of 50
 
 
 def param_slider(noise: str, value: float | None = None, **kwargs) -> gr.Slider:

@@ -6,7 +6,8 @@ Endpoints /denoise (image, model, Hub repo, compare with, clean reference, noise
 seconds (Neighbor2Neighbor, n2n.adapt.adapt), shown beside the pretrained one; the download is the
 better of the two by a blind score (n2n.estimate.blind_psnr, no clean image needed); the adapted
 model joins the visitor's model list, theirs alone. On upload, the noise is estimated (n2n.estimate) to
-preset the baselines' noise level and suggest a model.
+preset the baselines' noise level and choose the model that fits, at its pixel-shuffle stride (camera noise:
+the camera model, or a white-noise model at stride 2).
 Also wires the Corrupt tab's "Send A to Denoise", which fills this tab's inputs.
 """
 from __future__ import annotations
@@ -24,7 +25,7 @@ import torch
 from n2n import baselines, hub
 from n2n.adapt import adapt
 from n2n.estimate import blind_psnr, estimate_noise
-from n2n.infer import denoise, resolve_precision
+from n2n.infer import denoise, model_stride, resolve_precision
 from n2n.io import split_alpha, to_float, with_alpha
 from n2n.metrics import psnr, ssim
 from n2n.noise import NOISE_MODELS
@@ -53,11 +54,26 @@ def device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+# Pixel-shuffle choices: the model's own stride (its checkpoint's), or one given
+STRIDE_CHOICES = [("the model's own", "auto"), ("1 (whole image)", "1"), ("2", "2"), ("3", "3"), ("4", "4")]
+
+
+def check_stride(stride) -> int | None:
+    """The stride a visitor chose as n2n.denoise takes it: None for the model's own, else 1 to 4."""
+    if stride in (None, "", "auto"):
+        return None
+    if str(stride) not in {value for _, value in STRIDE_CHOICES}:
+        raise UserError(f"Stride must be one of 1, 2, 3, 4 or auto (the model's own), got {stride!r}.")
+    return int(stride)
+
+
 @gpu
 def denoise_image(image, model="gaussian", hub_repo="", compare=None, clean=None, noise="gaussian",
-                  param=API_DEFAULT_PARAM, progress=gr.Progress(), request: gr.Request = None):
-    """Denoise `image` with `model` (or `hub_repo`), and with every method in `compare`; score them."""
+                  param=API_DEFAULT_PARAM, stride="auto", progress=gr.Progress(), request: gr.Request = None):
+    """Denoise `image` with `model` (or `hub_repo`) at the pixel-shuffle `stride` ("auto": the model's own),
+    and with every method in `compare`; score them."""
     noisy = read(image, "noisy image")
+    stride = check_stride(stride)
     ref = (hub_repo or "").strip() or model
     for method in [ref, *(compare or [])]:
         check_session(method, request)
@@ -71,7 +87,7 @@ def denoise_image(image, model="gaussian", hub_repo="", compare=None, clean=None
         gallery = [(image, f"noisy input · {rows[0]['PSNR (dB)']:.2f} dB")]
     for method in dict.fromkeys([ref, *(compare or [])]):
         start = time.perf_counter()
-        result = run_method(method, noisy, noise, param, progress)
+        result = run_method(method, noisy, noise, param, progress, stride)
         seconds = time.perf_counter() - start
         path = save_png(folder / f"{stem}_denoised_{safe_name(method)}.png", result, noisy)
         main = main or path
@@ -80,7 +96,8 @@ def denoise_image(image, model="gaussian", hub_repo="", compare=None, clean=None
         caption = BASELINE_LABELS.get(method, method) + (
             f" · {row['PSNR (dB)']:.2f} dB" if reference is not None else "")
         gallery.append((path, caption))
-    return (image, main), gallery, pd.DataFrame(rows), main, describe_source(ref, loaded)
+    used = model_stride(loaded.model) if stride is None else stride
+    return (image, main), gallery, pd.DataFrame(rows), main, describe_source(ref, loaded, used)
 
 
 @gpu(duration=180)
@@ -156,15 +173,21 @@ def adapt_image(image, model="gaussian", seconds=ADAPT_DEFAULT_S, clean=None, se
 
 
 def estimate_upload(image):
-    """On upload: the noise estimate in words, and the baselines' noise and level preset from it."""
+    """On upload: the noise estimate in words; the suggested model and stride chosen, and the baselines'
+    noise and level preset from it."""
+    unchanged = gr.Markdown(""), gr.Dropdown(), gr.Slider(), gr.Dropdown(), gr.Dropdown()
     if not image:
-        return gr.Markdown(""), gr.Dropdown(), gr.Slider()
+        return unchanged
     try:
         found = estimate_noise(read(image, "noisy image"), models=model_names())
     except (gr.Error, ValueError):
-        return gr.Markdown(""), gr.Dropdown(), gr.Slider()
-    text = f"Noise estimate: {found.text}. Suggested model: **{found.model}** (the baselines are set to it)."
-    return gr.Markdown(text), gr.Dropdown(value=found.kind), param_slider(found.kind, found.param)
+        return unchanged
+    at = f" at pixel-shuffle stride {found.stride}" if found.stride else ""
+    text = (f"Noise estimate: {found.text}. Suggested model: **{found.model}**{at}, chosen for you "
+            f"(the baselines are set to it).")
+    return (gr.Markdown(text), gr.Dropdown(value=found.kind), param_slider(found.kind, found.param),
+            gr.Dropdown(value=found.model) if found.model else gr.Dropdown(),
+            gr.Dropdown(value=str(found.stride) if found.stride else "auto"))
 
 
 def score_row(label: str, reference: np.ndarray | None, result: np.ndarray, seconds: float,
@@ -178,7 +201,7 @@ def score_row(label: str, reference: np.ndarray | None, result: np.ndarray, seco
     return row | {"seconds": round(seconds, 2)}
 
 
-def describe_source(ref: str, loaded: hub.LoadedModel) -> str:
+def describe_source(ref: str, loaded: hub.LoadedModel, stride: int = 1) -> str:
     """One line for the visitor: where the model came from, what it was trained for, how it ran."""
     config, note = loaded.config, loaded.note
     if loaded.kind == "bundled":
@@ -195,11 +218,14 @@ def describe_source(ref: str, loaded: hub.LoadedModel) -> str:
     precision = resolve_precision("auto", device)
     hardware = "GPU" if device.type == "cuda" else "CPU" + (" with native bf16" if precision == "bf16" else "")
     return (f"Model **{ref}** served from {where}: trained for {config.get('noise', '?')} noise with "
-            f"{targets}, {config.get('steps', '?')} steps. Ran in {precision} on the {hardware}.")
+            f"{targets}, {config.get('steps', '?')} steps. Ran in {precision} on the {hardware}"
+            + (f", on the {stride}² sub-images of pixel-shuffle stride {stride}." if stride > 1 else "."))
 
 
-def run_method(method: str, noisy: np.ndarray, noise: str, param: float, progress) -> np.ndarray:
-    """Denoise `noisy` (HxWxC, own dtype) with a baseline or a model; same shape and dtype out."""
+def run_method(method: str, noisy: np.ndarray, noise: str, param: float, progress,
+               stride: int | None = None) -> np.ndarray:
+    """Denoise `noisy` (HxWxC, own dtype) with a baseline or a model (at the pixel-shuffle `stride`, None:
+    the model's own); same shape and dtype out."""
     if method in baselines.BASELINES:
         try:
             out = baselines.get_baseline(method)(to_float(split_alpha(noisy)[0]), noise, param)
@@ -208,7 +234,7 @@ def run_method(method: str, noisy: np.ndarray, noise: str, param: float, progres
         return with_alpha(out, noisy)
     model = load(method).model.to(device())
     try:
-        return denoise(model, noisy,
+        return denoise(model, noisy, stride=stride,
                        progress=lambda done, total: progress((done, total), desc=f"{method}: tiles", unit="tiles"))
     except FloatingPointError as e:  # NaN weights, e.g. from a run that diverged
         raise UserError(f"Model {method!r} cannot denoise: {e}") from None
@@ -234,8 +260,10 @@ def send_to_denoise(sent):
     """The Corrupt tab's noisy A, its clean image and its noise, into this tab's inputs; this tab shown."""
     if not sent:
         raise UserError("Nothing to send yet: corrupt an image first.")
+    own = sent["noise"] in model_names()  # a synthetic noise gets its own model, at its own stride
     return (sent["noisy"], sent["clean"], sent["noise"], param_slider(sent["noise"], sent["param"]),
-            gr.Accordion(open=True), gr.Tabs(selected="denoise"))
+            gr.Accordion(open=True), gr.Tabs(selected="denoise"),
+            gr.Dropdown(value=sent["noise"]) if own else gr.Dropdown(), gr.Dropdown(value="auto"))
 
 
 def build(corrupted: CorruptTab, tabs: gr.Tabs) -> DenoiseTab:
@@ -256,6 +284,9 @@ def build(corrupted: CorruptTab, tabs: gr.Tabs) -> DenoiseTab:
                 base_noise = gr.Dropdown(list(NOISE_MODELS), value="gaussian",
                                          label="Noise in the image (tunes the classical baselines)")
                 base_param = param_slider("gaussian")
+                stride_dd = gr.Dropdown(STRIDE_CHOICES, value="auto", label="Pixel-shuffle stride",
+                                        info="denoise the stride² sub-images apart: noise correlated between "
+                                             "neighbours (real photos) looks pixel-independent there")
             estimate_md = gr.Markdown("", elem_id="estimate")
             denoise_btn = gr.Button("Denoise", variant="primary")
             with gr.Row(equal_height=True):
@@ -276,11 +307,13 @@ def build(corrupted: CorruptTab, tabs: gr.Tabs) -> DenoiseTab:
 
     session = gr.State([])  # the names of the models fine-tuned or adapted in this session
     base_noise.input(param_slider, base_noise, base_param, api_visibility="private")
-    noisy_in.upload(estimate_upload, noisy_in, [estimate_md, base_noise, base_param], api_visibility="private",
-                    show_progress="hidden")
-    corrupted.send.click(send_to_denoise, corrupted.sent, [noisy_in, clean_ref, base_noise, base_param, ref_box, tabs],
+    noisy_in.upload(estimate_upload, noisy_in, [estimate_md, base_noise, base_param, model_dd, stride_dd],
+                    api_visibility="private", show_progress="hidden")
+    corrupted.send.click(send_to_denoise, corrupted.sent,
+                         [noisy_in, clean_ref, base_noise, base_param, ref_box, tabs, model_dd, stride_dd],
                          api_visibility="private")
-    denoise_btn.click(denoise_image, [noisy_in, model_dd, hub_box, compare, clean_ref, base_noise, base_param],
+    denoise_btn.click(denoise_image, [noisy_in, model_dd, hub_box, compare, clean_ref, base_noise, base_param,
+                                      stride_dd],
                       [slider, gallery, table, download, source_md], api_name="denoise")
     adapt_btn.click(adapt_image, [noisy_in, model_dd, adapt_s, clean_ref, session],
                     [download, slider, gallery, table, source_md, session, model_dd, compare], api_name="adapt",

@@ -84,3 +84,26 @@ def test_train_speed_times_both_loops(tmp_path, monkeypatch):
         assert row["bare_steps_per_s"] > 0 and row["n2n_steps_per_s"] > 0
         assert row["ratio"] == pytest.approx(row["n2n_steps_per_s"] / row["bare_steps_per_s"])
     assert "n2n / bare" in (tmp_path / "train_speed.md").read_text()
+
+
+def test_real_benchmark_reports_each_model_at_each_stride(two_photos, tiny_checkpoint, tmp_path):
+    """benchmarks.real on a folder of (camera-noise) pairs named as the real sets are: every model, every stride."""
+    from benchmarks import real
+    from n2n.io import read_image, to_float
+    from n2n.noise import corrupt
+
+    folder = tmp_path / "real" / "phone"
+    folder.mkdir(parents=True)
+    for k, path in enumerate(sorted(two_photos.glob("*.png"))):
+        clean = read_image(path)
+        write_image(folder / f"{k:02d}_gt.png", (clean * 255).round().astype(np.uint8))
+        noisy = corrupt(to_float(clean), "camera", 6, np.random.default_rng(k))
+        write_image(folder / f"{k:02d}_noise.png", (noisy * 255).round().astype(np.uint8))
+    out = tmp_path / "results"
+    text = real.main(["--data", str(tmp_path / "real"), "--models", str(tiny_checkpoint), "--strides", "1,2",
+                      "--out", str(out)])
+    saved = json.loads((out / "real.json").read_text())["phone"]
+    assert saved["images"] == 2 and 15 < saved["noisy"] < 40 and math.isfinite(saved["nlm"])
+    figures = saved["models"][str(tiny_checkpoint)]
+    assert set(figures) == {"1", "2"} and figures["1"]["psnr"] != figures["2"]["psnr"]
+    assert "## `phone` (2 images)" in text and (out / "real.md").read_text().strip() == text.strip()

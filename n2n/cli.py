@@ -16,7 +16,7 @@ from . import baselines, hub
 from .checkpoint import CheckpointError
 from .data import list_images
 from .evaluate import PAIR_NAMES, evaluate, evaluate_pairs, match_pairs, progress_bar
-from .infer import STRIDES, TILE, denoise, model_stride, resolve_precision
+from .infer import ENSEMBLE, STRIDES, TILE, denoise, model_stride, resolve_precision
 from .io import DEFAULT_MAX_PIXELS, ImageError, read_image, split_alpha, with_alpha, write_image
 from .noise import NOISE_MODELS, corrupt, get_noise
 
@@ -64,7 +64,7 @@ def cmd_denoise(args) -> None:
         try:
             image = read_image(path, max_pixels=args.max_pixels, dtype=None)
             write_image(target, denoise(loaded.model, image, tile=args.tile, precision=args.precision,
-                                        stride=args.stride))
+                                        stride=args.stride, ensemble=args.ensemble))
         except ImageError as e:
             refused += 1
             print(("\n" if several else "") + f"error: {refusal(e)}", file=sys.stderr)
@@ -92,11 +92,11 @@ def cmd_eval(args) -> None:
         if args.pairs:
             figures = evaluate_pairs(loaded.model, match_pairs(args.pairs, names)[: args.limit or None], chosen,
                                      tile=args.tile, precision=args.precision, max_pixels=args.max_pixels,
-                                     stride=args.stride)
+                                     stride=args.stride, ensemble=args.ensemble)
         else:
             figures = evaluate(loaded.model, list_images(args.data)[: args.limit or None], args.noise, args.param,
                                args.seed, chosen, tile=args.tile, precision=args.precision,
-                               max_pixels=args.max_pixels, stride=args.stride)
+                               max_pixels=args.max_pixels, stride=args.stride, ensemble=args.ensemble)
     except ImageError:
         print(file=sys.stderr)  # the refusal goes below the progress bar, not onto its line
         raise
@@ -104,7 +104,8 @@ def cmd_eval(args) -> None:
                {"data": str(args.data), "noise": args.noise, "param": args.param})
     result = {"model": args.model, "source": loaded.source} | setting | {
         "seed": args.seed, "precision": resolve_precision(args.precision),
-        "stride": model_stride(loaded.model) if args.stride is None else args.stride} | figures
+        "stride": model_stride(loaded.model) if args.stride is None else args.stride,
+        "ensemble": ENSEMBLE if args.ensemble else 1} | figures
     result |= result["baselines"]  # one top-level entry per baseline too
     text = json.dumps(result, indent=2)
     if args.json and args.json != "-":
@@ -171,6 +172,8 @@ def add_max_pixels(parser: argparse.ArgumentParser) -> None:
 
 
 def add_stride(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--ensemble", action="store_true",
+                        help="the ×8 self-ensemble: 4 rotations × 2 flips, each undone, averaged (8× the time)")
     parser.add_argument("--stride", type=int, choices=STRIDES, default=None,
                         help="pixel-shuffle: denoise the stride² sub-images apart (noise correlated over neighbours, "
                              "as in real photos); default: the model's own (its config's stride, else 1)")

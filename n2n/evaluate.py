@@ -34,12 +34,13 @@ def progress_bar(iterable, total: int, label: str):
 
 def evaluate(model, files, noise: str, param: float, seed: int = 0, baselines_: list[str] | tuple = (),
              tile: int = TILE, precision: str = "auto", repeats: int = 1, limits: dict | None = None,
-             label: str = "eval", max_pixels: int = DEFAULT_MAX_PIXELS, stride: int | None = None) -> dict:
+             label: str = "eval", max_pixels: int = DEFAULT_MAX_PIXELS, stride: int | None = None,
+             ensemble: bool = False) -> dict:
     """PSNR, SSIM and seconds per megapixel of `model` and of each baseline on the clean images
     `files`, each corrupted by `noise` at `param` (image k with seed [seed, k]); also the noisy
     input's PSNR and SSIM. `repeats`: the model's time is the fastest of that many runs per image.
     `limits`: {method: N} runs that method ("model" or a baseline) on the first N images only.
-    `max_pixels`: larger images are refused (`io.read_image`). `stride`: `n2n.denoise`'s pixel-shuffle.
+    `max_pixels`: larger images are refused (`io.read_image`). `stride`, `ensemble`: `n2n.denoise`'s.
     Returns the `eval` JSON less the model's name: images, psnr, ssim, noisy_psnr, noisy_ssim,
     seconds_per_megapixel, per_image, and baselines {name: the same figures}."""
     channels = model.in_channels
@@ -49,7 +50,8 @@ def evaluate(model, files, noise: str, param: float, seed: int = 0, baselines_: 
             clean = _channels(to_float(read_image(path, max_pixels=max_pixels, dtype=None)), channels)
             yield path.name, clean, corrupt(clean, noise, param, np.random.default_rng([seed, k])), noise, param
 
-    return _score(model, items(), len(files), baselines_, tile, precision, repeats, limits or {}, label, stride)
+    return _score(model, items(), len(files), baselines_, tile, precision, repeats, limits or {}, label, stride,
+                  ensemble)
 
 
 # How the files of a real noisy/clean pair are named: (part of the noisy name, the clean name's part instead)
@@ -79,7 +81,7 @@ def match_pairs(folder: str | Path, names: tuple[tuple[str, str], ...] = PAIR_NA
 
 def evaluate_pairs(model, pairs: list[tuple[Path, Path]], baselines_: list[str] | tuple = (), tile: int = TILE,
                    precision: str = "auto", label: str = "eval", max_pixels: int = DEFAULT_MAX_PIXELS,
-                   stride: int | None = None) -> dict:
+                   stride: int | None = None, ensemble: bool = False) -> dict:
     """`evaluate` on real photos: each (noisy, clean) pair of files (`match_pairs`) as it is; the baselines
     run as for Gaussian noise of the σ estimated blind on the noisy photo (`estimate.noise_sigma`)."""
     channels = model.in_channels
@@ -93,7 +95,7 @@ def evaluate_pairs(model, pairs: list[tuple[Path, Path]], baselines_: list[str] 
                                  f"{clean.shape[:2]}")
             yield noisy_path.name, clean, noisy, "gaussian", max(noise_sigma(noisy), 0.5)
 
-    return _score(model, items(), len(pairs), baselines_, tile, precision, 1, {}, label, stride)
+    return _score(model, items(), len(pairs), baselines_, tile, precision, 1, {}, label, stride, ensemble)
 
 
 def _channels(image: np.ndarray, channels: int) -> np.ndarray:
@@ -101,10 +103,10 @@ def _channels(image: np.ndarray, channels: int) -> np.ndarray:
     return np.repeat(image, channels, axis=2) if image.shape[2] != channels else image
 
 
-def _score(model, items, count: int, baselines_, tile, precision, repeats, limits, label, stride) -> dict:
+def _score(model, items, count: int, baselines_, tile, precision, repeats, limits, label, stride, ensemble) -> dict:
     """The figures of `evaluate` over `items`: (name, clean, noisy, noise, param) each."""
     methods = {"model": lambda noisy, noise, param: denoise(model, noisy, tile=tile, precision=precision,
-                                                            stride=stride)}
+                                                            stride=stride, ensemble=ensemble)}
     for name in [b for b in baselines_ if b]:
         methods[name] = baselines.get_baseline(name)
     rows = {name: [] for name in methods}

@@ -147,9 +147,21 @@ def model_stride(model: nn.Module) -> int:
     return int(getattr(model, "stride", 1))
 
 
+ENSEMBLE = 8  # the geometric self-ensemble: 4 rotations × 2 flips
+
+
+def _transform(image: np.ndarray, k: int, inverse: bool = False) -> np.ndarray:
+    """Transform k of the 8 rotations and flips of (H, W, C) `image` (0: none), or its inverse."""
+    if inverse:
+        image = np.rot90(image, -(k % 4))
+        return image[:, ::-1] if k >= 4 else image
+    image = image[:, ::-1] if k >= 4 else image
+    return np.rot90(image, k % 4)
+
+
 def denoise(model: nn.Module, image: np.ndarray, tile: int = TILE, overlap: int = 96, batch: int = 1,
             precision: str = "auto", progress: Callable[[int, int], None] | None = None,
-            stride: int | None = None) -> np.ndarray:
+            stride: int | None = None, ensemble: bool | int = False) -> np.ndarray:
     """Denoise `image` with `model`; same shape and dtype out (see `denoise_tiled` for the arguments).
 
     stride: pixel-shuffle down-sampling (Zhou et al. 2020): the stride² sub-images image[i::s, j::s]
@@ -157,11 +169,27 @@ def denoise(model: nn.Module, image: np.ndarray, tile: int = TILE, overlap: int 
         photos: demosaicing, JPEG) is about independent between pixels `stride` apart, as a model trained
         on pixel-independent noise expects. None: the model's own (`model_stride`, 1 unless its
         checkpoint says otherwise); 1: the image whole.
+    ensemble: the geometric self-ensemble: True (8) or a number n of the 8 rotations and flips, each
+        denoised, undone and averaged in float (n times the time; +0.1 dB for `gaussian` on Kodak24).
     """
     stride = model_stride(model) if stride is None else int(stride)
     if stride not in STRIDES:
         raise ValueError(f"stride must be one of {STRIDES} (1: no pixel-shuffle), got {stride}")
+    passes = ENSEMBLE if ensemble is True else int(ensemble or 1)
+    if not 1 <= passes <= ENSEMBLE:
+        raise ValueError(f"ensemble takes True, False or 1 to {ENSEMBLE} transforms, got {ensemble!r}")
     image = np.asarray(image)
+    if passes > 1:
+        if image.ndim == 2:
+            return denoise(model, image[..., None], tile, overlap, batch, precision, progress, stride, passes)[..., 0]
+        colour = to_float(split_alpha(image)[0])
+        total = np.zeros(colour.shape, np.float32)
+        for k in range(passes):
+            part = None if progress is None else (lambda done, n, k=k: progress(k * n + done, passes * n))
+            out = denoise(model, np.ascontiguousarray(_transform(colour, k)), tile, overlap, batch, precision, part,
+                          stride)
+            total += _transform(out, k, inverse=True)
+        return with_alpha(total / passes, image)
     if stride == 1 or min(image.shape[:2]) < 2 * stride:
         return denoise_tiled(model, image, tile, overlap, batch, precision, progress)
     out = np.empty_like(image)

@@ -291,14 +291,18 @@ def plot_points(plot) -> list[dict]:
     return [row for row in rows if row["step"] > 0]  # step 0: the app's empty anchor point of each run
 
 
-def test_denoise_at_a_pixel_shuffle_stride(client, clean_png):
-    """The stride input (last, with a default): the library's answer at that stride, said in the source line;
-    a bad stride refused in plain words."""
+def test_denoise_at_a_pixel_shuffle_stride_and_with_the_ensemble(client, clean_png):
+    """The stride and ensemble inputs (last, with defaults): the library's answer with them, said in the source
+    line; a bad stride refused in plain words."""
     noisy_path, _ = noisy_png(clean_png, noise="camera", param=5, seed=4)
     noisy = png(noisy_path)
     (_, denoised), _, _, _, source = client.predict(handle_file(str(noisy_path)), "tiny", "", [], None, "camera",
                                                     5, "2", api_name="/denoise")
     assert np.array_equal(png(denoised), denoise(hub.load_model(registry.EXTRA["tiny"]), noisy, stride=2))
     assert "pixel-shuffle stride 2" in source
+    (_, best), _, _, _, source = client.predict(handle_file(str(noisy_path)), "tiny", "", [], None, "camera", 5, "2",
+                                                True, api_name="/denoise")
+    assert np.array_equal(png(best), denoise(hub.load_model(registry.EXTRA["tiny"]), noisy, stride=2, ensemble=True))
+    assert "×8 self-ensemble" in source
     with pytest.raises(AppError, match="7 is not in the list of choices"):
         client.predict(handle_file(str(noisy_path)), "tiny", "", [], None, "camera", 5, "7", api_name="/denoise")

@@ -186,3 +186,17 @@ def test_eval_on_real_pairs_matches_them_by_name(tmp_path, photo_folder):
     assert json.loads(custom.stdout)["images"] == 3
     both = n2n("eval", "--model", "gaussian", "--pairs", pairs, "--data", photo_folder, ok=False)
     assert both.returncode != 0 and "--pairs DIR" in both.stderr
+
+
+def test_denoise_and_eval_with_the_self_ensemble(tmp_path, photo_folder, tiny_checkpoint):
+    from n2n import hub
+    from n2n.infer import denoise
+
+    noisy = tmp_path / "noisy.png"
+    n2n("corrupt", photo_folder / "coffee.png", "-o", noisy, "--noise", "gaussian", "--param", 25)
+    n2n("denoise", noisy, "-o", tmp_path / "best.png", "--model", tiny_checkpoint, "--ensemble")
+    expected = denoise(hub.load_dir(tiny_checkpoint).model, read_image(noisy, dtype=None), ensemble=True)
+    assert np.array_equal(read_image(tmp_path / "best.png", dtype=None), expected)
+    report = json.loads(n2n("eval", "--model", tiny_checkpoint, "--data", photo_folder, "--noise", "gaussian",
+                            "--param", 25, "--limit", 1, "--ensemble", "--json", "-").stdout)
+    assert report["ensemble"] == 8 and report["images"] == 1

@@ -69,9 +69,10 @@ def check_stride(stride) -> int | None:
 
 @gpu
 def denoise_image(image, model="gaussian", hub_repo="", compare=None, clean=None, noise="gaussian",
-                  param=API_DEFAULT_PARAM, stride="auto", progress=gr.Progress(), request: gr.Request = None):
+                  param=API_DEFAULT_PARAM, stride="auto", ensemble=False, progress=gr.Progress(),
+                  request: gr.Request = None):
     """Denoise `image` with `model` (or `hub_repo`) at the pixel-shuffle `stride` ("auto": the model's own),
-    and with every method in `compare`; score them."""
+    with the ×8 self-ensemble when `ensemble`, and with every method in `compare`; score them."""
     noisy = read(image, "noisy image")
     stride = check_stride(stride)
     ref = (hub_repo or "").strip() or model
@@ -87,7 +88,7 @@ def denoise_image(image, model="gaussian", hub_repo="", compare=None, clean=None
         gallery = [(image, f"noisy input · {rows[0]['PSNR (dB)']:.2f} dB")]
     for method in dict.fromkeys([ref, *(compare or [])]):
         start = time.perf_counter()
-        result = run_method(method, noisy, noise, param, progress, stride)
+        result = run_method(method, noisy, noise, param, progress, stride, bool(ensemble))
         seconds = time.perf_counter() - start
         path = save_png(folder / f"{stem}_denoised_{safe_name(method)}.png", result, noisy)
         main = main or path
@@ -97,7 +98,8 @@ def denoise_image(image, model="gaussian", hub_repo="", compare=None, clean=None
             f" · {row['PSNR (dB)']:.2f} dB" if reference is not None else "")
         gallery.append((path, caption))
     used = model_stride(loaded.model) if stride is None else stride
-    return (image, main), gallery, pd.DataFrame(rows), main, describe_source(ref, loaded, used)
+    source = describe_source(ref, loaded, used) + (" With the ×8 self-ensemble." if ensemble else "")
+    return (image, main), gallery, pd.DataFrame(rows), main, source
 
 
 @gpu(duration=180)
@@ -223,9 +225,9 @@ def describe_source(ref: str, loaded: hub.LoadedModel, stride: int = 1) -> str:
 
 
 def run_method(method: str, noisy: np.ndarray, noise: str, param: float, progress,
-               stride: int | None = None) -> np.ndarray:
+               stride: int | None = None, ensemble: bool = False) -> np.ndarray:
     """Denoise `noisy` (HxWxC, own dtype) with a baseline or a model (at the pixel-shuffle `stride`, None:
-    the model's own); same shape and dtype out."""
+    the model's own; with the ×8 self-ensemble when `ensemble`); same shape and dtype out."""
     if method in baselines.BASELINES:
         try:
             out = baselines.get_baseline(method)(to_float(split_alpha(noisy)[0]), noise, param)
@@ -234,7 +236,7 @@ def run_method(method: str, noisy: np.ndarray, noise: str, param: float, progres
         return with_alpha(out, noisy)
     model = load(method).model.to(device())
     try:
-        return denoise(model, noisy, stride=stride,
+        return denoise(model, noisy, stride=stride, ensemble=ensemble,
                        progress=lambda done, total: progress((done, total), desc=f"{method}: tiles", unit="tiles"))
     except FloatingPointError as e:  # NaN weights, e.g. from a run that diverged
         raise UserError(f"Model {method!r} cannot denoise: {e}") from None
@@ -288,6 +290,8 @@ def build(corrupted: CorruptTab, tabs: gr.Tabs) -> DenoiseTab:
                                         info="denoise the stride² sub-images apart: noise correlated between "
                                              "neighbours (real photos) looks pixel-independent there")
             estimate_md = gr.Markdown("", elem_id="estimate")
+            ensemble_cb = gr.Checkbox(False, label="Best quality (8 passes, about 8× slower)", elem_id="ensemble",
+                                      info="the model's results on the 4 rotations × 2 flips of the photo, averaged")
             denoise_btn = gr.Button("Denoise", variant="primary")
             with gr.Row(equal_height=True):
                 adapt_btn = gr.Button("Adapt to this photo", scale=1, elem_id="adapt-btn")
@@ -313,7 +317,7 @@ def build(corrupted: CorruptTab, tabs: gr.Tabs) -> DenoiseTab:
                          [noisy_in, clean_ref, base_noise, base_param, ref_box, tabs, model_dd, stride_dd],
                          api_visibility="private")
     denoise_btn.click(denoise_image, [noisy_in, model_dd, hub_box, compare, clean_ref, base_noise, base_param,
-                                      stride_dd],
+                                      stride_dd, ensemble_cb],
                       [slider, gallery, table, download, source_md], api_name="denoise")
     adapt_btn.click(adapt_image, [noisy_in, model_dd, adapt_s, clean_ref, session],
                     [download, slider, gallery, table, source_md, session, model_dd, compare], api_name="adapt",

@@ -32,6 +32,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from filelock import FileLock, Timeout
+
 from n2n import hub
 from n2n.cli import run_training
 from n2n.data import list_images
@@ -178,6 +180,9 @@ def run_stage(stage: Stage, args, base: dict, files: list[Path], stop) -> bool:
     elif hub.read_config(work).get("steps", 0) >= stage.steps:
         return True  # finished without beating the committed checkpoint
     init = Path(args.out) / stage.init if stage.init else None
+    if init and stage.init == stage.name and not (init / hub.WEIGHTS_NAME).is_file():
+        first = next(s for s in CAMPAIGN if s.name == stage.name)  # not made yet: start where the campaign does
+        init = Path(args.out) / first.init if first.init else None
     committed_steps = hub.read_config(bundled).get("steps", 0) if (bundled / hub.CONFIG_NAME).is_file() else 0
     base_total = steps_before(stage, committed, committed_steps, _record(init) if init else {})
     best = (quick_score(hub.load_dir(bundled).model, stage.noise, files) if (bundled / hub.WEIGHTS_NAME).is_file()
@@ -248,29 +253,27 @@ def campaign(args, base: dict) -> None:
     for stage in stages(SMOKE, []) if args.smoke else stages(CAMPAIGN, ROUND):
         if args.only and stage.name not in args.only.split(","):
             continue
-        lock = Path(args.work) / f"{stage.name}.lock"
-        if not take_lock(lock):
+        held = take_lock(Path(args.work) / f"{stage.name}.lock")
+        if held is None:
             print(f"== {stage.name}: another campaign process is training it; next model", flush=True)
             continue
         try:
             if stop() or not run_stage(stage, args, base, files, stop):
                 break  # stopped in the middle: the next start picks up here
         finally:
-            lock.unlink(missing_ok=True)
+            held.release()
 
 
-def take_lock(lock: Path) -> bool:
-    """Claim `lock` (a file holding a process id) for this process; False if a live process holds it."""
-    try:
-        pid = int(lock.read_text())
-        os.kill(pid, 0)  # raises if no such process
-        if pid != os.getpid():
-            return False
-    except (OSError, ValueError):
-        pass  # no lock, a stale one or garbage: ours now
+def take_lock(lock: Path) -> FileLock | None:
+    """Claim `lock` for this process: an OS file lock (filelock), let go when the process ends however it
+    ends, so no stale lock outlives a killed run. None if another process holds it."""
     lock.parent.mkdir(parents=True, exist_ok=True)
-    lock.write_text(str(os.getpid()))
-    return True
+    held = FileLock(lock, timeout=0, is_singleton=False)
+    try:
+        held.acquire()
+    except Timeout:
+        return None
+    return held
 
 
 def adopt(source: Path, args) -> list[str]:

@@ -21,13 +21,15 @@ ADAPT_CALIBRATION_STEPS = 4  # timed first, to fit the learning-rate schedule to
 
 
 def adapt_config(init: str, folder: Path, steps: int, crop: int = ADAPT_CROP, batch_size: int = ADAPT_BATCH,
-                 lr: float = ADAPT_LR, seed: int = 0) -> TrainConfig:
+                 lr: float = ADAPT_LR, seed: int = 0, stride: int = 1) -> TrainConfig:
     """The TrainConfig that adapts `init` (a bundled name or checkpoint folder) to one noisy photo
     (handed to `train` decoded, as TrainData; `data` names it), writing the checkpoint to
     `folder`/adapted: Neighbor2Neighbor (mode "single"), a checkpoint only at the end, no
-    validation (there is no clean image)."""
+    validation (there is no clean image). `stride` > 1: on the photo's pixel-shuffled sub-images (camera
+    noise, correlated between neighbours, is about independent there); the adapted model denoises at it."""
     return TrainConfig(data="photo", mode="single", init=init, steps=steps, batch_size=batch_size,
-                       crop=crop, lr=lr, checkpoint_every=10**9, out=str(folder / "adapted"), seed=seed)
+                       crop=crop, lr=lr, checkpoint_every=10**9, out=str(folder / "adapted"), seed=seed,
+                       stride=stride)
 
 
 def adapt(init: str, noisy: np.ndarray, folder: Path, seconds: float = 60.0, stop: Callable[[], bool] = lambda: False,
@@ -39,7 +41,7 @@ def adapt(init: str, noisy: np.ndarray, folder: Path, seconds: float = 60.0, sto
     loop. The first ADAPT_CALIBRATION_STEPS steps are timed, then the run resumes with as many steps
     as the rest of the budget holds, so that its learning rate ramps down before the time is up; it
     also stops at the budget or when `stop()` turns true. The last record, and only it, has `done`
-    and `out`, the checkpoint folder (`folder`/adapted). `settings`: crop, batch_size, lr, seed
+    and `out`, the checkpoint folder (`folder`/adapted). `settings`: crop, batch_size, lr, seed, stride
     (adapt_config).
     """
     if seconds <= 0:

@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader
 from . import checkpoint, hub
 from .data import (NoisyPairs, SingleNoisy, SyntheticPairs, apply_subsample, list_images, neighbor_subsample,
                    to_channels, training_image)
-from .infer import denoise, resolve_precision
+from .infer import STRIDES, denoise, resolve_precision
 from .io import centre_crop, read_image, to_float, write_atomic
 from .losses import get_loss, neighbor2neighbor_regulariser
 from .metrics import psnr
@@ -47,6 +47,8 @@ class TrainConfig:
     data: str = ""  # folder of clean images (synthetic), noisy shots (pairs: first of two) or noisy images (single)
     data_target: str = ""  # pairs: folder of the second noisy shots, same file names
     mode: str = "synthetic"  # synthetic | pairs | single (Neighbor2Neighbor)
+    stride: int = 1  # single: train on the stride² pixel-shuffled sub-images of each photo (noise correlated
+    # between neighbours is about independent there); the checkpoint is then meant for that stride (config "stride")
     clean_targets: bool = False  # synthetic only: train Noise2Clean (the clean-target twin)
     loss: str | None = None  # l2 | l1 | l0 | masked_l2; None: the one that fits the noise
     arch: str = "unet"
@@ -133,7 +135,11 @@ def _dataset(config: TrainConfig, data: TrainData, length: int, multiple: int):
     Neighbor2Neighbor, whose sub-images are half size)."""
     multiple *= 2 if config.mode == "single" else 1
     config = dataclasses.replace(config, crop=-(-config.crop // multiple) * multiple)
-    images = [training_image(image, config.channels, config.crop) for image in data.images]
+    sources = data.images
+    if config.mode == "single" and config.stride > 1:
+        s = config.stride
+        sources = [image[i::s, j::s] for image in sources for i in range(s) for j in range(s)]
+    images = [training_image(image, config.channels, config.crop) for image in sources]
     if config.mode == "synthetic":
         return SyntheticPairs(images, config.noise, config.crop, length, config.seed,
                               config.noise_range, config.clean_targets)
@@ -186,6 +192,7 @@ def checkpoint_meta(config: TrainConfig, model: nn.Module, step: int, extra: dic
         "mode": config.mode,
         "clean_targets": config.clean_targets,
         "steps": step,
+        "stride": config.stride if config.mode == "single" else 1,
         "train_config": dataclasses.asdict(config),
     }
     return meta | (extra or {})
@@ -256,6 +263,9 @@ def train(config: TrainConfig, stop=lambda: False, data: TrainData | None = None
     loss_fn = get_loss(config.loss_name())
     if config.mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {config.mode!r}")
+    if config.stride not in STRIDES:
+        raise ValueError(f"stride must be one of {STRIDES} (1: no pixel-shuffle), got {config.stride}")
+    model.stride = config.stride if config.mode == "single" else 1  # what n2n.denoise uses on the trained model
     data = read_data(config, validation=rank == 0) if data is None else data
     dataset = _dataset(config, data, config.steps * config.batch_size, getattr(model, "multiple", 1))
     indices = range(start * config.batch_size + rank, config.steps * config.batch_size, world)

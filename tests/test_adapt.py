@@ -172,3 +172,21 @@ def test_adapt_refuses_a_file_that_is_not_an_image(clients, tmp_path):
     fake.write_text("not an image")
     message = refusal(lambda: clients[0].predict(handle_file(str(fake)), "gaussian", 5, api_name="/adapt"))
     assert "notes.png" in message and "image" in message, message
+
+
+def test_adapt_at_a_stride_trains_on_the_sub_images_and_denoises_at_it(tmp_path):
+    """stride 2: Neighbor2Neighbor on the 4 pixel-shuffled sub-images of the photo (camera noise, correlated
+    between neighbours, is about independent there); the adapted model, in memory and on disk, denoises at 2."""
+    from n2n.checkpoint import load_dir
+
+    noisy = from_float(np.clip(corrupt(photo(128), "camera", 6, np.random.default_rng(0)), 0, 1), np.uint8)
+    record = None
+    for record in adapt("gaussian", noisy, tmp_path, seconds=8, stride=2, crop=32):
+        pass
+    assert record.done and record.model.stride == 2
+    saved = load_dir(record.out)
+    assert saved.config["stride"] == 2 and saved.model.stride == 2
+    assert saved.config["train_config"]["stride"] == 2
+    np.testing.assert_array_equal(denoise(saved.model, noisy), denoise(saved.model, noisy, stride=2))
+    with pytest.raises(ValueError, match="stride must be one of"):
+        next(adapt("gaussian", noisy, tmp_path / "bad", seconds=5, stride=5))

@@ -182,7 +182,8 @@ def add_stride(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from .train import TrainConfig
 
-    parser = argparse.ArgumentParser(prog="python -m n2n",
+    called = Path(sys.argv[0]).name  # the `n2n` script, or python -m n2n (__main__.py)
+    parser = argparse.ArgumentParser(prog="python -m n2n" if called in ("__main__.py", "-c", "") else called,
                                      description="Noise2Noise denoising: corrupt, denoise, evaluate, train.")
     sub = parser.add_subparsers(dest="command", required=True)
     noises = ", ".join(f"{n} ({m.param}: {m.units}, test {m.default})" for n, m in NOISE_MODELS.items())

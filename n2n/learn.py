@@ -155,3 +155,47 @@ def psnr_curve(clean: np.ndarray, copies: np.ndarray) -> list[dict]:
         rows += [{"N": k, "statistic": name, "psnr": psnr(clean[None, :, None], value[None, :, None])}
                  for name, value in stats.items()]
     return rows
+
+
+# --------------------------------------------------------------------------- claim 4: independent noise
+
+# The noises compared: pixel-independent Gaussian, and camera noise (demosaiced, processed, JPEG) of about the
+# same strength (ISO 1600 leaves about σ 10 on Kodak24)
+INDEPENDENCE_NOISES = (("gaussian", 10.0), ("camera", 4.0))
+_ADJACENT = np.array([[0, 1], [1, 0], [0, 2], [2, 0], [1, 3], [3, 1], [2, 3], [3, 2]])  # in a 2×2 cell: 0 1 / 2 3
+
+
+def neighbour_pair(noise: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Neighbor2Neighbor's two sub-images of (H, W, C) `noise`: in every 2×2 cell two different adjacent
+    pixels, one for each ((H/2, W/2, C) each), as its training pairs are drawn (n2n.data.neighbor_subsample)."""
+    h, w, c = noise.shape
+    cells = noise[: h // 2 * 2, : w // 2 * 2].reshape(h // 2, 2, w // 2, 2, c).transpose(0, 2, 1, 3, 4)
+    cells = cells.reshape(h // 2, w // 2, 4, c)
+    pick = _ADJACENT[rng.integers(0, len(_ADJACENT), size=(h // 2, w // 2))]  # (H/2, W/2, 2)
+    first = np.take_along_axis(cells, pick[..., :1, None], axis=2)[:, :, 0]
+    second = np.take_along_axis(cells, pick[..., 1:, None], axis=2)[:, :, 0]
+    return first, second
+
+
+def correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson correlation of two arrays of one shape, each centred per channel."""
+    a = a - a.mean(axis=(0, 1))
+    b = b - b.mean(axis=(0, 1))
+    return float((a * b).mean() / max(np.sqrt((a * a).mean() * (b * b).mean()), 1e-12))
+
+
+def independence(clean: np.ndarray, rng: np.random.Generator, noises=INDEPENDENCE_NOISES) -> list[dict]:
+    """How independent each noise of `noises` is between the pixels that Neighbor2Neighbor pairs, on the clean
+    (H, W, C) float32 image: one row per noise, {"noise", "param", "neighbours", "pairs", "pairs_stride_2",
+    "noise_image"}: the correlation of the noise (noisy − clean) between horizontal neighbours, between the two
+    Neighbor2Neighbor sub-images, and between them on the stride-2 pixel-shuffled image (where camera noise,
+    correlated by demosaicing, is about independent again); and the noise itself, float32 (H, W, C)."""
+    rows = []
+    for noise, param in noises:
+        residual = corrupt(clean, noise, param, rng) - clean
+        rows.append({"noise": noise, "param": param,
+                     "neighbours": correlation(residual[:, 1:], residual[:, :-1]),
+                     "pairs": correlation(*neighbour_pair(residual, rng)),
+                     "pairs_stride_2": correlation(*neighbour_pair(residual[::2, ::2], rng)),
+                     "noise_image": residual.astype(np.float32)})
+    return rows

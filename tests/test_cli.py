@@ -200,3 +200,10 @@ def test_denoise_and_eval_with_the_self_ensemble(tmp_path, photo_folder, tiny_ch
     report = json.loads(n2n("eval", "--model", tiny_checkpoint, "--data", photo_folder, "--noise", "gaussian",
                             "--param", 25, "--limit", 1, "--ensemble", "--json", "-").stdout)
     assert report["ensemble"] == 8 and report["images"] == 1
+
+
+def test_help_names_the_command_as_it_was_called():
+    assert n2n("--help").stdout.startswith("usage: python -m n2n")
+    script = subprocess.run([sys.executable, "-c", "import sys; sys.argv[0] = '/usr/local/bin/n2n'; "
+                             "from n2n.cli import main; main(['--help'])"], cwd=ROOT, capture_output=True, text=True)
+    assert script.stdout.startswith("usage: n2n "), script.stdout[:80]

@@ -147,3 +147,26 @@ def test_learn_endpoint_gaussian_defaults_and_large_images(client, tmp_path):
 def test_learn_endpoint_refuses_in_one_sentence(client, clean_png, args, said):
     message = refusal(lambda: client.predict(handle_file(str(clean_png)), *args, api_name="/learn"))
     assert said in message, message
+
+
+def test_neighbour_pairs_of_camera_noise_are_correlated_until_pixel_shuffled():
+    """Claim (4): Gaussian noise is independent between the pixels Neighbor2Neighbor pairs; camera noise is not
+    (demosaicing, JPEG), and pixel-shuffling at stride 2 takes most of that away."""
+    from n2n.learn import correlation, independence, neighbour_pair
+
+    white, camera = independence(photo(128), np.random.default_rng(0))
+    assert abs(white["neighbours"]) < 0.05 and abs(white["pairs"]) < 0.05 and abs(white["pairs_stride_2"]) < 0.05
+    assert camera["neighbours"] > 0.3 and camera["pairs"] > 0.3
+    assert camera["pairs_stride_2"] < 0.7 * camera["pairs"]
+    assert camera["noise_image"].shape == (128, 128, 3)
+    grid = np.arange(16, dtype=np.float32).reshape(4, 4, 1)
+    a, b = neighbour_pair(grid, np.random.default_rng(1))
+    assert a.shape == (2, 2, 1) and np.all(np.isin(np.abs(a - b), [1, 4]))  # adjacent, never the same pixel
+    assert correlation(grid, grid) == pytest.approx(1.0)
+
+
+def test_independence_endpoint(client, clean_png):
+    gaussian, camera, table, text = client.predict(handle_file(str(clean_png)), 0, api_name="/independence")
+    assert read_image(gaussian, dtype=None).shape == (48, 64, 3) and Path(camera).suffix == ".png"
+    assert [row[0] for row in table["data"]] == ["gaussian (σ = 10)", "camera (stops = 4)"]
+    assert text.startswith("**Noise2Noise needs noise independent between the input and its target.**")

@@ -19,7 +19,10 @@ from .hub_remote import REPO_RE, HubUnreachableError, load_from_hub, push  # noq
 
 log = logging.getLogger(__name__)
 
-CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"
+# The bundled checkpoints: the copy an installed wheel carries in n2n/bundled (pyproject.toml), else checkpoints/
+# of the repository (where the app and the campaign read and write them)
+_WHEEL_COPY = Path(__file__).resolve().parent / "bundled"
+CHECKPOINTS = _WHEEL_COPY if _WHEEL_COPY.is_dir() else Path(__file__).resolve().parent.parent / "checkpoints"
 HUB_REPO_ENV = "N2N_HUB_REPO"  # owner/repo[@revision] whose subfolders NAME serve the bundled names first
 _NAME_RE = re.compile(r"^[\w.-]+$")
 

@@ -207,3 +207,32 @@ def test_help_names_the_command_as_it_was_called():
     script = subprocess.run([sys.executable, "-c", "import sys; sys.argv[0] = '/usr/local/bin/n2n'; "
                              "from n2n.cli import main; main(['--help'])"], cwd=ROOT, capture_output=True, text=True)
     assert script.stdout.startswith("usage: n2n "), script.stdout[:80]
+
+
+def test_the_installed_wheel_denoises_offline_with_its_bundled_models(tmp_path):
+    """pip install of the wheel, then from another folder, with no repository on the path: the CLI denoises with
+    a bundled model (the wheel carries checkpoints/ as n2n/bundled) and its --help names the `n2n` script."""
+    import os
+
+    wheels, site = tmp_path / "wheels", tmp_path / "site"
+    build = subprocess.run([sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "-q", "-w", str(wheels)],
+                           capture_output=True, text=True, timeout=600)
+    assert build.returncode == 0, build.stderr[-2000:]
+    wheel = next(wheels.glob("n2n-*.whl"))
+    install = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site),
+                              str(wheel)], capture_output=True, text=True, timeout=600)
+    assert install.returncode == 0, install.stderr[-2000:]
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    write_image(work / "noisy.png", (np.clip(corrupt(photo(64), "gaussian", 25, np.random.default_rng(0)), 0, 1)
+                                     * 255).round().astype(np.uint8))
+    env = os.environ | {"PYTHONPATH": str(site), "HF_HUB_OFFLINE": "1", "N2N_HUB_REPO": ""}
+    run = subprocess.run([sys.executable, "-m", "n2n", "denoise", "noisy.png", "-o", "clean.png", "--model",
+                          "gaussian"], cwd=work, capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert read_image(work / "clean.png").shape == (64, 64, 3)
+    where = subprocess.run([sys.executable, "-c", "import n2n.hub as h; print(h.CHECKPOINTS)"], cwd=work,
+                           capture_output=True, text=True, env=env)
+    assert where.stdout.strip() == str(site / "n2n" / "bundled")
+    script = subprocess.run([str(site / "bin" / "n2n"), "--help"], cwd=work, capture_output=True, text=True, env=env)
+    assert script.stdout.startswith("usage: n2n "), script.stdout[:200] + script.stderr[-500:]

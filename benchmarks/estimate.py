@@ -20,7 +20,9 @@ from n2n.io import centre_crop, from_float, read_image, to_float
 from n2n.noise import corrupt
 
 SIGMAS = (5, 15, 25, 50)
-KINDS = (("gaussian", 15), ("gaussian", 50), ("poisson", 10), ("poisson", 30), ("impulse", 0.2), ("impulse", 0.5))
+KINDS = (("gaussian", 15), ("gaussian", 50), ("poisson", 10), ("poisson", 30), ("impulse", 0.2), ("impulse", 0.5),
+         ("camera", 2), ("camera", 6))
+REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
 
 
 def upload(clean: np.ndarray, noise: str, param: float, seed: int) -> np.ndarray:
@@ -33,6 +35,7 @@ def main(argv=None) -> str:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak24"))
     parser.add_argument("--out", default="benchmarks/results/estimate.md")
+    parser.add_argument("--real", default=str(REAL), help="a folder of sets of real noisy/clean pairs")
     args = parser.parse_args(argv)
     cleans = [read_image(f) for f in list_images(args.data)]
     lines = [f"# Blind noise estimate on Kodak24 ({len(cleans)} images, 8-bit noisy uploads)", "",
@@ -70,9 +73,32 @@ def main(argv=None) -> str:
         lines.append(f"| {noise} | {param} | {kinds.count(noise)}/{len(kinds)} | {max(set(kinds), key=kinds.count)} | "
                      f"{np.median(right) if right else float('nan'):.3g} |")
         print(lines[-1], flush=True)
+    lines += real_photos(Path(args.real)) if Path(args.real).is_dir() else []
     text = "\n".join(lines) + "\n"
     Path(args.out).write_text(text)
     return text
+
+
+def real_photos(real: Path) -> list[str]:
+    """The estimate on real noisy photos against the RMS of (noisy − clean mean image): kind and σ per set."""
+    from n2n.evaluate import match_pairs
+
+    lines = ["", "## Real photos (camera noise: the RMS of noisy − clean mean image is the truth)", "",
+             "| set | photos | named camera | true RMS σ, mean | estimate / truth: mean | min | max "
+             "| within 30 % | PCA σ at stride 1 / truth, mean |", "|---|---|---|---|---|---|---|---|---|"]
+    for folder in sorted(p for p in real.iterdir() if p.is_dir()):
+        rows = []
+        for noisy_path, clean_path in match_pairs(folder):
+            noisy, clean = read_image(noisy_path), read_image(clean_path)
+            truth = 255 * float(np.std(noisy.astype(np.float64) - clean))
+            found = estimate_noise(noisy)
+            rows.append((found.kind == "camera", truth, found.sigma / truth, noise_sigma(noisy) / truth))
+        named, truth, ratio, plain = (np.array(c, float) for c in zip(*rows))
+        lines.append(f"| {folder.name} | {len(rows)} | {int(named.sum())}/{len(rows)} | {truth.mean():.2f} | "
+                     f"{ratio.mean():.2f} | {ratio.min():.2f} | {ratio.max():.2f} | "
+                     f"{int((np.abs(ratio - 1) <= 0.3).sum())}/{len(rows)} | {plain.mean():.2f} |")
+        print(lines[-1], flush=True)
+    return lines
 
 
 if __name__ == "__main__":

@@ -6,8 +6,10 @@ image's structure leaves alone are the noise variance; the largest ones (structu
 until the remaining ones' mean equals their median. On Kodak24 it is several times more accurate
 than the wavelet estimator of `skimage.restoration.estimate_sigma` at low σ, where only the
 flattest patches are read (benchmarks/results/estimate.md). `estimate_noise` adds a guess of the kind of noise: impulses
-(many isolated outliers), signal-dependent (Poisson-like: the variance grows with brightness) or
-Gaussian; the guess is rougher than σ (its hit rate is in the same file). `blind_score` ranks
+(many isolated outliers), camera noise (correlated between neighbouring pixels by demosaicing, in-camera
+processing and JPEG: it reads stronger two pixels apart than between neighbours, `correlation_ratio`, and
+its σ is read there), signal-dependent (Poisson-like: the variance grows with brightness) or Gaussian; the
+guess is rougher than σ (its hit rate is in the same file). `blind_score` ranks
 denoisers on one noisy image without its clean one (Noise2Self's masked loss): "Adapt to this
 photo" keeps whichever of the pretrained and the adapted model scores better.
 """

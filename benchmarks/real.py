@@ -22,12 +22,13 @@ DEFAULT_DATA = ROOT.parent / "shared" / "data" / "real"
 DEFAULT_OUT = ROOT / "benchmarks" / "results"
 
 
-def run(data: Path, models: list[str], strides: list[int]) -> dict:
-    """{folder: {"noisy": dB, "nlm": dB, "images": N, "models": {model: {stride: {"psnr", "ssim"}}}}}."""
-    report = {}
+def run(data: Path, models: list[str], strides: list[int], report: dict | None = None) -> dict:
+    """{folder: {"noisy": dB, "nlm": dB, "images": N, "models": {model: {stride: {"psnr", "ssim"}}}}}; `report`:
+    an earlier one whose entries for other models stand (and whose noisy and NLM figures are reused)."""
+    report = dict(report or {})
     for folder in sorted(p for p in data.iterdir() if p.is_dir()):
         pairs = match_pairs(folder)
-        entry = {"images": len(pairs), "models": {}}
+        entry = report.get(folder.name) or {"images": len(pairs), "models": {}}
         for name in models:
             loaded = hub.resolve(name)
             entry["models"][name] = {}
@@ -38,7 +39,7 @@ def run(data: Path, models: list[str], strides: list[int]) -> dict:
                 if first:
                     entry |= {"noisy": figures["noisy_psnr"], "nlm": figures["baselines"]["nlm"]["psnr"],
                               "nlm_ssim": figures["baselines"]["nlm"]["ssim"]}
-                entry["models"][name][stride] = {"psnr": figures["psnr"], "ssim": figures["ssim"],
+                entry["models"][name][str(stride)] = {"psnr": figures["psnr"], "ssim": figures["ssim"],
                                                  "seconds_per_megapixel": figures["seconds_per_megapixel"]}
                 print(f"{folder.name} {name} stride {stride}: {figures['psnr']:.2f} dB", flush=True)
         report[folder.name] = entry
@@ -60,7 +61,7 @@ def markdown(report: dict, strides: list[int], info: dict) -> str:
         for name, by_stride in entry["models"].items():
             best = max(by_stride.values(), key=lambda f: f["psnr"])["psnr"]
             cells = [(f"**{f['psnr']:.2f}**" if f["psnr"] == best else f"{f['psnr']:.2f}") + f" / {f['ssim']:.4f}"
-                     for f in (by_stride[s] for s in strides)]
+                     for f in (by_stride[str(s)] for s in strides)]
             lines.append(f"| `{name}` | " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
@@ -72,12 +73,14 @@ def main(argv=None) -> str:
     parser.add_argument("--models", default="", help="bundled names or folders, a,b (default: all bundled)")
     parser.add_argument("--strides", default="1,2")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--update", action="store_true", help="redo only --models in OUT/real.json, keep the rest")
     args = parser.parse_args(argv)
     if not args.data.is_dir():
         raise SystemExit(f"error: {args.data} is not a folder of real pairs (see ../shared/data/real/README.md)")
     models = [m for m in args.models.split(",") if m] or hub.bundled_names()
     strides = [int(s) for s in args.strides.split(",")]
-    report = run(args.data, models, strides)
+    earlier = json.loads((args.out / "real.json").read_text()) if args.update else None
+    report = run(args.data, models, strides, earlier)
     text = markdown(report, strides, machine())
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "real.json").write_text(json.dumps(report, indent=2) + "\n")

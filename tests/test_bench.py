@@ -107,3 +107,8 @@ def test_real_benchmark_reports_each_model_at_each_stride(two_photos, tiny_check
     figures = saved["models"][str(tiny_checkpoint)]
     assert set(figures) == {"1", "2"} and figures["1"]["psnr"] != figures["2"]["psnr"]
     assert "## `phone` (2 images)" in text and (out / "real.md").read_text().strip() == text.strip()
+    real.main(["--data", str(tmp_path / "real"), "--models", "gaussian", "--strides", "1,2", "--out", str(out),
+               "--update"])  # one model redone, the others kept
+    updated = json.loads((out / "real.json").read_text())["phone"]
+    assert set(updated["models"]) == {str(tiny_checkpoint), "gaussian"} and updated["nlm"] == saved["nlm"]
+    assert updated["models"][str(tiny_checkpoint)] == figures

@@ -190,3 +190,17 @@ def test_adapt_at_a_stride_trains_on_the_sub_images_and_denoises_at_it(tmp_path)
     np.testing.assert_array_equal(denoise(saved.model, noisy), denoise(saved.model, noisy, stride=2))
     with pytest.raises(ValueError, match="stride must be one of"):
         next(adapt("gaussian", noisy, tmp_path / "bad", seconds=5, stride=5))
+
+
+def test_adapt_on_camera_noise_works_at_stride_2_and_says_the_blind_score_is_unsure(tmp_path):
+    """A photo with camera noise: Adapt trains on its stride-2 sub-images (the adapted model denoises at 2), and
+    the summary warns that the blind score favours results that keep correlated noise
+    (benchmarks/results/blind-real.md)."""
+    noisy_path = tmp_path / "phone.png"
+    write_image(noisy_path, from_float(np.clip(corrupt(photo(128), "camera", 6, np.random.default_rng(0)), 0, 1),
+                                       np.uint8))
+    download, pair, gallery, table, summary, session, *_ = denoise_tab.adapt_image(
+        str(noisy_path), "gaussian", 5, progress=lambda *a, **k: None)
+    assert "(its stride-2 sub-images)" in summary and "holds camera noise" in summary, summary
+    name = session[-1]
+    assert load_model(registry.FINETUNED[name]).stride == 2

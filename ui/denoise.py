@@ -119,11 +119,16 @@ def adapt_image(image, model="gaussian", seconds=ADAPT_DEFAULT_S, clean=None, se
     reference = clean_reference(clean, noisy)
     colour = split_alpha(noisy)[0]
     folder, stem = workdir("runs", max_age_s=24 * 3600), safe_name(Path(image).stem)
+    try:  # camera noise, correlated between neighbours: adapt on the stride-2 sub-images, where it is about independent
+        camera_noise = estimate_noise(colour).kind == "camera"
+    except ValueError:  # too small to tell
+        camera_noise = False
+    stride = 2 if camera_noise else 1
     progress(0, desc="loading the model")
     start = time.perf_counter()
     record = None
     try:
-        for record in adapt(init, colour, folder, float(seconds)):
+        for record in adapt(init, colour, folder, float(seconds), stride=stride):
             progress((min(record.elapsed_s, seconds), float(seconds)), desc=f"adapting: step {record.step}",
                      unit="s")
     except FloatingPointError:
@@ -162,8 +167,11 @@ def adapt_image(image, model="gaussian", seconds=ADAPT_DEFAULT_S, clean=None, se
                f"Better: **the pretrained result**: adapting made the blind score worse ({blind['adapted']:.3f} dB "
                f"against the pretrained model's {blind['pretrained']:.3f} dB), so keep the pretrained model's "
                "(in the gallery; the download is the adapted one)")
+    if camera_noise:
+        verdict += (". This photo holds camera noise (correlated between neighbouring pixels), where the blind score "
+                    "favours results that keep the noise: judge by eye, or give a clean reference")
     summary = (f"**{model}** adapted to this photo: {record.step} step{'s' if record.step != 1 else ''} "
-               "of Neighbor2Neighbor on the photo alone in "
+               f"of Neighbor2Neighbor on the photo alone{' (its stride-2 sub-images)' if stride > 1 else ''} in "
                f"{trained_s:.0f} s.{gain} {verdict}. The blind score needs no clean image: each of a quarter of "
                "the pixels is hidden from the model and its prediction compared with the noisy pixel (higher is "
                f"better; the noise caps it). The model **{name}** is now in your model list (yours only); the "

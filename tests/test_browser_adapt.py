@@ -48,6 +48,8 @@ def test_adapt_shows_pretrained_beside_adapted(page, tmp_path):
     page.locator("#noisy-in input[type=file]").set_input_files(str(tmp_path / "noisy.png"))
     page.locator("#noisy-in img").first.wait_for()
     sync_api.expect(page.locator("#estimate")).to_contain_text("Noise estimate")  # the upload was read
+    chosen = page.get_by_label("Model", exact=True).input_value()  # the upload chose the model that fits
+    assert chosen in page.locator("#estimate").inner_text()
     seconds = page.get_by_role("spinbutton", name="seconds of training")
     low = seconds.get_attribute("min")
     seconds.fill(low)
@@ -58,19 +60,19 @@ def test_adapt_shows_pretrained_beside_adapted(page, tmp_path):
 
     slider = page.locator("#slider img")
     sync_api.expect(slider).to_have_count(2, timeout=240_000)  # pretrained ↔ adapted
-    sync_api.expect(page.locator("#source")).to_contain_text("gaussian adapted to this photo")
+    sync_api.expect(page.locator("#source")).to_contain_text(f"{chosen} adapted to this photo")
     sync_api.expect(page.locator("#source")).to_contain_text("is now in your model list")
     sync_api.expect(page.locator("#gallery img")).to_have_count(3)  # noisy input, pretrained, adapted
     captions = [line.strip() for line in page.locator("#gallery").inner_text().splitlines() if line.strip()]
     unmarked = [caption.removeprefix("better · ") for caption in captions]
-    assert any(c.startswith("pretrained · gaussian") for c in unmarked), captions
+    assert any(c.startswith(f"pretrained · {chosen}") for c in unmarked), captions
     assert any(c.startswith("adapted") for c in unmarked), captions
     # the blind verdict: the summary names the better of the two, and exactly one of them is marked
     sync_api.expect(page.locator("#source")).to_contain_text(re.compile(r"Better: the (adapted|pretrained) result"))
     assert sum(c.startswith("better · ") for c in captions) == 1, captions  # first: never cut off
     for image in slider.all():  # both halves are loaded pictures, not broken links
         assert image.evaluate("img => img.complete && img.naturalWidth") == 96
-    sync_api.expect(page.get_by_label("Model", exact=True)).to_have_value(re.compile("^gaussian$"))
+    sync_api.expect(page.get_by_label("Model", exact=True)).to_have_value(re.compile(f"^{chosen}$"))
     shot = tmp_path / "adapt.png"
     page.screenshot(path=str(shot), full_page=True)
     print(f"screenshot: {shot}")

@@ -1,4 +1,4 @@
-"""`python -m n2n corrupt | denoise | eval | train`: the contracts of DESIGN.md."""
+"""`python -m n2n corrupt | denoise | eval | train` (the verbs and flags are contracts: docs/ARCHITECTURE.md)."""
 from __future__ import annotations
 
 import argparse

@@ -3,9 +3,10 @@ scored against a clean reference when one is given.
 
 Endpoints /denoise (image, model, Hub repo, compare with, clean reference, noise, parameter) and
 /adapt (image, model, seconds, clean reference): the model fitted to this one photo for a few
-seconds (Neighbor2Neighbor, n2n.adapt.adapt), shown beside the pretrained one; the download is the
-better of the two by a blind score (n2n.estimate.blind_psnr, no clean image needed); the adapted
-model joins the visitor's model list, theirs alone. On upload, the noise is estimated (n2n.estimate) to
+seconds (Neighbor2Neighbor, n2n.adapt.adapt; on camera noise on the stride-2 sub-images), shown beside the
+pretrained one; the download is the adapted result, and the summary and gallery mark the better of the two by a
+blind score (n2n.estimate.blind_psnr, no clean image needed; unreliable on camera noise, as the summary says);
+the adapted model joins the visitor's model list, theirs alone. On upload, the noise is estimated (n2n.estimate) to
 preset the baselines' noise level and choose the model that fits, at its pixel-shuffle stride (camera noise:
 the camera model, or a white-noise model at stride 2).
 Also wires the Corrupt tab's "Send A to Denoise", which fills this tab's inputs.

@@ -20,7 +20,7 @@ from n2n.io import centre_crop
 from n2n.metrics import psnr
 from n2n.noise import corrupt, get_noise
 
-BUNDLED = ["gaussian", "poisson", "text", "bernoulli", "impulse", "gaussian-n2c", "camera"]  # DESIGN.md's contract, and camera
+BUNDLED = ["gaussian", "poisson", "text", "bernoulli", "impulse", "gaussian-n2c", "camera"]  # DESIGN.md's, and camera
 
 
 def card_row(config: dict, data: str = "kodak24") -> dict:

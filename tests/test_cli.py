@@ -1,5 +1,6 @@
 """`python -m n2n` as a user runs it: in a subprocess, on real files."""
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -215,8 +216,15 @@ def test_the_installed_wheel_denoises_offline_with_its_bundled_models(tmp_path):
     import os
 
     wheels, site = tmp_path / "wheels", tmp_path / "site"
-    build = subprocess.run([sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "-q", "-w", str(wheels)],
-                           capture_output=True, text=True, timeout=600)
+    leftovers = [ROOT / "build", ROOT / "n2n.egg-info"]  # setuptools builds in the tree: a stale build/ would ship
+    before = {p: p.exists() for p in leftovers}
+    try:
+        build = subprocess.run([sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "-q", "-w",
+                                str(wheels)], capture_output=True, text=True, timeout=600)
+    finally:
+        for path, existed in before.items():
+            if not existed:
+                shutil.rmtree(path, ignore_errors=True)
     assert build.returncode == 0, build.stderr[-2000:]
     wheel = next(wheels.glob("n2n-*.whl"))
     install = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site),

@@ -306,3 +306,18 @@ def test_denoise_at_a_pixel_shuffle_stride_and_with_the_ensemble(client, clean_p
     assert "×8 self-ensemble" in source
     with pytest.raises(AppError, match="7 is not in the list of choices"):
         client.predict(handle_file(str(noisy_path)), "tiny", "", [], None, "camera", 5, "7", api_name="/denoise")
+
+
+def test_corrupt_with_camera_noise_and_send_it_to_denoise(client, clean_png):
+    """Camera noise through the API at an ISO in stops (the default, 4 = ISO 1600, when none is given): two shots
+    of one camera, noisier at more stops; "Send to Denoise" chooses the camera model for it."""
+    from ui import denoise as denoise_tab
+
+    a, b, psnr_a, _ = client.predict(handle_file(str(clean_png)), "camera", 6, 3, api_name="/corrupt")
+    assert not np.array_equal(png(a), png(b))
+    default = client.predict(handle_file(str(clean_png)), "camera", api_name="/corrupt")[2]
+    assert psnr_a < default - 2  # stops 6 (ISO 6400) is noisier than the default stops 4
+    sent = {"noisy": a, "clean": str(clean_png), "noise": "camera", "param": 6.0}
+    outputs = denoise_tab.send_to_denoise(sent)
+    expected = "camera" if "camera" in registry.model_names() else None
+    assert outputs[2] == "camera" and outputs[6].value == expected

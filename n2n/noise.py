@@ -262,8 +262,8 @@ def _jpeg(image: np.ndarray, quality: int) -> np.ndarray:
     return cv2.imdecode(data, cv2.IMREAD_COLOR)[..., ::-1]
 
 
-@register("camera", param="stops", units="ISO in stops above ISO 100 (4: ISO 1600, 8: ISO 25600): shot and read noise "
-          "in the raw sensor, demosaicing, colour processing and JPEG", train_range=STOPS_RANGE, default=4.0,
+@register("camera", param="stops", units="ISO in stops above ISO 100 (4: ISO 1600, 8: ISO 25600)",
+          train_range=STOPS_RANGE, default=4.0,
           limits=(0.0, 9.0), loss="l2", same_param=True)
 def camera(image, stops, rng):
     """Real-camera-like noise at ISO 100 · 2^stops from the camera `camera_of(image)` (see `photograph`)."""

@@ -44,8 +44,11 @@ def test_bench_writes_json_and_markdown_with_sane_figures(two_photos, tiny_check
         bundled = saved["models"][1]
         assert bundled["psnr"] > bundled["noisy_psnr"] + 1  # a trained model clearly helps
     eff = saved["efficiency"]
-    for key in ("all_threads", "one_thread_cpu_time"):
-        assert eff[key]["matmul_peak_gflops"] > 0 and 0 < eff[key]["fraction_of_peak"] < 2
+    from n2n.infer import native_bf16, resolve_precision
+
+    emulated = resolve_precision("auto") == "bf16" and not native_bf16()  # N2N_PRECISION=bf16 on an AVX2 CPU:
+    for key in ("all_threads", "one_thread_cpu_time"):  # its emulated matmul peak says nothing of the convolutions
+        assert eff[key]["matmul_peak_gflops"] > 0 and 0 < eff[key]["fraction_of_peak"] < (math.inf if emulated else 2)
     rss = saved["rss"]
     assert rss["width"] == 160 and rss["height"] == 96 and rss["seconds"] > 0
     assert 50 < rss["rss_after_model_load_mb"] <= rss["peak_rss_mb"] < 4000  # a fresh process, not pytest's

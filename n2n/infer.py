@@ -179,26 +179,26 @@ def denoise(model: nn.Module, image: np.ndarray, tile: int = TILE, overlap: int 
     if not 1 <= passes <= ENSEMBLE:
         raise ValueError(f"ensemble takes True, False or 1 to {ENSEMBLE} transforms, got {ensemble!r}")
     image = np.asarray(image)
-    if passes > 1:
-        if image.ndim == 2:
-            return denoise(model, image[..., None], tile, overlap, batch, precision, progress, stride, passes)[..., 0]
-        colour = to_float(split_alpha(image)[0])
-        total = np.zeros(colour.shape, np.float32)
-        for k in range(passes):
-            part = None if progress is None else (lambda done, n, k=k: progress(k * n + done, passes * n))
-            out = denoise(model, np.ascontiguousarray(_transform(colour, k)), tile, overlap, batch, precision, part,
-                          stride)
-            total += _transform(out, k, inverse=True)
-        return with_alpha(total / passes, image)
-    if stride == 1 or min(image.shape[:2]) < 2 * stride:
+    stride = stride if image.ndim >= 2 and min(image.shape[:2]) >= 2 * stride else 1  # too small to split
+    if passes == 1 and stride == 1:
         return denoise_tiled(model, image, tile, overlap, batch, precision, progress)
-    out = np.empty_like(image)
-    offsets = [(i, j) for i in range(stride) for j in range(stride)]
-    for k, (i, j) in enumerate(offsets):
-        part = None if progress is None else (lambda done, total, k=k: progress(k * total + done, len(offsets) * total))
-        out[i::stride, j::stride] = denoise_tiled(model, image[i::stride, j::stride], tile, overlap, batch,
-                                                  precision, part)
-    return out
+    squeeze = image.ndim == 2
+    image = image[..., None] if squeeze else image
+    precision = resolve_precision(precision, next(model.parameters()).device)
+    net = copy.deepcopy(model).to(torch.bfloat16) if precision == "bf16" else model  # once, for every call below
+    colour = to_float(split_alpha(image)[0])
+    total, calls, s = np.zeros(colour.shape, np.float32), passes * stride * stride, stride
+    for k in range(passes):  # each rotation or flip, cut into its stride² sub-images
+        turned = _transform(colour, k)
+        out = np.empty(turned.shape, np.float32)
+        for n, (i, j) in enumerate((i, j) for i in range(s) for j in range(s)):
+            part = None if progress is None else (
+                lambda done, count, n=k * s * s + n: progress(n * count + done, calls * count))
+            out[i::s, j::s] = denoise_tiled(net, np.ascontiguousarray(turned[i::s, j::s]), tile, overlap, batch,
+                                            precision, part)
+        total += _transform(out, k, inverse=True)
+    result = with_alpha(total / passes, image)
+    return result[..., 0] if squeeze else result
 
 
 @torch.inference_mode()
@@ -239,7 +239,8 @@ def denoise_tiled(model: nn.Module, image: np.ndarray, tile: int = TILE, overlap
     out = np.zeros((h, w, c), np.float32)
     was_training = model.training
     model.eval()
-    net = copy.deepcopy(model).to(torch.bfloat16) if precision == "bf16" else model
+    bf16_already = next(model.parameters()).dtype == torch.bfloat16  # denoise() made the copy once
+    net = copy.deepcopy(model).to(torch.bfloat16) if precision == "bf16" and not bf16_already else model
     try:
         k = 0
         while k < len(jobs):

@@ -20,7 +20,9 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+import torch
 
+from .data import apply_subsample, neighbor_subsample
 from .io import to_uint8
 from .metrics import psnr
 from .noise import corrupt
@@ -162,19 +164,15 @@ def psnr_curve(clean: np.ndarray, copies: np.ndarray) -> list[dict]:
 # The noises compared: pixel-independent Gaussian, and camera noise (demosaiced, processed, JPEG) of about the
 # same strength (ISO 1600 leaves about σ 10 on Kodak24)
 INDEPENDENCE_NOISES = (("gaussian", 10.0), ("camera", 4.0))
-_ADJACENT = np.array([[0, 1], [1, 0], [0, 2], [2, 0], [1, 3], [3, 1], [2, 3], [3, 2]])  # in a 2×2 cell: 0 1 / 2 3
 
 
 def neighbour_pair(noise: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Neighbor2Neighbor's two sub-images of (H, W, C) `noise`: in every 2×2 cell two different adjacent
-    pixels, one for each ((H/2, W/2, C) each), as its training pairs are drawn (n2n.data.neighbor_subsample)."""
-    h, w, c = noise.shape
-    cells = noise[: h // 2 * 2, : w // 2 * 2].reshape(h // 2, 2, w // 2, 2, c).transpose(0, 2, 1, 3, 4)
-    cells = cells.reshape(h // 2, w // 2, 4, c)
-    pick = _ADJACENT[rng.integers(0, len(_ADJACENT), size=(h // 2, w // 2))]  # (H/2, W/2, 2)
-    first = np.take_along_axis(cells, pick[..., :1, None], axis=2)[:, :, 0]
-    second = np.take_along_axis(cells, pick[..., 1:, None], axis=2)[:, :, 0]
-    return first, second
+    """Neighbor2Neighbor's two sub-images of (H, W, C) `noise`, drawn by the training loop's own sampler
+    (n2n.data.neighbor_subsample): in every 2×2 cell two different adjacent pixels ((H/2, W/2, C) each)."""
+    h, w = noise.shape[0] // 2 * 2, noise.shape[1] // 2 * 2
+    x = torch.from_numpy(np.ascontiguousarray(noise[:h, :w].transpose(2, 0, 1)))[None]
+    first, second = neighbor_subsample(x, torch.Generator().manual_seed(int(rng.integers(2**62))))
+    return tuple(apply_subsample(x, index)[0].permute(1, 2, 0).numpy() for index in (first, second))
 
 
 def correlation(a: np.ndarray, b: np.ndarray) -> float:

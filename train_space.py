@@ -105,7 +105,7 @@ class Stage:
 # (the warm start's recipe), poisson and impulse from it, the clean-target twin at gaussian's recipe, text
 # and bernoulli; then rounds of warm restarts.
 CAMPAIGN = [
-    Stage("camera", "camera", 30000, 3e-4, init="gaussian"),
+    Stage("camera", "camera", 9000, 3e-4, init="gaussian"),
     Stage("gaussian", "gaussian", 29000, 5e-4),
     Stage("poisson", "poisson", 6000, 3e-4, init="gaussian"),
     Stage("impulse", "impulse", 6000, 3e-4, init="gaussian"),

@@ -1,13 +1,13 @@
 """n2n: Noise2Noise Studio, the Gradio app: the tabs of ui/ in one Blocks, launched.
 
-Each tab is a module of ui/ that builds its components and wires its events (corrupt, denoise,
-finetune with push, learn, about); ui/common.py and ui/registry.py hold what they share. The `n2n`
+Each tab is a module of ui/ that builds its components and wires its events (corrupt, denoise with
+batch, finetune with push, learn, about); ui/common.py and ui/registry.py hold what they share. The `n2n`
 package corrupts, denoises, trains and loads the models. Importing this file builds the
 interface and downloads nothing; models load on first use and stay cached.
 
     python app.py [--share] [--host 0.0.0.0] [--port 7860]
 
-Endpoints for gradio_client: /corrupt, /denoise, /finetune (their first two inputs are the image
+Endpoints for gradio_client: /corrupt, /denoise, /denoise_batch, /finetune (their first two inputs are the image
 and the noise or model name; the rest have defaults), /stop, /push, /adapt, /learn. A model fine-tuned here
 belongs to the session that made it; a push uses the visitor's own token or Hugging Face login,
 never the server's (SECURITY.md).
@@ -19,7 +19,7 @@ import os
 
 import gradio as gr
 
-from ui import about, corrupt, denoise, finetune, learn, registry
+from ui import about, batch, corrupt, denoise, finetune, learn, registry
 from ui.common import KEEP_S, MAX_FILE_SIZE
 
 TITLE = "n2n: Noise2Noise Studio"
@@ -68,6 +68,7 @@ def build_demo(extra_models=None) -> gr.Blocks:
                 corrupted = corrupt.build()
             with gr.Tab("Denoise", id="denoise"):
                 denoiser = denoise.build(corrupted, tabs)
+                batch.build(denoiser.model, denoiser.hub_repo, denoiser.stride, denoiser.ensemble)
             with gr.Tab("Fine-tune", id="finetune"):
                 finetune.build(demo, denoiser, tabs)
             with gr.Tab("Learn", id="learn"):

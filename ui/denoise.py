@@ -43,12 +43,15 @@ ADAPT_DEFAULT_S = 60
 
 @dataclass
 class DenoiseTab:
-    """What the Fine-tune tab wires to: the model choices, and the names of this session's models."""
+    """What the Fine-tune tab and the batch accordion wire to: the model choices, the names of this
+    session's models, the stride and the self-ensemble."""
 
     model: gr.Dropdown
     hub_repo: gr.Textbox
     compare: gr.CheckboxGroup
     session: gr.State
+    stride: gr.Dropdown
+    ensemble: gr.Checkbox
 
 
 def device() -> torch.device:
@@ -328,4 +331,4 @@ def build(corrupted: CorruptTab, tabs: gr.Tabs) -> DenoiseTab:
     adapt_btn.click(adapt_image, [noisy_in, model_dd, adapt_s, clean_ref, session],
                     [download, slider, gallery, table, source_md, session, model_dd, compare], api_name="adapt",
                     concurrency_limit=1, concurrency_id="finetune")
-    return DenoiseTab(model_dd, hub_box, compare, session)
+    return DenoiseTab(model_dd, hub_box, compare, session, stride_dd, ensemble_cb)

@@ -30,8 +30,9 @@ from n2n.infer import denoise, model_stride, resolve_precision
 from n2n.io import split_alpha, to_float, with_alpha
 from n2n.metrics import psnr, ssim
 from n2n.noise import NOISE_MODELS
+from ui import budget
 from ui.common import (API_DEFAULT_PARAM, IMAGE_SOURCES, UserError, check_param, gpu, image_input, noise_model,
-                       param_slider, read, safe_name, save_png, workdir)
+                       param_slider, read, safe_name, save_png, session_key, workdir)
 from ui.corrupt import CorruptTab
 from ui.registry import (BASELINE_LABELS, add_finetuned, check_session, compare_choices, init_ref, load,
                          model_names)
@@ -116,6 +117,17 @@ def adapt_image(image, model="gaussian", seconds=ADAPT_DEFAULT_S, clean=None, se
     check_session(model, request)
     if seconds is None or not ADAPT_SECONDS[0] <= seconds <= ADAPT_SECONDS[1]:
         raise UserError(f"Adapt takes {ADAPT_SECONDS[0]} to {ADAPT_SECONDS[1]} seconds, got {seconds}.")
+    visitor = session_key(request) or "anonymous"
+    budget.SLOT.check(visitor, float(seconds), "adapting")
+    held = time.monotonic()
+    try:
+        return adapt_held(image, noisy, model, float(seconds), clean, session, progress, request)
+    finally:  # the slot was held for the whole call: training, then denoising and scoring twice
+        budget.SLOT.charge(visitor, time.monotonic() - held)
+
+
+def adapt_held(image, noisy, model, seconds, clean, session, progress, request):
+    """adapt_image's work, holding the slot."""
     init = init_ref(model)  # a listed model only: a Hub repo cannot be adapted
     reference = clean_reference(clean, noisy)
     colour = split_alpha(noisy)[0]

@@ -21,7 +21,7 @@ from n2n import finetune as ft, losses
 from n2n.io import centre_crop, split_alpha, to_float, write_image
 from n2n.noise import NOISE_MODELS
 from n2n.train import Record, TrainConfig
-from ui import push
+from ui import budget, push
 from ui.common import (API_DEFAULT_RANGE, MAX_STEPS, MAX_TRAIN_PIXELS, MAX_UPLOADS, UserError, check_range, gpu,
                        noise_model, range_sliders, read, safe_name, save_png, session_key, workdir)
 from ui.denoise import DenoiseTab
@@ -190,18 +190,26 @@ def drop_stop_flag(request: gr.Request | None, event: threading.Event) -> None:
 def finetune(files, noise="gaussian", kind="synthetic", second_shots=None, range_low=API_DEFAULT_RANGE[0],
              range_high=API_DEFAULT_RANGE[1], loss="auto", steps=200, init="scratch", twin=False, seed=0,
              request: gr.Request = None):
-    """Fine-tune on the uploaded images; stream the curves, a preview and the time left; end with a checkpoint."""
-    stop = stop_flag(request)
+    """Fine-tune on the uploaded images; stream the curves, a preview and the time left; end with a checkpoint.
+    The run stops early when the visitor's share of the slot runs out (ui.budget)."""
+    visitor = session_key(request) or "anonymous"
+    left = budget.SLOT.check(visitor)
+    held, stop = time.monotonic(), stop_flag(request)
+    deadline = held + left
+
+    def halted() -> bool:
+        return stop.is_set() or time.monotonic() > deadline
+
     try:
         check_session(init, request)
         if kind == ft.ZERO_SHOT:
-            yield from zero_shot_run(files, int(steps), stop)
+            yield from zero_shot_run(files, int(steps), halted)
             return
         run = prepare_run(files, second_shots, kind, noise, range_low, range_high, loss, int(steps), init, bool(twin),
                           int(seed or 0))
         yield run.outputs()
         try:
-            for records in ft.lockstep(run.configs, stop.is_set, run.prepared.data):
+            for records in ft.lockstep(run.configs, halted, run.prepared.data):
                 run.add(records)
                 if run.due():
                     yield run.outputs()
@@ -215,16 +223,20 @@ def finetune(files, noise="gaussian", kind="synthetic", second_shots=None, range
         name = f"finetuned-{noise}-{uuid.uuid4().hex[:6]}"
         for key, config in zip((name, f"{name}-n2c"), run.configs):
             add_finetuned(key, Path(config.out), request)
-        done = "stopped" if run.last[0].step < run.steps else "finished"
+        done = "finished" if run.last[0].step >= run.steps else (
+            "stopped" if stop.is_set() else f"stopped: your share of the slot ({budget.minutes(budget.SLOT.seconds)} "
+            "per hour) ran out")
         yield run.outputs(f"{run.status()}\n\n**{done}**: `{name}` is ready; download it, use it in Denoise "
                           "or push it to the Hub.",
                           str(ft.package(run.configs, run.folder / f"{name}.zip", name)), name)
     finally:
         drop_stop_flag(request, stop)
+        budget.SLOT.charge(visitor, time.monotonic() - held)
 
 
-def zero_shot_run(files, steps: int, stop: threading.Event):
-    """Zero-Shot Noise2Noise on one noisy image, in a thread; stream its loss, end with the denoised PNG."""
+def zero_shot_run(files, steps: int, stopped):
+    """Zero-Shot Noise2Noise on one noisy image, in a thread, until done or `stopped()`; stream its loss, end
+    with the denoised PNG."""
     if not files or len(files) != 1:
         raise UserError("Zero-shot denoises one noisy image: upload exactly one.")
     if not 1 <= steps <= MAX_STEPS:
@@ -234,7 +246,7 @@ def zero_shot_run(files, steps: int, stop: threading.Event):
     colour = split_alpha(noisy)[0]
     run = Run(["zero-shot"], workdir(), steps)
     try:
-        for record in ft.zero_shot_records(to_float(colour), steps, stop.is_set):
+        for record in ft.zero_shot_records(to_float(colour), steps, stopped):
             if record.stopped:
                 yield run.outputs("**stopped**: zero-shot training was stopped before the end; no result.")
                 return

@@ -142,7 +142,9 @@ def estimate_noise(image: np.ndarray, models: list[str] | None = None) -> NoiseE
     colour = centre_crop(full, MAX_SIDE)
     impulses = impulse_fraction(colour)
     sigma = noise_sigma(colour)
-    spread = correlation_ratio(full) if impulses <= IMPULSE_FRACTION else 1.0
+    # correlation first: sharpened camera noise without JPEG can leave as many outliers as impulse noise, but
+    # impulses are pixel-independent (a ratio of at most 1.39 on Kodak24 at 5 % to 50 % replaced)
+    spread = correlation_ratio(full)
     stride = None
     if spread > CAMERA_RATIO:
         kind, sigma = "camera", noise_sigma(full, stride=2)

@@ -156,8 +156,10 @@ def text(image, p, rng):
 # raw denoising"; Guo et al. 2019, CBDNet's noise model). A clean sRGB image is taken back to the
 # sensor (tone curve, gamma, colour matrix and white balance inverted, Bayer mosaic), given shot and
 # read noise there (variance a·x + b), then rendered again (demosaicing, white balance, colour matrix,
-# gamma, tone curve, chroma smoothing, sharpening, JPEG): the noise that comes out depends on
-# brightness and colour and is correlated over neighbouring pixels, as in real photos.
+# gamma, tone curve, luma noise reduction, chroma smoothing, sharpening, JPEG): the noise that comes out
+# depends on brightness and colour and is correlated over neighbouring pixels, as in real photos. In-camera
+# noise reduction takes out the finest grain and leaves the coarser one: DSLR JPEGs keep noise correlated
+# 2 and 4 px apart (0.37 and 0.15 on ../shared/data/real/nam25, where demosaicing alone gives 0.18 and 0.05).
 
 # The camera's parameter is its ISO in stops above ISO 100 (ISO = 100 · 2^stops): one slider from a DSLR in
 # daylight (0) to a phone in a dim room (8, ISO 25600), in the 0-100 range of the other noises' parameters.
@@ -180,7 +182,7 @@ def shot_gain(iso: float) -> float:
 
 def camera_sigma(stops: float) -> float:
     """About the RMS noise (0–255 scale) that camera noise at `stops` leaves in a photo: 2.5·√(ISO/100)
-    (the median over Kodak24 is 5.4, 9.9, 19.2 and 39.2 at ISO 400, 1600, 6400 and 25600: stops 2, 4, 6, 8)."""
+    (the median over Kodak24 is 5.4, 9.4, 18.0 and 35.7 at ISO 400, 1600, 6400 and 25600: stops 2, 4, 6, 8)."""
     return 2.5 * 2.0 ** (stops / 2)
 
 
@@ -201,6 +203,8 @@ class Camera:
     phase: tuple[int, int]  # where the RGGB pattern starts (rows, columns)
     edge_aware: bool  # demosaicing: OpenCV's edge-aware method, else bilinear
     chroma_blur: float  # σ in pixels of the in-camera chroma smoothing (0: none)
+    denoise: float  # luma noise reduction: the share of detail finer than `denoise_px` taken out (0: none)
+    denoise_px: float  # its scale, σ in pixels
     sharpen: float  # unsharp-mask amount (0: none)
     quality: int  # JPEG quality, 101: no JPEG
 
@@ -215,6 +219,7 @@ def draw_camera(rng: np.random.Generator) -> Camera:
                   read_offset=float(rng.normal(0.0, 0.26)), shot_jitter=float(rng.normal(0.0, 0.2)),
                   phase=(int(rng.integers(2)), int(rng.integers(2))), edge_aware=bool(rng.integers(2)),
                   chroma_blur=float(rng.choice([0.0, rng.uniform(0.5, 2.0)])),
+                  denoise=float(rng.choice([0.0, rng.uniform(0.3, 0.8)])), denoise_px=float(rng.uniform(0.8, 2.0)),
                   sharpen=float(rng.choice([0.0, rng.uniform(0.2, 1.0)])),
                   quality=int(rng.choice([101, int(rng.integers(75, 99))], p=[0.2, 0.8])))
 
@@ -237,16 +242,22 @@ def _unprocess(srgb: np.ndarray, cam: Camera) -> np.ndarray:
 
 def _develop(raw: np.ndarray, cam: Camera) -> np.ndarray:
     """Raw RGGB mosaic (H, W), linear, may hold values below 0 -> sRGB float32 (H, W, 3), before JPEG:
-    demosaicing, white balance, colour matrix, gamma, tone curve, chroma smoothing, sharpening."""
+    demosaicing, white balance, colour matrix, gamma, tone curve, luma noise reduction, chroma smoothing,
+    sharpening. Every step after the tone curve is linear, so that the noise (a difference of renderings)
+    goes through it as it would alone."""
     lo, span = -0.25, 1.5  # an offset and scale that keep noise below black and above white for uint16
     raw16 = np.round(np.clip((raw - lo) / span, 0.0, 1.0) * 65535).astype(np.uint16)
     demosaic = cv2.COLOR_BayerBG2RGB_EA if cam.edge_aware else cv2.COLOR_BayerBG2RGB  # OpenCV's name for RGGB
     x = cv2.cvtColor(raw16, demosaic).astype(np.float32) * np.float32(span / 65535) + np.float32(lo)
     x = np.clip(x * (cam.wb / cam.brightness) @ cam.cam_to_rgb.T, 0.0, 1.0) ** np.float32(1 / 2.2)
     x = 3 * x ** 2 - 2 * x ** 3
-    if cam.chroma_blur > 0:
+    if cam.chroma_blur > 0 or cam.denoise > 0:
         ycc = cv2.cvtColor(x, cv2.COLOR_RGB2YCrCb)
-        ycc[..., 1:] = cv2.GaussianBlur(ycc[..., 1:], (0, 0), cam.chroma_blur)
+        if cam.denoise > 0:  # a share of the luma finer than denoise_px removed
+            y = ycc[..., 0]
+            ycc[..., 0] = y - np.float32(cam.denoise) * (y - cv2.GaussianBlur(y, (0, 0), cam.denoise_px))
+        if cam.chroma_blur > 0:
+            ycc[..., 1:] = cv2.GaussianBlur(ycc[..., 1:], (0, 0), cam.chroma_blur)
         x = cv2.cvtColor(ycc, cv2.COLOR_YCrCb2RGB)
     if cam.sharpen > 0:
         x = x + np.float32(cam.sharpen) * (x - cv2.GaussianBlur(x, (0, 0), 1.0))

@@ -162,13 +162,13 @@ def test_bad_arguments_say_what_to_do():
 
 
 def _plain_camera(seed=0, **changes):
-    """A drawn camera with JPEG, chroma smoothing and sharpening off unless `changes` set them."""
+    """A drawn camera with JPEG, chroma smoothing, noise reduction and sharpening off unless `changes` set them."""
     import dataclasses
 
     from n2n.noise import draw_camera
 
     return dataclasses.replace(draw_camera(np.random.default_rng(seed)),
-                               **({"quality": 101, "chroma_blur": 0.0, "sharpen": 0.0} | changes))
+                               **({"quality": 101, "chroma_blur": 0.0, "denoise": 0.0, "sharpen": 0.0} | changes))
 
 
 def test_camera_noise_grows_with_brightness_from_the_shadows():
@@ -194,6 +194,21 @@ def test_camera_noise_is_correlated_between_neighbours_and_not_between_shots():
         assert abs(np.corrcoef(a.ravel(), b.ravel())[0, 1]) < 0.05
     white = corrupt(clean, "gaussian", 25.0, np.random.default_rng(0)) - clean  # for contrast: ~0
     assert abs((white[:, 1:] * white[:, :-1]).mean() / white.var()) < 0.05
+
+
+def test_in_camera_noise_reduction_leaves_coarser_grain():
+    """Luma noise reduction takes out the finest grain of the luma: less of it, correlated further (2 px apart)."""
+    from n2n.noise import photograph
+
+    clean = np.full((128, 128, 3), 0.4, np.float32)
+
+    def grain(cam):
+        n = (photograph(clean, 6400, np.random.default_rng(3), cam) - clean) @ np.float32([0.299, 0.587, 0.114])
+        n = n - n.mean()
+        return n.std(), (n[:, 2:] * n[:, :-2]).mean() / n.var()
+
+    (std, lag2), (std_nr, lag2_nr) = grain(_plain_camera(0)), grain(_plain_camera(0, denoise=0.7, denoise_px=1.5))
+    assert std_nr < 0.9 * std and lag2_nr > lag2 + 0.1, (std, lag2, std_nr, lag2_nr)
 
 
 def test_camera_pair_shares_the_camera_and_the_iso():

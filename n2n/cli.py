@@ -1,4 +1,4 @@
-"""`python -m n2n corrupt | denoise | eval | train` (the verbs and flags are contracts: docs/ARCHITECTURE.md)."""
+"""`python -m n2n corrupt | denoise | eval | train | export` (verbs and flags are contracts: docs/ARCHITECTURE.md)."""
 from __future__ import annotations
 
 import argparse
@@ -15,6 +15,7 @@ from PIL import Image
 from . import baselines, hub
 from .checkpoint import CheckpointError
 from .data import list_images
+from .export import export_onnx, input_doc, onnx_difference, require_onnx
 from .evaluate import PAIR_NAMES, evaluate, evaluate_pairs, match_pairs, progress_bar
 from .infer import ENSEMBLE, STRIDES, TILE, denoise, model_stride, resolve_precision
 from .io import DEFAULT_MAX_PIXELS, ImageError, read_image, split_alpha, with_alpha, write_image
@@ -120,6 +121,31 @@ def cmd_eval(args) -> None:
               + "".join(f"; {n} {s['psnr']:.2f} dB" for n, s in result["baselines"].items()))
 
 
+ONNX_TOLERANCE = 1e-3  # largest |onnxruntime − torch| accepted on the check image, for outputs in [0, 1]
+
+
+def cmd_export(args) -> None:
+    try:
+        require_onnx()
+    except ImportError as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2)
+    loaded = hub.resolve(args.model)
+    print(f"model {args.model} from {loaded.source}", file=sys.stderr)
+    target = Path(args.onnx)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    export_onnx(loaded.model, target)
+    difference = onnx_difference(loaded.model, target, 96, 64)  # not the traced 64×96: the sizes are dynamic
+    if difference > ONNX_TOLERANCE:
+        target.unlink()
+        raise ValueError(f"the exported graph gives outputs {difference:.2g} away from the model's (over "
+                         f"{ONNX_TOLERANCE:g}): nothing written; report this with your torch and onnx versions")
+    stride = model_stride(loaded.model)
+    shuffle = f"; meant for pixel-shuffle stride {stride}: denoise image[i::{stride}, j::{stride}] apart" * (stride > 1)
+    print(f"{target}: input {input_doc(loaded.model)}; onnxruntime matches torch within {difference:.1e} "
+          f"at 96×64{shuffle}")
+
+
 def add_dataclass_arguments(parser: argparse.ArgumentParser, cls) -> None:
     """One --flag per field of the dataclass `cls`, typed and defaulted from it."""
     hints = typing.get_type_hints(cls)
@@ -184,7 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     called = Path(sys.argv[0]).name  # the `n2n` script, or python -m n2n (__main__.py)
     parser = argparse.ArgumentParser(prog="python -m n2n" if called in ("__main__.py", "-c", "") else called,
-                                     description="Noise2Noise denoising: corrupt, denoise, evaluate, train.")
+                                     description="Noise2Noise denoising: corrupt, denoise, evaluate, train, export.")
     sub = parser.add_subparsers(dest="command", required=True)
     noises = ", ".join(f"{n} ({m.param}: {m.units}, test {m.default})" for n, m in NOISE_MODELS.items())
 
@@ -229,6 +255,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", help="write the JSON here, or - for stdout")
     add_max_pixels(p)
     p.set_defaults(run=cmd_eval)
+
+    p = sub.add_parser("export", help="write a model as an ONNX graph, for onnxruntime (needs onnx, onnxscript, "
+                                      "onnxruntime)")
+    p.add_argument("--model", required=True, help="bundled name, checkpoint folder, or owner/repo[@rev] on the Hub")
+    p.add_argument("--onnx", required=True, metavar="OUT.onnx",
+                   help="the file to write: input `image` (N, C, H, W) float32 in [0, 1], H and W dynamic but "
+                        "multiples of 32 for the U-Net (pad, then crop the output); output `denoised`, the same shape")
+    p.set_defaults(run=cmd_export)
 
     p = sub.add_parser("train", help="train a model (see also train_space.py)")
     add_dataclass_arguments(p, TrainConfig)

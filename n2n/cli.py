@@ -11,12 +11,13 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from tqdm import tqdm
 
 from . import baselines, hub
 from .checkpoint import CheckpointError
 from .data import list_images
 from .export import export_onnx, input_doc, onnx_difference, require_onnx
-from .evaluate import PAIR_NAMES, evaluate, evaluate_pairs, match_pairs, progress_bar
+from .evaluate import PAIR_NAMES, evaluate, evaluate_pairs, match_pairs
 from .infer import ENSEMBLE, STRIDES, TILE, denoise, model_stride, resolve_precision
 from .io import DEFAULT_MAX_PIXELS, ImageError, read_image, split_alpha, with_alpha, write_image
 from .noise import NOISE_MODELS, corrupt, get_noise
@@ -59,19 +60,19 @@ def cmd_denoise(args) -> None:
         out.mkdir(parents=True, exist_ok=True)
     targets = [out / name for name in output_names(args.inputs)] if several else [out]
     # A progress bar for several inputs only: one file is done or refused, and says which.
-    paths = progress_bar(args.inputs, len(args.inputs), "denoise") if several else args.inputs
     refused = 0
-    for path, target in zip(paths, targets):
-        try:
-            image = read_image(path, max_pixels=args.max_pixels, dtype=None)
-            write_image(target, denoise(loaded.model, image, tile=args.tile, precision=args.precision,
-                                        stride=args.stride, ensemble=args.ensemble))
-        except ImageError as e:
-            refused += 1
-            print(("\n" if several else "") + f"error: {refusal(e)}", file=sys.stderr)
-            continue
-        if not several:
-            print(f"{target}: denoised")
+    with tqdm(args.inputs, desc="denoise", unit="image", file=sys.stderr, disable=not several) as bar:
+        for path, target in zip(bar, targets):
+            try:
+                image = read_image(path, max_pixels=args.max_pixels, dtype=None)
+                write_image(target, denoise(loaded.model, image, tile=args.tile, precision=args.precision,
+                                            stride=args.stride, ensemble=args.ensemble))
+            except ImageError as e:
+                refused += 1
+                bar.write(f"error: {refusal(e)}", file=sys.stderr)  # on its own line, the bar redrawn below
+                continue
+            if not several:
+                print(f"{target}: denoised")
     if refused and several:
         # one "error:" line per refused file (above), then what was done
         raise SystemExit(f"{refused} of {len(args.inputs)} images refused (above); "
@@ -89,18 +90,14 @@ def cmd_eval(args) -> None:
     if args.pair and len(names) != len(args.pair):
         raise SystemExit("error: --pair takes NOISY,CLEAN, the parts of the names that differ (e.g. _noise,_gt)")
     chosen = [b for b in (args.baselines or "").split(",") if b]
-    try:
-        if args.pairs:
-            figures = evaluate_pairs(loaded.model, match_pairs(args.pairs, names)[: args.limit or None], chosen,
-                                     tile=args.tile, precision=args.precision, max_pixels=args.max_pixels,
-                                     stride=args.stride, ensemble=args.ensemble)
-        else:
-            figures = evaluate(loaded.model, list_images(args.data)[: args.limit or None], args.noise, args.param,
-                               args.seed, chosen, tile=args.tile, precision=args.precision,
-                               max_pixels=args.max_pixels, stride=args.stride, ensemble=args.ensemble)
-    except ImageError:
-        print(file=sys.stderr)  # the refusal goes below the progress bar, not onto its line
-        raise
+    if args.pairs:  # a refused image: its error goes below the progress bar, which evaluate closes first
+        figures = evaluate_pairs(loaded.model, match_pairs(args.pairs, names)[: args.limit or None], chosen,
+                                 tile=args.tile, precision=args.precision, max_pixels=args.max_pixels,
+                                 stride=args.stride, ensemble=args.ensemble)
+    else:
+        figures = evaluate(loaded.model, list_images(args.data)[: args.limit or None], args.noise, args.param,
+                           args.seed, chosen, tile=args.tile, precision=args.precision,
+                           max_pixels=args.max_pixels, stride=args.stride, ensemble=args.ensemble)
     setting = ({"data": str(args.pairs), "noise": "real", "param": None} if args.pairs else
                {"data": str(args.data), "noise": args.noise, "param": args.param})
     result = {"model": args.model, "source": loaded.source} | setting | {

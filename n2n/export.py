@@ -1,7 +1,7 @@
 """A model as an ONNX graph, to run without PyTorch (onnxruntime, a browser, a phone).
 
 Needs the optional packages `onnx`, `onnxscript` (torch's exporter is written in it) and `onnxruntime`
-(to check the file): `pip install onnx onnxscript onnxruntime`, or `pip install "n2n[onnx]"`.
+(to check the file): `pip install onnx onnxscript onnxruntime`, or in a checkout `pip install ".[onnx]"`.
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ def require_onnx() -> None:
     missing = [name for name in ONNX_PACKAGES if importlib.util.find_spec(name) is None]
     if missing:
         raise ImportError(f"ONNX export needs {', '.join(missing)}, not installed here: run `{PIP_INSTALL}` "
-                          f"(or pip install \"n2n[onnx]\")")
+                          f"(in a checkout of n2n: pip install \".[onnx]\")")
 
 
 def input_doc(model: nn.Module) -> str:

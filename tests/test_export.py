@@ -106,7 +106,7 @@ def test_cli_without_onnxscript_names_the_pip_command(tmp_path):
     result = n2n("export", "--model", "gaussian", "--onnx", out, code=hidden)
     assert result.returncode == 2 and not out.exists()
     assert result.stderr.strip() == (f"error: ONNX export needs onnxscript, not installed here: run `{PIP_INSTALL}` "
-                                     "(or pip install \"n2n[onnx]\")")
+                                     "(in a checkout of n2n: pip install \".[onnx]\")")
 
 
 def test_the_packages_it_needs_are_the_onnx_extra_and_dev_requirements():

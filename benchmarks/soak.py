@@ -43,6 +43,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -253,16 +254,17 @@ def folder_bytes(folder: Path) -> tuple[int, int]:
     return total, files
 
 
-def proc_status(pid: int) -> tuple[str, dict[str, float]]:
-    """/proc/PID/status, and its VmRSS and VmHWM (peak) in MB."""
+def peak_rss_mb(pid: int) -> float:
+    """The process's peak resident set in MB: VmHWM of /proc/PID/status, the kernel's high-water mark
+    (psutil gives the current RSS only; sampling it would miss the peaks between samples)."""
     with open(f"/proc/{pid}/status") as f:
-        status = f.read()
-    return status, {key: int(re.search(rf"^{key}:\s+(\d+) kB", status, re.M).group(1)) / 1024
-                    for key in ("VmRSS", "VmHWM")}
+        return int(re.search(r"^VmHWM:\s+(\d+) kB", f.read(), re.M).group(1)) / 1024
 
 
 def sample(pid: int, work: Path, start: float, done: int) -> dict:
-    status, mb = proc_status(pid)
+    process = psutil.Process(pid)
+    with process.oneshot():
+        rss_mb, open_files, threads = process.memory_info().rss / 2**20, process.num_fds(), process.num_threads()
     tmp, tmp_files = folder_bytes(work / "tmp")
     hf, _ = folder_bytes(work / "hf")
     parts = {}  # the temporary folder by part: Gradio's cache, and each of the app's work folders
@@ -272,11 +274,9 @@ def sample(pid: int, work: Path, start: float, done: int) -> dict:
     if (work / "heap.jsonl").exists():
         lines = (work / "heap.jsonl").read_text().splitlines()
         heap = json.loads(lines[-1]) if lines else {}
-    return heap | {"t_s": round(time.monotonic() - start, 1), "rss_mb": mb["VmRSS"], "peak_rss_mb": mb["VmHWM"],
-            "tmp_mb": tmp / 2**20, "tmp_files": tmp_files, "hf_cache_mb": hf / 2**20,
-            "open_files": len(os.listdir(f"/proc/{pid}/fd")), "threads": int(re.search(r"^Threads:\s+(\d+)", status,
-                                                                                      re.M).group(1)),
-            "requests_done": done, "tmp_parts_mb": parts}
+    return heap | {"t_s": round(time.monotonic() - start, 1), "rss_mb": rss_mb, "peak_rss_mb": peak_rss_mb(pid),
+                   "tmp_mb": tmp / 2**20, "tmp_files": tmp_files, "hf_cache_mb": hf / 2**20,
+                   "open_files": open_files, "threads": threads, "requests_done": done, "tmp_parts_mb": parts}
 
 
 # ----------------------------------------------------------------------------- visitors

@@ -211,6 +211,10 @@ def write_model_card(directory: str | Path) -> Path:
     crop = train.get("crop")
     data_line = (f"`{Path(train.get('data', '?')).name}` ({train.get('mode', 'synthetic')} pairs), "
                  f"crops {crop}×{crop}, batch {train.get('batch_size')}")
+    stride = int(config.get("stride", 1))
+    stride_note = "" if stride == 1 else (
+        f"\nMeant for pixel-shuffle stride {stride}, as `n2n.denoise` runs it: run the graph on each "
+        f"`image[i::{stride}, j::{stride}]` apart and put the results back in place.\n")
     provenance = "\n## History\n\n" + "\n".join(f"- {line}" for line in history) + "\n" if history else ""
     content = f"""---
 {data.to_yaml()}
@@ -237,7 +241,23 @@ import n2n
 model = n2n.load_model("{directory.name}")   # or a folder holding config.json + model.safetensors
 clean = n2n.denoise(model, image)             # (H, W, C) uint8/uint16/float32, same out
 ```
-"""
+
+## ONNX
+
+`python -m n2n export --model {directory.name} --onnx {directory.name}.onnx` (after
+`pip install onnx onnxscript onnxruntime`) writes the network as one ONNX file: input `image`, NCHW float32
+in [0, 1], H and W any multiples of 32; output `denoised`, the same shape. Pad, run, crop:
+
+```python
+import numpy as np, onnxruntime
+session = onnxruntime.InferenceSession("{directory.name}.onnx")
+x = (image.astype(np.float32) / 255).transpose(2, 0, 1)[None]  # (H, W, C) uint8 -> (1, C, H, W) in [0, 1]
+h, w = x.shape[2:]
+x = np.pad(x, ((0, 0), (0, 0), (0, -h % 32), (0, -w % 32)), mode="reflect")  # to multiples of 32
+y = session.run(["denoised"], {{"image": x}})[0][0, :, :h, :w]
+clean = (np.clip(y, 0, 1).transpose(1, 2, 0) * 255).round().astype(np.uint8)
+```
+{stride_note}"""
     path = directory / CARD_NAME
     write_atomic(path, str(ModelCard(content)).encode("utf-8"))
     return path

@@ -1,4 +1,4 @@
-"""`python -m n2n corrupt | denoise | eval | train` (the verbs and flags are contracts: docs/ARCHITECTURE.md)."""
+"""`python -m n2n corrupt | denoise | eval | train | export` (verbs and flags are contracts: docs/ARCHITECTURE.md)."""
 from __future__ import annotations
 
 import argparse
@@ -11,11 +11,13 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from tqdm import tqdm
 
 from . import baselines, hub
 from .checkpoint import CheckpointError
 from .data import list_images
-from .evaluate import PAIR_NAMES, evaluate, evaluate_pairs, match_pairs, progress_bar
+from .export import export_onnx, input_doc, onnx_difference, require_onnx
+from .evaluate import PAIR_NAMES, evaluate, evaluate_pairs, match_pairs
 from .infer import ENSEMBLE, STRIDES, TILE, denoise, model_stride, resolve_precision
 from .io import DEFAULT_MAX_PIXELS, ImageError, read_image, split_alpha, with_alpha, write_image
 from .noise import NOISE_MODELS, corrupt, get_noise
@@ -58,19 +60,19 @@ def cmd_denoise(args) -> None:
         out.mkdir(parents=True, exist_ok=True)
     targets = [out / name for name in output_names(args.inputs)] if several else [out]
     # A progress bar for several inputs only: one file is done or refused, and says which.
-    paths = progress_bar(args.inputs, len(args.inputs), "denoise") if several else args.inputs
     refused = 0
-    for path, target in zip(paths, targets):
-        try:
-            image = read_image(path, max_pixels=args.max_pixels, dtype=None)
-            write_image(target, denoise(loaded.model, image, tile=args.tile, precision=args.precision,
-                                        stride=args.stride, ensemble=args.ensemble))
-        except ImageError as e:
-            refused += 1
-            print(("\n" if several else "") + f"error: {refusal(e)}", file=sys.stderr)
-            continue
-        if not several:
-            print(f"{target}: denoised")
+    with tqdm(args.inputs, desc="denoise", unit="image", file=sys.stderr, disable=not several) as bar:
+        for path, target in zip(bar, targets):
+            try:
+                image = read_image(path, max_pixels=args.max_pixels, dtype=None)
+                write_image(target, denoise(loaded.model, image, tile=args.tile, precision=args.precision,
+                                            stride=args.stride, ensemble=args.ensemble))
+            except ImageError as e:
+                refused += 1
+                bar.write(f"error: {refusal(e)}", file=sys.stderr)  # on its own line, the bar redrawn below
+                continue
+            if not several:
+                print(f"{target}: denoised")
     if refused and several:
         # one "error:" line per refused file (above), then what was done
         raise SystemExit(f"{refused} of {len(args.inputs)} images refused (above); "
@@ -88,18 +90,14 @@ def cmd_eval(args) -> None:
     if args.pair and len(names) != len(args.pair):
         raise SystemExit("error: --pair takes NOISY,CLEAN, the parts of the names that differ (e.g. _noise,_gt)")
     chosen = [b for b in (args.baselines or "").split(",") if b]
-    try:
-        if args.pairs:
-            figures = evaluate_pairs(loaded.model, match_pairs(args.pairs, names)[: args.limit or None], chosen,
-                                     tile=args.tile, precision=args.precision, max_pixels=args.max_pixels,
-                                     stride=args.stride, ensemble=args.ensemble)
-        else:
-            figures = evaluate(loaded.model, list_images(args.data)[: args.limit or None], args.noise, args.param,
-                               args.seed, chosen, tile=args.tile, precision=args.precision,
-                               max_pixels=args.max_pixels, stride=args.stride, ensemble=args.ensemble)
-    except ImageError:
-        print(file=sys.stderr)  # the refusal goes below the progress bar, not onto its line
-        raise
+    if args.pairs:  # a refused image: its error goes below the progress bar, which evaluate closes first
+        figures = evaluate_pairs(loaded.model, match_pairs(args.pairs, names)[: args.limit or None], chosen,
+                                 tile=args.tile, precision=args.precision, max_pixels=args.max_pixels,
+                                 stride=args.stride, ensemble=args.ensemble)
+    else:
+        figures = evaluate(loaded.model, list_images(args.data)[: args.limit or None], args.noise, args.param,
+                           args.seed, chosen, tile=args.tile, precision=args.precision,
+                           max_pixels=args.max_pixels, stride=args.stride, ensemble=args.ensemble)
     setting = ({"data": str(args.pairs), "noise": "real", "param": None} if args.pairs else
                {"data": str(args.data), "noise": args.noise, "param": args.param})
     result = {"model": args.model, "source": loaded.source} | setting | {
@@ -118,6 +116,31 @@ def cmd_eval(args) -> None:
               f"model {result['psnr']:.2f} dB / SSIM {result['ssim']:.4f}, "
               f"{result['seconds_per_megapixel']:.2f} s/MP"
               + "".join(f"; {n} {s['psnr']:.2f} dB" for n, s in result["baselines"].items()))
+
+
+ONNX_TOLERANCE = 1e-3  # largest |onnxruntime − torch| accepted on the check image, for outputs in [0, 1]
+
+
+def cmd_export(args) -> None:
+    try:
+        require_onnx()
+    except ImportError as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2)
+    loaded = hub.resolve(args.model)
+    print(f"model {args.model} from {loaded.source}", file=sys.stderr)
+    target = Path(args.onnx)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    export_onnx(loaded.model, target)
+    difference = onnx_difference(loaded.model, target, 96, 64)  # not the traced 64×96: the sizes are dynamic
+    if difference > ONNX_TOLERANCE:
+        target.unlink()
+        raise ValueError(f"the exported graph gives outputs {difference:.2g} away from the model's (over "
+                         f"{ONNX_TOLERANCE:g}): nothing written; report this with your torch and onnx versions")
+    stride = model_stride(loaded.model)
+    shuffle = f"; meant for pixel-shuffle stride {stride}: denoise image[i::{stride}, j::{stride}] apart" * (stride > 1)
+    print(f"{target}: input {input_doc(loaded.model)}; onnxruntime matches torch within {difference:.1e} "
+          f"at 96×64{shuffle}")
 
 
 def add_dataclass_arguments(parser: argparse.ArgumentParser, cls) -> None:
@@ -184,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     called = Path(sys.argv[0]).name  # the `n2n` script, or python -m n2n (__main__.py)
     parser = argparse.ArgumentParser(prog="python -m n2n" if called in ("__main__.py", "-c", "") else called,
-                                     description="Noise2Noise denoising: corrupt, denoise, evaluate, train.")
+                                     description="Noise2Noise denoising: corrupt, denoise, evaluate, train, export.")
     sub = parser.add_subparsers(dest="command", required=True)
     noises = ", ".join(f"{n} ({m.param}: {m.units}, test {m.default})" for n, m in NOISE_MODELS.items())
 
@@ -229,6 +252,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", help="write the JSON here, or - for stdout")
     add_max_pixels(p)
     p.set_defaults(run=cmd_eval)
+
+    p = sub.add_parser("export", help="write a model as an ONNX graph, for onnxruntime (needs onnx, onnxscript, "
+                                      "onnxruntime)")
+    p.add_argument("--model", required=True, help="bundled name, checkpoint folder, or owner/repo[@rev] on the Hub")
+    p.add_argument("--onnx", required=True, metavar="OUT.onnx",
+                   help="the file to write: input `image` (N, C, H, W) float32 in [0, 1], H and W dynamic but "
+                        "multiples of 32 for the U-Net (pad, then crop the output); output `denoised`, the same shape")
+    p.set_defaults(run=cmd_export)
 
     p = sub.add_parser("train", help="train a model (see also train_space.py)")
     add_dataclass_arguments(p, TrainConfig)

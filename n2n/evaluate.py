@@ -1,6 +1,6 @@
 """A model on a folder of clean images, beside the classical baselines: PSNR, SSIM and seconds per
 megapixel, each image corrupted with its own seed. Shared by `python -m n2n eval`, train_space.py
-and benchmarks/bench.py; also the command line's progress bar.
+and benchmarks/bench.py (a tqdm progress bar on stderr).
 """
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from . import baselines
 from .data import list_images
@@ -17,19 +18,6 @@ from .infer import TILE, denoise
 from .io import DEFAULT_MAX_PIXELS, read_image, to_float
 from .metrics import psnr, ssim
 from .noise import corrupt
-
-
-def progress_bar(iterable, total: int, label: str):
-    """Yield from `iterable`, drawing a one-line progress bar on stderr (from 0/total, before the first
-    item, so that a message printed meanwhile knows to start on a new line)."""
-    start = time.perf_counter()
-    print(f"\r{label} [{'.' * 30}] 0/{total}", end="", file=sys.stderr)
-    for i, item in enumerate(iterable, 1):
-        yield item
-        done = int(30 * i / max(total, 1))
-        rate = i / (time.perf_counter() - start)
-        print(f"\r{label} [{'#' * done}{'.' * (30 - done)}] {i}/{total} {rate:.2f}/s", end="", file=sys.stderr)
-    print(file=sys.stderr)
 
 
 def evaluate(model, files, noise: str, param: float, seed: int = 0, baselines_: list[str] | tuple = (),
@@ -112,19 +100,21 @@ def _score(model, items, count: int, baselines_, tile, precision, repeats, limit
         methods[name] = baselines.get_baseline(name)
     rows = {name: [] for name in methods}
     noisy_psnr, noisy_ssim = [], []
-    for k, (image, clean, noisy, noise, param) in enumerate(progress_bar(items, count, label)):
-        noisy_psnr.append(psnr(clean, noisy))
-        noisy_ssim.append(ssim(clean, noisy))
-        for name, fn in methods.items():
-            if limits.get(name) and k >= limits[name]:
-                continue
-            seconds = float("inf")
-            for _ in range(repeats if name == "model" else 1):
-                t = time.perf_counter()
-                out = fn(noisy, noise, param)
-                seconds = min(seconds, time.perf_counter() - t)
-            rows[name].append({"image": image, "psnr": psnr(clean, out), "ssim": ssim(clean, out),
-                               "seconds": seconds, "megapixels": clean.shape[0] * clean.shape[1] / 1e6})
+    # the bar is closed (its line ended) before an error from reading an image or denoising is printed
+    with tqdm(items, total=count, desc=label, unit="image", file=sys.stderr) as bar:
+        for k, (image, clean, noisy, noise, param) in enumerate(bar):
+            noisy_psnr.append(psnr(clean, noisy))
+            noisy_ssim.append(ssim(clean, noisy))
+            for name, fn in methods.items():
+                if limits.get(name) and k >= limits[name]:
+                    continue
+                seconds = float("inf")
+                for _ in range(repeats if name == "model" else 1):
+                    t = time.perf_counter()
+                    out = fn(noisy, noise, param)
+                    seconds = min(seconds, time.perf_counter() - t)
+                rows[name].append({"image": image, "psnr": psnr(clean, out), "ssim": ssim(clean, out),
+                                   "seconds": seconds, "megapixels": clean.shape[0] * clean.shape[1] / 1e6})
 
     def summary(r):
         return {"images": len(r), "psnr": float(np.mean([x["psnr"] for x in r])),

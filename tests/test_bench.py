@@ -89,6 +89,22 @@ def test_train_speed_times_both_loops(tmp_path, monkeypatch):
     assert "n2n / bare" in (tmp_path / "train_speed.md").read_text()
 
 
+def test_onnx_benchmark_times_torch_and_onnxruntime_and_writes_what_it_measured(tmp_path):
+    """benchmarks/onnx.py exports the bundled gaussian, times both backends for real, and its table is its JSON."""
+    from benchmarks import onnx
+
+    onnx.main(["--sizes", "32,64", "--threads", "1", "--runs", "2", "--out", str(tmp_path)])
+    report = json.loads((tmp_path / "onnx.json").read_text())
+    assert [(r["size"], r["threads"]) for r in report["rows"]] == [(32, 1), (64, 1)] and report["onnxruntime"]
+    table = (tmp_path / "onnx.md").read_text()
+    for row in report["rows"]:
+        seconds = row["seconds"]
+        assert seconds["torch fp32"] > 0 and seconds["onnxruntime"] > 0
+        assert row["onnx_speedup_over_torch_fp32"] == pytest.approx(seconds["torch fp32"] / seconds["onnxruntime"])
+        assert f"| {row['size']} | 1 | {seconds['torch fp32']:.3f} (" in table
+        assert f"| {row['onnx_speedup_over_torch_fp32']:.2f}× |" in table
+
+
 def test_real_benchmark_reports_each_model_at_each_stride(two_photos, tiny_checkpoint, tmp_path):
     """benchmarks.real on a folder of (camera-noise) pairs named as the real sets are: every model, every stride."""
     from benchmarks import real

@@ -130,7 +130,7 @@ def test_refusals_read_as_a_command_line_would_say_them(tmp_path, tiny_checkpoin
     result = n2n("denoise", bad, "-o", tmp_path / "out.png", "--model", tiny_checkpoint, ok=False)
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 1 and lines[-1].startswith(f"error: {bad}: not an image file"), result.stderr
-    assert "1/1" not in result.stderr and "denoise [" not in result.stderr
+    assert "1/1" not in result.stderr and "denoise:" not in result.stderr  # tqdm's bar reads "denoise: 100%|…| 1/1"
 
     big = tmp_path / "big.png"  # 64 × 64 = 4096 pixels
     write_image(big, (photo(64) * 255).astype(np.uint8))
@@ -154,6 +154,7 @@ def test_refusals_read_as_a_command_line_would_say_them(tmp_path, tiny_checkpoin
     assert result.returncode == 1 and [p.name for p in (tmp_path / "out").iterdir()] == ["small.png"]
     summary = f"1 of 2 images refused (above); 1 written to {tmp_path / 'out'}"
     assert result.stderr.strip().splitlines()[-1] == summary
+    assert "denoise: 100%" in result.stderr and "2/2" in result.stderr  # several inputs: the bar ran to the end
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and errors[0].startswith(f"error: {big}: image is 64x64"), result.stderr
 

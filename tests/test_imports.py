@@ -111,7 +111,8 @@ def test_no_sys_path_edits_in_the_package_or_the_app():
 
 
 OPTIONAL = {"spaces": "ZeroGPU Spaces only; ui/common falls back without it",
-            "bm3d": "an optional baseline (non-commercial licence)"}
+            "bm3d": "an optional baseline (non-commercial licence)",
+            "onnxruntime": "n2n export only: pyproject's extra `onnx` (test_export checks it) and requirements-dev.txt"}
 
 
 def declared(requirements: Path) -> set[str]:

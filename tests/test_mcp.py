@@ -25,6 +25,7 @@ pytest.importorskip("mcp")
 from gradio_client import Client  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 from mcp import ClientSession  # noqa: E402
+from mcp.client.sse import sse_client  # noqa: E402
 from mcp.client.streamable_http import streamable_http_client  # noqa: E402
 
 from conftest import photo  # noqa: E402
@@ -142,6 +143,16 @@ def test_denoise_and_estimate_through_the_mcp_endpoint(server):
     assert words.startswith("Noise estimate: looks like Gaussian noise") and "Suggested model: gaussian" in words
     assert figures["kind"] == "gaussian" and figures["model"] == "gaussian" and figures["stride"] is None
     assert 15 < figures["sigma"] < 35 and figures["param"] == figures["sigma"], figures
+
+
+def test_the_older_sse_transport_lists_the_same_tools(server):
+    async def listed(url):
+        async with sse_client(url) as (read, write):
+            async with ClientSession(read, write) as session:
+                await session.initialize()
+                return {tool.name for tool in (await session.list_tools()).tools}
+
+    assert asyncio.run(listed(server[1] + "gradio_api/mcp/sse")) == TOOLS | ALSO_TOOLS
 
 
 def free_port() -> int:

@@ -5,10 +5,12 @@ batch, finetune with push, learn, about); ui/common.py and ui/registry.py hold w
 package corrupts, denoises, trains and loads the models. Importing this file builds the
 interface and downloads nothing; models load on first use and stay cached.
 
-    python app.py [--share] [--host 0.0.0.0] [--port 7860]
+    python app.py [--share] [--host 0.0.0.0] [--port 7860] [--no-mcp]
 
 Endpoints for gradio_client: /corrupt, /denoise, /denoise_batch, /finetune (their first two inputs are the image
-and the noise or model name; the rest have defaults), /stop, /push, /adapt, /learn. A model fine-tuned here
+and the noise or model name; the rest have defaults), /stop, /push, /adapt, /learn, /estimate. The same app
+is an MCP server (on unless --no-mcp or GRADIO_MCP_SERVER=False): corrupt_image, denoise_image and
+estimate_image are its tools, at /gradio_api/mcp/ (streamable HTTP) and /gradio_api/mcp/sse. A model fine-tuned here
 belongs to the session that made it; a push uses the visitor's own token or Hugging Face login,
 never the server's (SECURITY.md).
 """
@@ -48,9 +50,19 @@ def sessions_kept(value: str | None) -> int:
     return min(n, 1000)
 
 
+def mcp_wanted(value: str | None) -> bool:
+    """Whether to serve the MCP tools, from GRADIO_MCP_SERVER's `value` ("true" or "false", any case); on when
+    unset (Gradio's own default is off)."""
+    if value is None or value.strip() == "":
+        return True
+    if value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise SystemExit(f"error: GRADIO_MCP_SERVER={value!r}: give True or False (or leave it unset: on)")
+
+
 SESSIONS_KEPT = sessions_kept(os.environ.get("N2N_SESSIONS"))
 LAUNCH_KWARGS = {"max_file_size": MAX_FILE_SIZE, "css": CSS, "theme": gr.themes.Soft(),
-                 "state_session_capacity": SESSIONS_KEPT}
+                 "state_session_capacity": SESSIONS_KEPT, "mcp_server": mcp_wanted(os.environ.get("GRADIO_MCP_SERVER"))}
 
 
 def build_demo(extra_models=None) -> gr.Blocks:
@@ -88,6 +100,9 @@ if __name__ == "__main__":
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
     parser.add_argument("--concurrency", type=int, default=2, help="calls served at once (fine-tuning: always one)")
     parser.add_argument("--queue-size", type=int, default=32, help="calls that may wait in the queue")
+    parser.add_argument("--no-mcp", action="store_true",
+                        help="do not serve the MCP tools (as GRADIO_MCP_SERVER=False does)")
     args = parser.parse_args()
     demo.queue(default_concurrency_limit=args.concurrency, max_size=args.queue_size)
-    demo.launch(share=args.share, server_name=args.host, server_port=args.port, **LAUNCH_KWARGS)
+    demo.launch(share=args.share, server_name=args.host, server_port=args.port,
+                **LAUNCH_KWARGS | ({"mcp_server": False} if args.no_mcp else {}))

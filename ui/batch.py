@@ -84,10 +84,21 @@ def unique_name(stem: str, taken: set[str]) -> str:
 @gpu(duration=300)
 def denoise_batch(files, model="gaussian", hub_repo="", stride="auto", ensemble=False, progress=gr.Progress(),
                   request: gr.Request = None):
-    """Denoise every image in `files` (images or zips of them; at most MAX_BATCH_FILES images and
-    MAX_BATCH_PIXELS pixels together) with `model` (or `hub_repo`) at the pixel-shuffle `stride`
-    ("auto": the model's own), with the ×8 self-ensemble when `ensemble`. Returns the zip of PNGs, the
-    gallery, one row per file (refused files say why) and a summary."""
+    """Denoise many photos in one call with one model: images, or zip files of images, each checked as a single
+    upload is; a file that cannot be read is named in its row and the others go on.
+
+    Args:
+        files: the images (PNG, JPEG, TIFF, BMP or WebP, 16 megapixels each) or zips of them; 32 images, 64 MP in all.
+        model: the model to denoise with (bundled, e.g. gaussian or camera, or fine-tuned in this session).
+        hub_repo: a model on the Hugging Face Hub instead (owner/name[@revision]); empty: `model`.
+        stride: the pixel-shuffle stride, "auto" (the model's own) or "1" to "4" (2 for real photos' noise).
+        ensemble: the ×8 self-ensemble (4 rotations × 2 flips averaged): a little better, 8× slower.
+    Returns:
+        the denoised images as full-resolution PNGs, in one zip
+        the first 12 results (a gallery of PNG files)
+        one row per file: its name, its result file (or why it was refused), seconds
+        a summary in words
+    """
     if not files:
         raise UserError("No images: upload one or more images, or a zip of them.")
     found = entries(files)

@@ -42,7 +42,24 @@ def example_images() -> list[str]:
 
 
 def corrupt_image(image, noise="gaussian", param=API_DEFAULT_PARAM, seed=0):
-    """Two independent noisy realisations of `image` and their PSNR (dB) against it."""
+    """Two independent noisy realisations of a clean image (a Noise2Noise training pair) and their PSNR against it.
+    Noise levels, each in its noise's units: gaussian σ 0–100 on the 0–255 scale (default 25); poisson λ 1–100,
+    photons at full intensity, higher is less noise (30); bernoulli p 0–0.99, the fraction of pixels dropped (0.5);
+    impulse p 0–0.99, the fraction replaced by random values (0.5); text p 0–0.9, the fraction covered by text
+    (0.25); camera 0–9, the ISO in stops above ISO 100 (4: ISO 1600), a simulated camera's raw noise, demosaicing
+    and JPEG.
+
+    Args:
+        image: the clean image (PNG, JPEG, WebP or TIFF; 8 or 16 bits, alpha kept; at most 16 megapixels).
+        noise: the noise to add: gaussian, poisson, bernoulli, impulse, text or camera.
+        param: the noise level in that noise's units (above); 25 with another noise than gaussian: its default.
+        seed: the random seed, a whole number: the same seed gives the same noise.
+    Returns:
+        noisy realisation A (a PNG of the image's size, bit depth and alpha)
+        noisy realisation B (independent of A)
+        the PSNR of A against the clean image (dB)
+        the PSNR of B against the clean image (dB)
+    """
     clean = read(image)
     model = noise_model(noise)
     param = check_param(model, param)

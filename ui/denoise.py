@@ -9,7 +9,8 @@ blind score (n2n.estimate.blind_psnr, no clean image needed; unreliable on camer
 the adapted model joins the visitor's model list, theirs alone. On upload, the noise is estimated (n2n.estimate) to
 preset the baselines' noise level and choose the model that fits, at its pixel-shuffle stride (camera noise:
 the camera model, or a white-noise model at stride 2).
-Also wires the Corrupt tab's "Send A to Denoise", which fills this tab's inputs.
+Endpoint /estimate (image): the upload's noise estimate in words and figures, for API and MCP callers (no
+button: the upload shows it). Also wires the Corrupt tab's "Send A to Denoise", which fills this tab's inputs.
 """
 from __future__ import annotations
 
@@ -73,8 +74,28 @@ def check_stride(stride) -> int | None:
 def denoise_image(image, model="gaussian", hub_repo="", compare=None, clean=None, noise="gaussian",
                   param=API_DEFAULT_PARAM, stride="auto", ensemble=False, progress=gr.Progress(),
                   request: gr.Request = None):
-    """Denoise `image` with `model` (or `hub_repo`) at the pixel-shuffle `stride` ("auto": the model's own),
-    with the ×8 self-ensemble when `ensemble`, and with every method in `compare`; score them."""
+    """Denoise an image with a Noise2Noise model, bundled or from the Hugging Face Hub, and with every method in
+    `compare`; given a clean reference, score each result (PSNR in dB, SSIM). Bundled models: gaussian, poisson,
+    bernoulli, impulse and text, each trained for that synthetic noise; camera, for real photos' noise; gaussian-n2c,
+    trained on clean targets. estimate_image names the model and stride that fit an image.
+
+    Args:
+        image: the noisy image (PNG, JPEG, WebP or TIFF; 8 or 16 bits, alpha kept; at most 16 megapixels).
+        model: the model: a bundled one's name (e.g. gaussian, camera) or one fine-tuned in this session.
+        hub_repo: a model on the Hugging Face Hub instead, "owner/name" or "owner/name@revision"; empty: `model`.
+        compare: more methods to run beside it: model names, nlm (OpenCV non-local means), median (median filter).
+        clean: the clean image, same size as `image`, to score the results against (optional).
+        noise: the noise in the image, for nlm and median only: gaussian, poisson, bernoulli, impulse, text, camera.
+        param: that noise's level, for nlm and median only (units as corrupt_image's; 25: the noise's default).
+        stride: pixel-shuffle: "auto" (the model's own), "1" (whole image), "2" to "4" (stride² sub-images apart).
+        ensemble: average the model over the 4 rotations × 2 flips: about +0.1 dB, 8 times slower.
+    Returns:
+        the noisy image and the denoised one (two PNG files)
+        every result with its caption (a gallery of PNG files)
+        the scores: method, PSNR (dB) and SSIM when `clean` is given, seconds
+        the denoised image (a PNG of the input's size, bit depth and alpha)
+        one sentence: where the model came from, what noise it was trained for, how it ran
+    """
     noisy = read(image, "noisy image")
     stride = check_stride(stride)
     ref = (hub_repo or "").strip() or model
@@ -107,9 +128,23 @@ def denoise_image(image, model="gaussian", hub_repo="", compare=None, clean=None
 @gpu(duration=180)
 def adapt_image(image, model="gaussian", seconds=ADAPT_DEFAULT_S, clean=None, session=None,
                 progress=gr.Progress(), request: gr.Request = None):
-    """Fit `model` to `image` alone for `seconds`; the adapted result (full-resolution PNG) first, then
-    pretrained ↔ adapted, the gallery (the better of the two by the blind score marked), the scores,
-    a summary saying which to keep, and the session's model lists."""
+    """Fit a bundled model to one noisy photo alone for a few seconds (Neighbor2Neighbor; on camera noise its
+    stride-2 sub-images) and denoise the photo with it, beside the pretrained model; a blind score (no clean image
+    needed) says which of the two results is better. Runs in the app's one fine-tuning slot.
+
+    Args:
+        image: the noisy photo (PNG, JPEG, WebP or TIFF; 8 or 16 bits, alpha kept; at most 16 megapixels).
+        model: the bundled model to start from (e.g. gaussian, camera), or one fine-tuned in this session.
+        seconds: seconds of training, 5 to 120.
+        clean: the clean photo, same size as `image`, to score both results against (optional).
+    Returns:
+        the adapted result (a PNG of the photo's size, bit depth and alpha)
+        the pretrained and the adapted results (two PNG files)
+        every result with its caption, the better one marked (a gallery of PNG files)
+        the scores: method, PSNR (dB) and SSIM when `clean` is given, blind score (dB, higher is better), seconds
+        a summary saying which result to keep
+        the session's model list and methods to compare, the adapted model among them
+    """
     noisy = read(image, "noisy image")
     model = (model or "").strip()
     if not model or model == "scratch":
@@ -213,6 +248,28 @@ def estimate_upload(image):
             gr.Dropdown(value=str(found.stride) if found.stride else "auto"))
 
 
+def estimate_image(image):
+    """Estimate the noise in an image blind, with no clean reference: its kind (gaussian, poisson, impulse or
+    camera), its level, and the bundled model and pixel-shuffle stride that fit it, for denoise_image. Camera noise
+    is told by reading stronger two pixels apart than between neighbours. The level `param` is in the kind's units,
+    as corrupt_image takes it: σ (0–255 scale), λ (photons at full intensity), p (fraction of pixels) or stops.
+
+    Args:
+        image: the noisy image (PNG, JPEG, WebP or TIFF; 8 or 16 bits; at least 20 × 20 pixels).
+    Returns:
+        one sentence: the noise's kind and level, the model and stride suggested
+        the figures: kind, sigma (Gaussian-equivalent σ, 0–255 scale), param, model, stride (null: the model's own)
+    """
+    try:
+        found = estimate_noise(read(image, "noisy image"), models=model_names())
+    except ValueError as e:  # too small to tell
+        raise UserError(f"Cannot estimate the noise: {e}.") from None
+    at = f" at pixel-shuffle stride {found.stride}" if found.stride else ""
+    figures = {"kind": found.kind, "sigma": found.sigma, "param": found.param, "model": found.model,
+               "stride": found.stride}
+    return f"Noise estimate: {found.text}. Suggested model: {found.model}{at}.", figures
+
+
 def score_row(label: str, reference: np.ndarray | None, result: np.ndarray, seconds: float,
               blind: float | None = None) -> dict:
     row = {"method": label}
@@ -311,6 +368,7 @@ def build(corrupted: CorruptTab, tabs: gr.Tabs) -> DenoiseTab:
                                         info="denoise the stride² sub-images apart: noise correlated between "
                                              "neighbours (real photos) looks pixel-independent there")
             estimate_md = gr.Markdown("", elem_id="estimate")
+            estimate_json = gr.JSON(visible=False)  # the /estimate endpoint's figures (no UI: the upload shows words)
             ensemble_cb = gr.Checkbox(False, label="Best quality (8 passes, about 8× slower)", elem_id="ensemble",
                                       info="the model's results on the 4 rotations × 2 flips of the photo, averaged")
             denoise_btn = gr.Button("Denoise", variant="primary")
@@ -334,6 +392,7 @@ def build(corrupted: CorruptTab, tabs: gr.Tabs) -> DenoiseTab:
     base_noise.input(param_slider, base_noise, base_param, api_visibility="private")
     noisy_in.upload(estimate_upload, noisy_in, [estimate_md, base_noise, base_param, model_dd, stride_dd],
                     api_visibility="private", show_progress="hidden")
+    gr.on([], estimate_image, noisy_in, [estimate_md, estimate_json], api_name="estimate")  # API and MCP only
     corrupted.send.click(send_to_denoise, corrupted.sent,
                          [noisy_in, clean_ref, base_noise, base_param, ref_box, tabs, model_dd, stride_dd],
                          api_visibility="private")

@@ -190,8 +190,31 @@ def drop_stop_flag(request: gr.Request | None, event: threading.Event) -> None:
 def finetune(files, noise="gaussian", kind="synthetic", second_shots=None, range_low=API_DEFAULT_RANGE[0],
              range_high=API_DEFAULT_RANGE[1], loss="auto", steps=200, init="scratch", twin=False, seed=0,
              request: gr.Request = None):
-    """Fine-tune on the uploaded images; stream the curves, a preview and the time left; end with a checkpoint.
-    The run stops early when the visitor's share of the slot runs out (ui.budget)."""
+    """Fine-tune a Noise2Noise model on the uploaded images for up to 2,000 steps (the app's one fine-tuning slot,
+    minutes on a CPU); stream the curves, a preview and the time left; end with a checkpoint. The model belongs to
+    the session that trained it. The run stops early when the visitor's share of the slot runs out (ui.budget:
+    N2N_SLOT_S seconds per hour).
+
+    Args:
+        files: the images, 1 to 64 (at most 64 megapixels in all): clean ones, or noisy ones for the other kinds.
+        noise: the noise synthesised on clean images, also the validation noise: a corrupt_image noise name.
+        kind: the images are "synthetic" (clean), "pairs" (noisy, with second_shots), "single" or "zero-shot".
+        second_shots: for "pairs": a second noisy shot of each scene, paired with `files` by sorted file name.
+        range_low: the lowest noise level drawn per image, in the noise's units (0 to 50 left: the noise's range).
+        range_high: the highest noise level drawn per image, in the noise's units.
+        loss: "auto" (the one that fits the noise), "l2" (mean), "l1" (median), "l0" (mode) or "masked_l2".
+        steps: training steps, 1 to 2000.
+        init: "scratch", or the name of a model to start from (bundled, or fine-tuned in this session).
+        twin: also train the clean-target twin (Noise2Clean) alongside, to compare the two.
+        seed: the random seed, a whole number.
+    Returns:
+        the training loss by step (a plot)
+        the validation PSNR (dB) by step (a plot)
+        a preview: noisy | denoised by the model as it trains (PNG)
+        the status in words: the step reached and the time left, then finished or stopped
+        the checkpoint: a .zip of model.safetensors and config.json
+        the fine-tuned model's name, for denoise_image in the same session
+    """
     visitor = session_key(request) or "anonymous"
     left = budget.SLOT.check(visitor)
     held, stop = time.monotonic(), stop_flag(request)
@@ -342,7 +365,7 @@ def build(demo: gr.Blocks, denoiser: DenoiseTab, tabs: gr.Tabs) -> None:
                     concurrency_limit=1, concurrency_id="finetune", show_progress="minimal",
                     ).success(after_finetune, [ft_name, session_models],
                               [denoiser.model, denoiser.compare, session_models], **private)
-    stop_btn.click(stop_run, None, None, queue=False, api_name="stop")
+    stop_btn.click(stop_run, None, None, queue=False, api_name="stop", api_visibility="undocumented")
     use_btn.click(use_in_denoise, [ft_name, session_models], [denoiser.model, denoiser.hub_repo, tabs], **private)
     demo.load(refresh_lists, session_models, [denoiser.model, denoiser.compare, ft_init], **private)
     demo.unload(on_unload)

@@ -105,9 +105,18 @@ def plot_frame(curve: list[dict]) -> pd.DataFrame:
 
 
 def learn(image, noise="gaussian", param=API_DEFAULT_PARAM, n=DEFAULT_N, seed=0):
-    """N noisy copies of `image` with `noise` at `param`, combined as mean, median and mode: one
-    copy and the three combinations (PNG), their PSNR (dB; None when identical to the clean image),
-    the PSNR-vs-N plot, a sentence under each combination, and a summary."""
+    """N noisy copies of a clean image combined as mean, median and mode, as the L2, L1 and annealed L0 losses
+    combine noisy targets (the Noise2Noise paper's claim): one copy and the three combinations (PNG), their PSNR
+    (dB; None when identical to the clean image), the PSNR-vs-N plot, a sentence under each combination, and a
+    summary. Images over 512 pixels a side are reduced.
+
+    Args:
+        image: the clean image (PNG, JPEG, WebP or TIFF; at most 16 megapixels).
+        noise: gaussian, text or impulse.
+        param: the noise level in its units, as corrupt_image's (25 with text or impulse: the noise's default).
+        n: the number of noisy copies, 1 to 64.
+        seed: the random seed, a whole number.
+    """
     if noise not in NOISES:
         raise UserError(f"The Learn tab shows {', '.join(NOISES)} noise; got {noise!r}.")
     model = noise_model(noise)
@@ -138,9 +147,15 @@ def learn(image, noise="gaussian", param=API_DEFAULT_PARAM, n=DEFAULT_N, seed=0)
 
 
 def independence_check(image, seed=0):
-    """Claim (4) on the visitor's image: pixel-independent and camera noise, each one's correlation between
-    neighbours and between Neighbor2Neighbor's sub-images, at stride 1 and after pixel-shuffle; the two noises
-    as pictures (amplified 4× around grey), a table, and a sentence for each."""
+    """Whether noise is independent between the pixels a training pair is drawn from, on a clean image: Gaussian
+    (pixel-independent) and camera noise, each one's correlation between neighbours and between Neighbor2Neighbor's
+    sub-images, at stride 1 and after pixel-shuffle; the two noises as pictures (amplified 4× around grey), a
+    table, and a sentence for each.
+
+    Args:
+        image: the clean image (PNG, JPEG, WebP or TIFF; at most 16 megapixels; over 512 pixels a side: reduced).
+        seed: the random seed, a whole number.
+    """
     clean, reduced = working_image(read(image))
     start = time.perf_counter()
     rows = independence(clean, np.random.default_rng(int(seed or 0)))

@@ -75,4 +75,4 @@ def build(model_name: gr.Textbox) -> None:
         push_btn = gr.Button("Push")
         push_md = gr.Markdown(label="Push result")
     push_btn.click(push_to_hub, [model_name, repo_box, token_box, private_cb], [push_md, token_box], api_name="push",
-                   show_progress_on=push_md)
+                   api_visibility="undocumented", show_progress_on=push_md)

@@ -19,7 +19,7 @@ from torch import nn
 
 from .infer import STRIDES
 from .io import write_atomic
-from .models import MODELS, allowed_args, build_model
+from .models import MODELS, allowed_args, build_model, describe
 from .noise import NOISE_MODELS
 
 CONFIG_NAME, WEIGHTS_NAME, CARD_NAME = "config.json", "model.safetensors", "README.md"
@@ -208,6 +208,7 @@ def write_model_card(directory: str | Path) -> Path:
     draws = "the targets are the clean images" if config.get("clean_targets") else "source and target independently"
     start = f" (started from `{Path(train['init']).name}`)" if train.get("init") else ""
     history = config.get("history", [])  # one line per run or campaign step that made these weights
+    architecture = describe(config["architecture"]) if config["architecture"] in MODELS else "unknown here"
     crop = train.get("crop")
     data_line = (f"`{Path(train.get('data', '?')).name}` ({train.get('mode', 'synthetic')} pairs), "
                  f"crops {crop}×{crop}, batch {train.get('batch_size')}")
@@ -226,7 +227,7 @@ from {config.get('noise_range')}, {draws}.
 
 - training data: {data_line}
 - budget: {config.get('steps')} steps of Adam (0.9, 0.99), lr {train.get('lr')} with the paper's ramp-down{start}
-- architecture: the Noise2Noise U-Net (Lehtinen et al. 2018), arguments {config.get('model_args')}
+- architecture: `{config['architecture']}`: {architecture} Arguments {config.get('model_args')}
 {provenance}
 ## Evaluation (`python -m n2n eval`, PSNR in dB on 8-bit output, per image, averaged)
 

@@ -11,7 +11,7 @@ processing and JPEG: it reads stronger two pixels apart than between neighbours,
 its σ is read there), signal-dependent (Poisson-like: the variance grows with brightness) or Gaussian; the
 guess is rougher than σ (its hit rate is in the same file). `blind_score` ranks
 denoisers on one noisy image without its clean one (Noise2Self's masked loss): "Adapt to this
-photo" keeps whichever of the pretrained and the adapted model scores better.
+photo" says which of the pretrained and the adapted result scores better (its download is the adapted one).
 """
 from __future__ import annotations
 

@@ -31,6 +31,12 @@ def build_model(name: str, **kwargs) -> nn.Module:
     return MODELS[name](**kwargs)
 
 
+def describe(name: str) -> str:
+    """One line on the registered architecture `name`: the first paragraph of its class docstring."""
+    doc = (MODELS[name].__doc__ or name).strip().split("\n\n")[0]
+    return " ".join(doc.split())
+
+
 # What a checkpoint's config.json may set, and within which bounds (checked by n2n.checkpoint before anything is built).
 # An architecture argument not named here keeps its default when a checkpoint is loaded.
 ARG_BOUNDS: dict[str, tuple[int, int]] = {"in_channels": (1, 4), "out_channels": (1, 4), "features": (1, 256),

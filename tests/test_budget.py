@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -77,7 +78,10 @@ def test_adapt_asks_for_no_more_than_is_left(server, images, monkeypatch):
     message = refusal(lambda: visitor.predict(images[0], "tiny", 10, api_name="/adapt"))
     assert message.startswith("Adapting for 10 s needs more than the 7 s left of your share") and \
         message.endswith("ask for 7 s or less, or wait 60 min for the full time."), message
+    start = time.monotonic()
     download, *_ = visitor.predict(images[0], "tiny", 5, api_name="/adapt")
+    elapsed = time.monotonic() - start
     assert Path(download).is_file()
-    assert budget.SLOT.left(visitor.session_hash) < 2  # the call held the slot for over 5 s: charged
+    charged = 7 - budget.SLOT.left(visitor.session_hash)
+    assert 1 < charged <= elapsed, (charged, elapsed)  # the whole call held the slot (training stops near 5 s)
     visitor.close()

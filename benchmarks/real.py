@@ -4,8 +4,9 @@
 
 For each folder of real pairs under --data (`n2n.evaluate.match_pairs`: nam25, sidd1), each model at each
 stride: PSNR and SSIM against the clean image (`n2n.evaluate.evaluate_pairs`, the `eval --pairs` command's
-core), beside the noisy photo and non-local means at the σ estimated blind. Writes OUT/real.json and
-OUT/real.md, with the machine it ran on. Measure and tune on these photos; never train on them.
+core), beside the noisy photo and non-local means at the σ estimated blind, and the ceiling of any denoiser
+that keeps the noisy photo's mean brightness (`mean_ceiling`). Writes OUT/real.json and OUT/real.md, with the
+machine it ran on. Measure and tune on these photos; never train on them.
 """
 from __future__ import annotations
 
@@ -13,13 +14,28 @@ import argparse
 import json
 from pathlib import Path
 
+import numpy as np
+
 from benchmarks.bench import machine
 from n2n import hub
 from n2n.evaluate import evaluate_pairs, match_pairs
+from n2n.io import read_image, to_float
+from n2n.metrics import psnr
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "real"
 DEFAULT_OUT = ROOT / "benchmarks" / "results"
+
+
+def mean_ceiling(pairs: list[tuple[Path, Path]]) -> float:
+    """PSNR (dB, averaged over the pairs) of the clean image plus each channel's mean of noisy − clean: what a
+    perfect denoiser scores if it keeps the noisy photo's mean, as Noise2Noise's L2 optimum does. Below the clean
+    image's infinity when the noisy photo is brighter or darker than its clean reference (SIDD's are)."""
+    scores = []
+    for noisy_path, clean_path in pairs:
+        noisy, clean = to_float(read_image(noisy_path, dtype=None)), to_float(read_image(clean_path, dtype=None))
+        scores.append(psnr(clean, np.clip(clean + (noisy - clean).mean(axis=(0, 1)), 0, 1)))
+    return float(np.mean(scores))  # inf when every shift rounds away on 8 bits
 
 
 def run(data: Path, models: list[str], strides: list[int], report: dict | None = None) -> dict:
@@ -29,6 +45,9 @@ def run(data: Path, models: list[str], strides: list[int], report: dict | None =
     for folder in sorted(p for p in data.iterdir() if p.is_dir()):
         pairs = match_pairs(folder)
         entry = report.get(folder.name) or {"images": len(pairs), "models": {}}
+        if "mean_ceiling" not in entry:
+            ceiling = mean_ceiling(pairs)
+            entry["mean_ceiling"] = ceiling if np.isfinite(ceiling) else None  # JSON has no infinity
         for name in models:
             loaded = hub.resolve(name)
             entry["models"][name] = {}
@@ -54,8 +73,13 @@ def markdown(report: dict, strides: list[int], info: dict) -> str:
              f"Machine: {info['cpu']}, {info['cores']} cores ({', '.join(info['simd'])}), torch {info['torch']}, "
              f"load average {info['load_average']}.", ""]
     for folder, entry in report.items():
+        ceiling = entry.get("mean_ceiling")
         lines += [f"## `{folder}` ({entry['images']} images): noisy {entry['noisy']:.2f} dB, non-local means "
                   f"{entry['nlm']:.2f}", "",
+                  "A denoiser that keeps the noisy photos' mean brightness per channel (Noise2Noise's L2 optimum "
+                  + (f"does) scores at most {ceiling:.2f} dB here: the clean image shifted by the mean of noisy − "
+                     "clean." if ceiling else "does) is not held back here: their means match the clean images'."),
+                  "",
                   "| model | " + " | ".join(f"stride {s}" for s in strides) + " |",
                   "|---|" + "---|" * len(strides)]
         for name, by_stride in entry["models"].items():

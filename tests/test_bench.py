@@ -131,3 +131,19 @@ def test_real_benchmark_reports_each_model_at_each_stride(two_photos, tiny_check
     updated = json.loads((out / "real.json").read_text())["phone"]
     assert set(updated["models"]) == {str(tiny_checkpoint), "gaussian"} and updated["nlm"] == saved["nlm"]
     assert updated["models"][str(tiny_checkpoint)] == figures
+
+
+def test_the_mean_ceiling_is_what_a_shift_of_the_mean_costs(tmp_path):
+    """A noisy photo 10 levels darker than its clean reference, noise aside: a denoiser keeping its mean scores at
+    most 20·log10(255 / 10) dB; one whose mean matches has no ceiling."""
+    from benchmarks import real
+
+    rng = np.random.default_rng(0)
+    clean = rng.integers(40, 200, (32, 32, 3)).astype(np.uint8)
+    noise = rng.choice([-6, 6], (32, 32, 3))
+    write_image(tmp_path / "gt.png", clean)
+    write_image(tmp_path / "dark.png", (clean.astype(int) - 10 + noise).astype(np.uint8))
+    write_image(tmp_path / "same.png", (clean.astype(int) + noise - noise.mean().round()).astype(np.uint8))
+    assert real.mean_ceiling([(tmp_path / "dark.png", tmp_path / "gt.png")]) == pytest.approx(
+        20 * math.log10(255 / 10), abs=0.3)  # the noise's own mean, ±0.3 levels, rounds away on 8 bits
+    assert real.mean_ceiling([(tmp_path / "same.png", tmp_path / "gt.png")]) > 50

@@ -1,23 +1,26 @@
-"""Train the bundled checkpoints: a CPU smoke run, one GPU, or many with torchrun.
+"""Train the bundled checkpoints: plain runs, the standing campaign, the GPU plan, adopting, evaluating.
 
-    python train_space.py --noise gaussian --steps 20000            # one model into checkpoints/gaussian
-    python train_space.py --all --steps 20000 --finetune-steps 5000 # gaussian, then the others from it
-    python train_space.py --noise gaussian --clean-targets          # the Noise2Clean twin, gaussian-n2c
-    torchrun --nproc_per_node 8 train_space.py --all ...            # DistributedDataParallel
-    python train_space.py --smoke --data DIR --out DIR              # seconds long, for tests
-    nice python train_space.py --campaign                           # the standing campaign (below)
-    python train_space.py --campaign --gpu --minutes 7 --batch-size 64 --crop 128 --workers 12 \
-        --eval-every 200 --replace-every 0 --eval "" --out $OUT/checkpoints --work $OUT/work
-                                                                    # one GPU (after cp -r checkpoints $OUT/)
-    python train_space.py --adopt DIR/checkpoints                   # back here: keep what beats ours
+    python train_space.py train --noise gaussian --steps 20000          # one model into checkpoints/gaussian
+    python train_space.py train --all --steps 20000 --finetune-steps 5000  # gaussian, then the others from it
+    python train_space.py train --noise gaussian --clean-targets        # the Noise2Clean twin, gaussian-n2c
+    torchrun --nproc_per_node 8 train_space.py train --all ...          # DistributedDataParallel
+    python train_space.py train --smoke --data DIR --out DIR            # seconds long, for tests
+    python train_space.py eval --all                                    # evaluate the checkpoints, rewrite cards
+    nice python train_space.py campaign --threads 1 [--only camera]     # the standing campaign (below)
+    python train_space.py gpu --minutes 7 --batch-size 64 --crop 128 --workers 12 \\
+        --out $OUT/checkpoints --work $OUT/work                         # one GPU (after cp -r checkpoints $OUT/)
+    python train_space.py adopt DIR/checkpoints                         # back here: keep what beats ours
 
 The campaign trains the bundled models in order of need (CAMPAIGN), for as long as it runs:
 it resumes from what is committed, scores the run on a fixed Kodak subset every --eval-every
 steps and replaces checkpoints/NAME only when the run scores higher than it; each replacement
 is evaluated on Kodak24 and CBSD68 in full and its model card rewritten, ready to commit.
+The GPU plan (GPU) does the same for every model in turn, --minutes shared between them, with no
+full evaluation unless --eval names sets: `adopt` evaluates what it brings in.
 
-Each run writes NAME/config.json, model.safetensors and a model card README.md, and
-resumes with --resume. Ctrl-C or SIGTERM ends the current step, saves and stops.
+Each run writes NAME/config.json, model.safetensors and a model card README.md; `train` resumes
+with --resume, the campaign always. Ctrl-C or SIGTERM ends the current step, saves and stops.
+Each subcommand's -h lists its own options.
 """
 from __future__ import annotations
 
@@ -29,7 +32,7 @@ import os
 import shutil
 import signal
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from filelock import FileLock, Timeout
@@ -82,6 +85,14 @@ def evaluate_checkpoint(directory: Path, sets: list[str], limit: int = 0, baseli
     hub.save(loaded.model, directory, loaded.config | {"eval": rows})
 
 
+def evaluate_and_card(directory: Path, sets, limit: int, baseline_names, reuse: list[dict] = ()) -> None:
+    """Evaluate the checkpoint on `sets` and store the figures (evaluate_checkpoint; no sets: those stored
+    stay), then rewrite its model card from its config."""
+    if sets:
+        evaluate_checkpoint(directory, list(sets), limit, baseline_names, reuse)
+    hub.write_model_card(directory)
+
+
 @dataclass(frozen=True)
 class Stage:
     """One run of the campaign: train NAME for `steps` steps at `lr`, from scratch or from `init`."""
@@ -122,6 +133,7 @@ GPU = [  # one GPU for minutes (issue 11 §4): every model from its own weights,
     for i, n in enumerate(("camera", "gaussian", "gaussian-n2c", "poisson", "impulse", "text", "bernoulli"))
 ]
 SMOKE = [Stage("gaussian", "gaussian", 6, 1e-3), Stage("poisson", "poisson", 4, 1e-3, init="gaussian")]
+SMOKE_RUN = dict(batch_size=2, crop=32, val_images=1, val_crop=64, val_every=2, checkpoint_every=2)  # --smoke runs
 MARKER = "campaign.json"  # in a run's folder: the Stage it runs
 
 
@@ -162,10 +174,28 @@ def steps_before(stage: Stage, committed: dict, committed_steps: int, init_recor
     return init_record.get("total_steps", 0)
 
 
-def run_stage(stage: Stage, args, base: dict, files: list[Path], stop) -> bool:
-    """Train `stage` in --work/NAME (resuming its run, or the committed checkpoint of the same run),
-    replacing --out/NAME whenever the run scores higher on the quick eval. True when finished."""
-    bundled, work = Path(args.out) / stage.name, Path(args.work) / stage.name
+@dataclass(frozen=True)
+class CampaignConfig:
+    """The settings of the campaign, the GPU plan and adopt, built once from the command line (campaign_config)."""
+
+    out: Path  # parent folder of the committed checkpoints, NAME/
+    work: Path  # parent folder of the runs in progress, NAME/, and of their locks
+    quick_files: tuple[Path, ...]  # the quick eval's images
+    eval_sets: tuple[str, ...]  # a replacement's full evaluation: folders of DATA, or paths
+    eval_limit: int  # the first N images of each set only (0: all)
+    eval_baselines: tuple[str, ...]
+    eval_every: int = 1000  # quick eval every N steps
+    replace_every: float = 20  # replace a checkpoint at most every N minutes (and at the end of a run)
+    minutes: float = 0  # stop after this long (0: until a signal)
+    only: tuple[str, ...] = ()  # the campaign: only the runs of these models (empty: all)
+    smoke: bool = False  # SMOKE's stages, four-step GPU runs
+    train: TrainConfig = field(default_factory=TrainConfig)  # the fields every run shares: data, batch, crop...
+
+
+def run_stage(stage: Stage, cfg: CampaignConfig, stop) -> bool:
+    """Train `stage` in work/NAME (resuming its run, or the committed checkpoint of the same run),
+    replacing out/NAME whenever the run scores higher on the quick eval. True when finished."""
+    bundled, work = cfg.out / stage.name, cfg.work / stage.name
     committed = _record(bundled)
     if committed.get("index", -1) > stage.index or (committed.get("index") == stage.index
                                                      and committed.get("step", 0) >= stage.steps):
@@ -179,42 +209,43 @@ def run_stage(stage: Stage, args, base: dict, files: list[Path], stop) -> bool:
         (work / MARKER).write_text(json.dumps({"recipe": stage.recipe}) + "\n")
     elif hub.read_config(work).get("steps", 0) >= stage.steps:
         return True  # finished without beating the committed checkpoint
-    init = Path(args.out) / stage.init if stage.init else None
+    init = cfg.out / stage.init if stage.init else None
     if init and stage.init == stage.name and not (init / hub.WEIGHTS_NAME).is_file():
         first = next(s for s in CAMPAIGN if s.name == stage.name)  # not made yet: start where the campaign does
-        init = Path(args.out) / first.init if first.init else None
+        init = cfg.out / first.init if first.init else None
     committed_steps = hub.read_config(bundled).get("steps", 0) if (bundled / hub.CONFIG_NAME).is_file() else 0
     base_total = steps_before(stage, committed, committed_steps, _record(init) if init else {})
+    files = list(cfg.quick_files)
     best = (quick_score(hub.load_dir(bundled).model, stage.noise, files) if (bundled / hub.WEIGHTS_NAME).is_file()
             else -math.inf)
     print(f"== {stage.name}, {stage.recipe}; committed checkpoint: {best:.3f} dB on the quick eval", flush=True)
-    config = TrainConfig(noise=stage.noise, clean_targets=stage.clean_targets, steps=stage.steps, lr=stage.lr,
-                         init=str(init) if init else "", out=str(work), resume=True,
-                         **{k: v for k, v in base.items() if k not in ("val", "clean_targets", "resume", "lr")})
+    config = dataclasses.replace(cfg.train, noise=stage.noise, clean_targets=stage.clean_targets, steps=stage.steps,
+                                 lr=stage.lr, init=str(init) if init else "", out=str(work), resume=True)
     waiting, last_replace, rec = None, time.monotonic(), None
     for rec in train(config, stop=stop):
         step = rec.step
         if step % 50 == 0:
             print(f"{stage.name} step {step}/{stage.steps} loss {rec.loss:.5f} lr {rec.lr:.2e} "
                   f"{rec.steps_per_s:.2f} steps/s", flush=True)
-        if step % args.eval_every and not rec.done:
+        if step % cfg.eval_every and not rec.done:
             continue
         score = quick_score(rec.model, stage.noise, files)
         print(f"{stage.name} step {step}: {score:.3f} dB on the quick eval (committed {best:.3f})", flush=True)
         if score > best + 1e-3:
             waiting = (score, step, {k: v.detach().clone() for k, v in rec.model.state_dict().items()})
-        if waiting and (rec.done or time.monotonic() - last_replace > args.replace_every * 60):
+        if waiting and (rec.done or time.monotonic() - last_replace > cfg.replace_every * 60):
             score, at, state = waiting
             best, waiting, last_replace = score, None, time.monotonic()
-            replace(stage, rec.model, state, config, at, base_total + at, score, bundled, args)
+            replace(stage, rec.model, state, config, at, base_total + at, score, cfg)
     return rec is not None and rec.step >= stage.steps
 
 
 def replace(stage: Stage, model, state: dict, config: TrainConfig, step: int, total: int, score: float,
-            bundled: Path, args) -> None:
-    """Write the weights `state` into --out/NAME with the run's config, evaluate in full, rewrite the card."""
+            cfg: CampaignConfig) -> None:
+    """Write the weights `state` into out/NAME with the run's config, evaluate in full, rewrite the card."""
     import copy
 
+    bundled = cfg.out / stage.name
     snapshot = copy.deepcopy(model)
     snapshot.load_state_dict(state)
     old = hub.read_config(bundled) if (bundled / hub.CONFIG_NAME).is_file() else {}
@@ -226,42 +257,48 @@ def replace(stage: Stage, model, state: dict, config: TrainConfig, step: int, to
         "history": history})
     hub.save(snapshot, bundled, meta)
     print(f"replaced {bundled}: {line}", flush=True)
-    evaluate_checkpoint(bundled, [s for s in args.eval.split(",") if s], args.eval_limit,
-                        [b for b in args.eval_baselines.split(",") if b], reuse=old.get("eval", []))
-    hub.write_model_card(bundled)
+    evaluate_and_card(bundled, cfg.eval_sets, cfg.eval_limit, cfg.eval_baselines, reuse=old.get("eval", []))
 
 
-def campaign(args, base: dict) -> None:
-    """Run the campaign's stages in order, then rounds of ROUND, until --minutes pass or a signal."""
-    deadline = time.monotonic() + (args.minutes * 60 if args.minutes else math.inf)
+def stopper(minutes: float = 0):
+    """A `stop` for the training loop: true once SIGINT or SIGTERM came, or `minutes` passed (0: never)."""
+    deadline = time.monotonic() + (minutes * 60 if minutes else math.inf)
     stopping = []
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stopping.append(True))
-    stop = lambda: bool(stopping) or time.monotonic() > deadline  # noqa: E731
-    files = list_images(args.val)[: args.quick_images] if Path(args.val).is_dir() else []
-    if not files:
-        raise SystemExit(f"--val {args.val}: no images for the quick eval")
-    print(f"campaign in {resolve_precision('auto')} on {os.cpu_count()} CPUs; quick eval: {len(files)} images "
-          f"of {args.val}", flush=True)
-    if args.gpu:  # each model gets an equal share of --minutes, and goes on to the next when it is up
-        share = (deadline - time.monotonic()) / len(GPU)
-        for stage in GPU:
-            stage = dataclasses.replace(stage, steps=4) if args.smoke else stage
-            end = time.monotonic() + share
-            run_stage(stage, args, base, files, lambda: stop() or time.monotonic() > end)
-        return
-    for stage in stages(SMOKE, []) if args.smoke else stages(CAMPAIGN, ROUND):
-        if args.only and stage.name not in args.only.split(","):
+    return lambda: bool(stopping) or time.monotonic() > deadline
+
+
+def campaign(cfg: CampaignConfig) -> None:
+    """Run the campaign's stages in order, then rounds of ROUND, until `minutes` pass or a signal; a model
+    that another campaign process is training is skipped."""
+    stop = stopper(cfg.minutes)
+    print(f"campaign in {resolve_precision('auto')} on {os.cpu_count()} CPUs; quick eval: {len(cfg.quick_files)} "
+          f"images of {cfg.quick_files[0].parent}", flush=True)
+    for stage in stages(SMOKE, []) if cfg.smoke else stages(CAMPAIGN, ROUND):
+        if cfg.only and stage.name not in cfg.only:
             continue
-        held = take_lock(Path(args.work) / f"{stage.name}.lock")
+        held = take_lock(cfg.work / f"{stage.name}.lock")
         if held is None:
             print(f"== {stage.name}: another campaign process is training it; next model", flush=True)
             continue
         try:
-            if stop() or not run_stage(stage, args, base, files, stop):
+            if stop() or not run_stage(stage, cfg, stop):
                 break  # stopped in the middle: the next start picks up here
         finally:
             held.release()
+
+
+def gpu_plan(cfg: CampaignConfig) -> None:
+    """The GPU plan: each model of GPU gets an equal share of `minutes` (0: each runs to its end), then the next."""
+    stop = stopper(cfg.minutes)
+    share = cfg.minutes * 60 / len(GPU) if cfg.minutes else math.inf
+    print(f"GPU plan in {resolve_precision('auto')}, {share / 60:.1f} minutes a model; quick eval: "
+          f"{len(cfg.quick_files)} images of {cfg.quick_files[0].parent}", flush=True)
+    for stage in GPU:
+        stage = dataclasses.replace(stage, steps=4) if cfg.smoke else stage
+        end = time.monotonic() + share
+        run_stage(stage, cfg, lambda: stop() or time.monotonic() > end)
 
 
 def take_lock(lock: Path) -> FileLock | None:
@@ -276,14 +313,14 @@ def take_lock(lock: Path) -> FileLock | None:
     return held
 
 
-def adopt(source: Path, args) -> list[str]:
-    """Bring in checkpoints trained elsewhere (a GPU run's folder): each replaces --out/NAME only if
+def adopt(source: Path, cfg: CampaignConfig) -> list[str]:
+    """Bring in checkpoints trained elsewhere (a GPU run's folder): each replaces out/NAME only if
     it scores higher here on the quick eval, keeping NAME's place in the campaign; then evaluated in
     full and its card rewritten. Returns the names adopted."""
-    files = list_images(args.val)[: args.quick_images]
+    files = list(cfg.quick_files)
     adopted = []
     for directory in sorted(p for p in Path(source).iterdir() if (p / hub.WEIGHTS_NAME).is_file()):
-        bundled = Path(args.out) / directory.name
+        bundled = cfg.out / directory.name
         new = hub.load_dir(directory)
         score = quick_score(new.model, new.config["noise"], files)
         old = hub.read_config(bundled) if (bundled / hub.CONFIG_NAME).is_file() else {}
@@ -292,109 +329,177 @@ def adopt(source: Path, args) -> list[str]:
         if score <= best + 1e-3:
             continue
         made = (new.config.get("history") or ["trained elsewhere"])[-1]
-        config = (old or new.config) | {"history": old.get("history", []) + [f"adopted ({made})"]}
-        hub.save(new.model, bundled, config)
-        evaluate_checkpoint(bundled, [s for s in args.eval.split(",") if s], args.eval_limit,
-                            [b for b in args.eval_baselines.split(",") if b], reuse=old.get("eval", []))
-        hub.write_model_card(bundled)
+        config = {k: v for k, v in old.items() if k != "eval"} if old else new.config  # old weights' figures go
+        hub.save(new.model, bundled, config | {"history": old.get("history", []) + [f"adopted ({made})"]})
+        evaluate_and_card(bundled, cfg.eval_sets, cfg.eval_limit, cfg.eval_baselines, reuse=old.get("eval", []))
         adopted.append(directory.name)
     return adopted
 
 
+def _out() -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument("--out", default="checkpoints", help="parent folder of the checkpoint folders")
+    return parent
+
+
+def _training() -> argparse.ArgumentParser:
+    """The options of the commands that train."""
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument("--data", default=str(DATA / "train" / "bsd400"), help="folder of clean training images")
+    parent.add_argument("--batch-size", type=int, default=8)
+    parent.add_argument("--crop", type=int, default=96)
+    parent.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
+    parent.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave as is)")
+    parent.add_argument("--smoke", action="store_true", help="a seconds-long run on tiny crops (tests)")
+    return parent
+
+
+def _evaluation(sets: str = "kodak24,cbsd68") -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument("--eval", default=sets,
+                        help="evaluate on these folders of ../shared/data (or paths) at the noise's test setting "
+                             "and put the figures in config.json and the model card; '' for none")
+    parent.add_argument("--eval-baselines", default="nlm,median",
+                        help="classical baselines to evaluate alongside (bm3d is slow)")
+    parent.add_argument("--eval-limit", type=int, default=0, help="evaluate on the first N images of each set only")
+    return parent
+
+
+def _models() -> argparse.ArgumentParser:
+    """Which checkpoints `train` and `eval` make or read, and where they go."""
+    parent = argparse.ArgumentParser(add_help=False)
+    which = parent.add_mutually_exclusive_group()
+    which.add_argument("--noise", choices=list(NOISE_MODELS), default="gaussian")
+    which.add_argument("--all", action="store_true", help="every bundled model: " + ", ".join(BUNDLED))
+    parent.add_argument("--clean-targets", action="store_true", help="the clean-target twins, NAME-n2c")
+    parent.add_argument("--push-to-hub", metavar="REPO", default="",
+                        help="upload each checkpoint to REPO/NAME (token: HF_TOKEN)")
+    return parent
+
+
+def _quick_eval() -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument("--val", default=str(DATA / "kodak24"), help="folder of the quick eval's images")
+    parent.add_argument("--quick-images", type=int, default=6, help="quick eval on the first N --val images")
+    return parent
+
+
+def _runs(eval_every: int, replace_every: float) -> argparse.ArgumentParser:
+    """The options of the campaign and the GPU plan."""
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument("--work", default="runs/campaign", help="folder of the runs in progress")
+    parent.add_argument("--minutes", type=float, default=0, help="stop after this long (0: until a signal)")
+    parent.add_argument("--eval-every", type=int, default=eval_every, help="quick eval every N steps")
+    parent.add_argument("--replace-every", type=float, default=replace_every,
+                        help="replace a checkpoint at most every N minutes")
+    return parent
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--noise", choices=list(NOISE_MODELS), default="gaussian")
-    parser.add_argument("--all", action="store_true", help="train every bundled model: gaussian, then the rest from it")
-    parser.add_argument("--data", default=str(DATA / "train" / "bsd400"), help="folder of clean training images")
-    parser.add_argument("--val", default=str(DATA / "kodak24"), help="folder of clean validation images")
-    parser.add_argument("--steps", type=int, default=20000)
-    parser.add_argument("--finetune-steps", type=int, default=0,
+    sub = parser.add_subparsers(dest="command", required=True)
+    train_ = sub.add_parser("train", parents=[_models(), _training(), _out(), _evaluation()],
+                            help="train one model, or every bundled one (--all); evaluate each at its end")
+    train_.add_argument("--val", default=str(DATA / "kodak24"), help="folder of clean validation images")
+    train_.add_argument("--steps", type=int, default=20000)
+    train_.add_argument("--finetune-steps", type=int, default=0,
                         help="--all: steps for the models started from gaussian (default steps/4)")
-    parser.add_argument("--lr", type=float, default=3e-4)
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--crop", type=int, default=96)
-    parser.add_argument("--init", default="", help="start from this checkpoint")
-    parser.add_argument("--out", default="checkpoints", help="parent folder of the checkpoint folders")
-    parser.add_argument("--clean-targets", action="store_true", help="train the clean-target twin NAME-n2c")
-    parser.add_argument("--resume", action="store_true")
-    parser.add_argument("--workers", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=0)
-    parser.add_argument("--val-every", type=int, default=1000)
-    parser.add_argument("--smoke", action="store_true", help="a seconds-long run on tiny crops (tests)")
-    parser.add_argument("--eval", default="kodak24,cbsd68",
-                        help="after training, evaluate on these folders of ../shared/data (or paths) at the noise's "
-                             "test setting and put the figures in config.json and the model card; '' for none")
-    parser.add_argument("--eval-baselines", default="nlm,median",
-                        help="classical baselines to evaluate alongside (bm3d is slow)")
-    parser.add_argument("--eval-limit", type=int, default=0, help="evaluate on the first N images of each set only")
-    parser.add_argument("--eval-only", action="store_true", help="skip training: evaluate the existing checkpoints")
-    parser.add_argument("--campaign", action="store_true", help="the standing training campaign (see above)")
-    parser.add_argument("--gpu", action="store_true",
-                        help="--campaign: the GPU plan (GPU), --minutes shared by the seven models")
-    parser.add_argument("--only", default="", help="--campaign: only the runs of these models (a,b), e.g. in a "
-                        "second process beside the main one (never both on the same model)")
-    parser.add_argument("--adopt", metavar="DIR", default="",
-                        help="bring in the checkpoints in DIR that beat the committed ones")
-    parser.add_argument("--work", default="runs/campaign", help="--campaign: folder of the runs in progress")
-    parser.add_argument("--minutes", type=float, default=0, help="--campaign: stop after this long (0: until a signal)")
-    parser.add_argument("--eval-every", type=int, default=1000, help="--campaign: quick eval every N steps")
-    parser.add_argument("--quick-images", type=int, default=6,
-                        help="--campaign: quick eval on the first N --val images")
-    parser.add_argument("--replace-every", type=float, default=20,
-                        help="--campaign: replace a checkpoint at most every N minutes")
-    parser.add_argument("--push-to-hub", metavar="REPO", default="",
-                        help="upload each checkpoint to REPO/NAME (token: HF_TOKEN)")
+    train_.add_argument("--lr", type=float, default=3e-4)
+    train_.add_argument("--init", default="", help="start from this checkpoint")
+    train_.add_argument("--resume", action="store_true")
+    train_.add_argument("--val-every", type=int, default=1000)
+    campaign_ = sub.add_parser("campaign", help="the standing training campaign (CAMPAIGN, then rounds of ROUND)",
+                               parents=[_training(), _out(), _runs(1000, 20), _quick_eval(), _evaluation()])
+    campaign_.add_argument("--only", default="", help="only the runs of these models (a,b), e.g. in a second "
+                           "process beside the main one (never both on the same model)")
+    sub.add_parser("gpu", help="the GPU plan (GPU): every model from its own weights, --minutes shared by them",
+                   parents=[_training(), _out(), _runs(200, 0), _quick_eval(), _evaluation("")])
+    adopt_ = sub.add_parser("adopt", help="bring in the checkpoints in DIR that beat the committed ones",
+                            parents=[_out(), _quick_eval(), _evaluation()])
+    adopt_.add_argument("source", metavar="DIR", help="a folder of checkpoint folders (the GPU plan's --out)")
+    sub.add_parser("eval", help="evaluate the existing checkpoints and rewrite their cards",
+                   parents=[_models(), _out(), _evaluation()])
     return parser
 
 
-def base_config(args) -> dict:
-    """TrainConfig fields shared by every run of this invocation."""
+def names(text: str) -> tuple[str, ...]:
+    """'a,b' → ('a', 'b'); '' → ()."""
+    return tuple(s for s in text.split(",") if s)
+
+
+def campaign_config(args) -> CampaignConfig:
+    """The CampaignConfig of parsed `campaign`, `gpu` or `adopt` arguments."""
+    files = tuple(list_images(args.val)[: args.quick_images]) if Path(args.val).is_dir() else ()
+    if not files:
+        raise SystemExit(f"--val {args.val}: no images for the quick eval")
+    common = dict(out=Path(args.out), quick_files=files, eval_sets=names(args.eval), eval_limit=args.eval_limit,
+                  eval_baselines=names(args.eval_baselines))
+    if args.command == "adopt":  # trains nothing
+        return CampaignConfig(work=Path("runs/campaign"), **common)
+    only = names(args.only) if args.command == "campaign" else ()
+    if set(only) - {s.name for s in ROUND}:  # else the campaign would go round and round, training nothing
+        raise SystemExit(f"--only {args.only}: the campaign's models are {', '.join(s.name for s in ROUND)}")
+    # no validation (val ""): the quick eval scores the runs; val_every as the campaign's runs have recorded it
+    train_ = TrainConfig(data=args.data, batch_size=args.batch_size, crop=args.crop, workers=args.workers,
+                         threads=args.threads, val_every=1000, checkpoint_every=250)
+    return CampaignConfig(work=Path(args.work), **common, eval_every=args.eval_every,
+                          replace_every=args.replace_every, minutes=args.minutes,
+                          only=only, smoke=args.smoke,
+                          train=dataclasses.replace(train_, **SMOKE_RUN) if args.smoke else train_)
+
+
+def push(directory: Path, repo: str) -> None:
+    """Upload the checkpoint to REPO/NAME, if a repo is named."""
+    if repo:
+        print(f"pushed {directory} to {hub.push(directory, repo, path_in_repo=directory.name)}")
+
+
+def train_models(args) -> None:
+    """`train`: one model, or gaussian and then the others from it (--all); each evaluated when its run ends."""
+    steps = min(args.steps, 4) if args.smoke else args.steps
     base = dict(data=args.data, val=args.val if Path(args.val).is_dir() else "", lr=args.lr,
                 batch_size=args.batch_size, crop=args.crop, resume=args.resume, workers=args.workers,
                 threads=args.threads, val_every=args.val_every, checkpoint_every=min(250, args.val_every),
-                clean_targets=args.clean_targets)
-    if args.smoke:
-        base |= dict(batch_size=2, crop=32, val_images=1, val_crop=64, val_every=2, checkpoint_every=2)
-    elif args.campaign:
-        base |= dict(checkpoint_every=250)
-    return base
+                clean_targets=args.clean_targets) | (SMOKE_RUN if args.smoke else {})
+    plan = [(args.noise, args.init, steps)]
+    if args.all:
+        finetune = args.finetune_steps or max(1, steps // 4)
+        first = Path(args.out) / model_name("gaussian", args.clean_targets)
+        plan = [("gaussian", args.init, steps)] + [(n, str(first), finetune) for n in BUNDLED if n != "gaussian"]
+    stop = stopper()  # SIGINT/SIGTERM: finish the step, save, stop
+    for noise, init, steps in plan:
+        out = Path(args.out) / model_name(noise, args.clean_targets)
+        print(f"== {out.name}: {steps} steps{' from ' + init if init else ''}", flush=True)
+        last = run_training(TrainConfig(noise=noise, init=init, steps=steps, out=str(out), **base), stop=stop)
+        done = last is not None and last.done
+        if int(os.environ.get("RANK", "0")) == 0:
+            sets = names(args.eval) if done and not stop() else ()
+            evaluate_and_card(out, sets, args.eval_limit, names(args.eval_baselines))
+            push(out, args.push_to_hub)
+        if stop() or not done:
+            break
+
+
+def evaluate_models(args) -> None:
+    """`eval`: evaluate the existing checkpoints (one, or every bundled model), rewrite their cards."""
+    for noise in BUNDLED if args.all else [args.noise]:
+        out = Path(args.out) / model_name(noise, args.clean_targets)
+        evaluate_and_card(out, names(args.eval), args.eval_limit, names(args.eval_baselines))
+        push(out, args.push_to_hub)
 
 
 def main(argv=None) -> None:
     args = build_parser().parse_args(argv)
-    base = base_config(args)
-    if args.smoke:
-        args.steps = min(args.steps, 4)
-    if args.campaign:
-        campaign(args, base)
-        return
-    if args.adopt:
-        print(f"adopted: {', '.join(adopt(Path(args.adopt), args)) or 'none'}")
-        return
-    plan = [(args.noise, args.init, args.steps)]
-    if args.all:
-        finetune = args.finetune_steps or max(1, args.steps // 4)
-        first = Path(args.out) / model_name("gaussian", args.clean_targets)
-        plan = [("gaussian", args.init, args.steps)] + [(n, str(first), finetune) for n in BUNDLED if n != "gaussian"]
-    stopping = []  # SIGINT/SIGTERM: finish the step, save, stop
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stopping.append(True))
-    for noise, init, steps in plan:
-        out = Path(args.out) / model_name(noise, args.clean_targets)
-        config = TrainConfig(noise=noise, init=init, steps=steps, out=str(out), **base)
-        print(f"== {out.name}: {steps} steps{' from ' + init if init else ''}", flush=True)
-        last = None if args.eval_only else run_training(config, stop=lambda: bool(stopping))
-        done = args.eval_only or (last is not None and last.done)
-        if int(os.environ.get("RANK", "0")) == 0:
-            if args.eval and done and not stopping:
-                evaluate_checkpoint(out, [s for s in args.eval.split(",") if s], args.eval_limit,
-                                    [b for b in args.eval_baselines.split(",") if b])
-            hub.write_model_card(out)
-            if args.push_to_hub:
-                url = hub.push(out, args.push_to_hub, path_in_repo=out.name)
-                print(f"pushed {out} to {url}")
-        if stopping or not done:
-            break
+    if args.command == "train":
+        train_models(args)
+    elif args.command == "eval":
+        evaluate_models(args)
+    elif args.command == "campaign":
+        campaign(campaign_config(args))
+    elif args.command == "gpu":
+        gpu_plan(campaign_config(args))
+    else:
+        print(f"adopted: {', '.join(adopt(Path(args.source), campaign_config(args))) or 'none'}")
 
 
 if __name__ == "__main__":

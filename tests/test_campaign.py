@@ -1,4 +1,4 @@
-"""The standing campaign (train_space.py --campaign): it resumes, and only ever replaces a
+"""The standing campaign (train_space.py campaign): it resumes, and only ever replaces a
 checkpoint with one that scores higher on its quick eval."""
 import json
 import math
@@ -17,12 +17,12 @@ from n2n import hub  # noqa: E402
 from n2n.models import build_model  # noqa: E402
 
 
-def _args(photo_folder, tmp_path):
+def _config(photo_folder, tmp_path):
     args = train_space.build_parser().parse_args([
-        "--campaign", "--smoke", "--data", str(photo_folder), "--val", str(photo_folder), "--quick-images", "1",
+        "campaign", "--smoke", "--data", str(photo_folder), "--val", str(photo_folder), "--quick-images", "1",
         "--eval-every", "2", "--out", str(tmp_path / "out"), "--work", str(tmp_path / "work"),
         "--eval", str(photo_folder), "--eval-limit", "1", "--eval-baselines", "median"])
-    return args, train_space.base_config(args)
+    return train_space.campaign_config(args)
 
 
 def _stop_after(n):
@@ -31,7 +31,7 @@ def _stop_after(n):
 
 
 def test_campaign_resumes_and_keeps_the_better_checkpoint(photo_folder, tmp_path):
-    args, base = _args(photo_folder, tmp_path)
+    cfg = _config(photo_folder, tmp_path)
     files = sorted(photo_folder.iterdir())[:1]
     gaussian, poisson = list(train_space.stages(train_space.SMOKE, []))
     out = tmp_path / "out"
@@ -48,17 +48,17 @@ def test_campaign_resumes_and_keeps_the_better_checkpoint(photo_folder, tmp_path
     weak_score = train_space.quick_score(hub.load_dir(out / "poisson").model, "poisson", files)
 
     # the gaussian run stops after 3 steps, then resumes where it stopped and finishes
-    assert not train_space.run_stage(gaussian, args, base, files, _stop_after(3))
+    assert not train_space.run_stage(gaussian, cfg, _stop_after(3))
     work = tmp_path / "work" / "gaussian"
     assert json.loads((work / "config.json").read_text())["steps"] == 3
     assert json.loads((work / train_space.MARKER).read_text())["recipe"] == gaussian.recipe
-    assert train_space.run_stage(gaussian, args, base, files, lambda: False)
+    assert train_space.run_stage(gaussian, cfg, lambda: False)
     assert json.loads((work / "config.json").read_text())["steps"] == gaussian.steps
     assert (out / "gaussian" / hub.WEIGHTS_NAME).read_bytes() == strong  # never replaced by a worse one
-    assert train_space.run_stage(gaussian, args, base, files, lambda: False)  # finished: nothing more to do
+    assert train_space.run_stage(gaussian, cfg, lambda: False)  # finished: nothing more to do
 
     # poisson starts from the committed gaussian, beats the weak checkpoint and replaces it, with a card
-    assert train_space.run_stage(poisson, args, base, files, lambda: False)
+    assert train_space.run_stage(poisson, cfg, lambda: False)
     config = hub.read_config(out / "poisson")
     assert config["campaign"]["recipe"] == poisson.recipe and config["campaign"]["step"] == poisson.steps
     assert config["campaign"]["quick_eval_psnr"] > weak_score
@@ -75,16 +75,15 @@ def test_campaign_resumes_and_keeps_the_better_checkpoint(photo_folder, tmp_path
     # a committed, finished run is not trained again, even with its run folder gone
     shutil.rmtree(tmp_path / "work")
     before = (out / "poisson" / hub.WEIGHTS_NAME).read_bytes()
-    assert train_space.run_stage(poisson, args, base, files, lambda: False)
+    assert train_space.run_stage(poisson, cfg, lambda: False)
     assert (out / "poisson" / hub.WEIGHTS_NAME).read_bytes() == before
 
 
 def test_campaign_goes_on_from_a_committed_unfinished_run(photo_folder, tmp_path):
     """A new machine has no run folder: the campaign continues from the committed checkpoint's step."""
-    args, base = _args(photo_folder, tmp_path)
-    files = sorted(photo_folder.iterdir())[:1]
+    cfg = _config(photo_folder, tmp_path)
     gaussian = next(train_space.stages(train_space.SMOKE, []))
-    assert not train_space.run_stage(gaussian, args, base, files, _stop_after(2))
+    assert not train_space.run_stage(gaussian, cfg, _stop_after(2))
     # commit the unfinished run by hand, as a replacement would (same recipe, step 2), then lose the run folder
     loaded = hub.load_dir(tmp_path / "work" / "gaussian")
     hub.save(loaded.model, tmp_path / "out" / "gaussian", loaded.config | {
@@ -92,29 +91,31 @@ def test_campaign_goes_on_from_a_committed_unfinished_run(photo_folder, tmp_path
     shutil.rmtree(tmp_path / "work")
     seen = []
     stop = lambda: seen.append(1) and False  # noqa: E731
-    assert train_space.run_stage(gaussian, args, base, files, stop)
+    assert train_space.run_stage(gaussian, cfg, stop)
     assert len(seen) == gaussian.steps - 2  # only the remaining steps ran
 
 
 def test_gpu_plan_then_adopt_keeps_only_what_beats_ours(photo_folder, tmp_path):
-    """The GPU plan (--gpu --smoke here, on the CPU) trains every model from its own weights into a
-    copy of checkpoints/; --adopt then brings in exactly those that score higher here."""
+    """The GPU plan (`gpu --smoke` here, on the CPU) trains every model from its own weights into a
+    copy of checkpoints/; `adopt` then brings in exactly those that score higher here."""
     gpu_out = tmp_path / "gpu" / "checkpoints"
     shutil.copytree(hub.CHECKPOINTS, gpu_out, ignore=shutil.ignore_patterns("training_state*"))
-    train_space.main(["--campaign", "--gpu", "--smoke", "--data", str(photo_folder), "--val", str(photo_folder),
-                      "--quick-images", "1", "--eval-every", "2", "--replace-every", "0", "--eval", "",
-                      "--out", str(gpu_out), "--work", str(tmp_path / "gpu" / "work")])
+    train_space.main(["gpu", "--smoke", "--data", str(photo_folder), "--val", str(photo_folder),  # no --eval: none
+                      "--quick-images", "1", "--eval-every", "2", "--out", str(gpu_out),
+                      "--work", str(tmp_path / "gpu" / "work")])
     names = [s.name for s in train_space.GPU]
     assert all(json.loads((tmp_path / "gpu" / "work" / n / "config.json").read_text())["steps"] == 4 for n in names)
+    replaced = [n for n in names if hub.read_config(gpu_out / n).get("campaign", {}).get("index", 0) >= 1000]
+    assert replaced and all("eval" not in hub.read_config(gpu_out / n) for n in replaced)  # no full eval on the GPU
 
     here = tmp_path / "here"
     shutil.copytree(hub.CHECKPOINTS, here, ignore=shutil.ignore_patterns("training_state*"))
     torch.manual_seed(0)
     hub.save(build_model("unet", in_channels=3, out_channels=3), here / "impulse",  # an untrained impulse
              hub.read_config(here / "impulse"))
-    args = train_space.build_parser().parse_args([
-        "--val", str(photo_folder), "--quick-images", "1", "--out", str(here), "--eval", str(photo_folder),
-        "--eval-limit", "1", "--eval-baselines", "median"])
+    cfg = train_space.campaign_config(train_space.build_parser().parse_args([
+        "adopt", str(gpu_out), "--val", str(photo_folder), "--quick-images", "1", "--out", str(here),
+        "--eval", str(photo_folder), "--eval-limit", "1", "--eval-baselines", "median"]))
     files = sorted(photo_folder.iterdir())[:1]
     def score(folder, name):  # a model not bundled yet (camera, before its first campaign run) scores -inf
         if not (folder / name / hub.WEIGHTS_NAME).is_file():
@@ -126,7 +127,7 @@ def test_gpu_plan_then_adopt_keeps_only_what_beats_ours(photo_folder, tmp_path):
     weights = lambda n: (here / n / hub.WEIGHTS_NAME).read_bytes() if (here / n).is_dir() else b""  # noqa: E731
     before = {n: weights(n) for n in names}
     assert "impulse" in expected
-    assert train_space.adopt(gpu_out, args) == expected
+    assert train_space.adopt(gpu_out, cfg) == expected
     for n in names:
         changed = weights(n) != before[n]
         assert changed == (n in expected), n
@@ -141,7 +142,7 @@ def test_two_campaign_processes_never_train_the_same_model(photo_folder, tmp_pat
     is gone, killed or not, the lock is free."""
     import subprocess
 
-    args, _ = _args(photo_folder, tmp_path)
+    cfg = _config(photo_folder, tmp_path)
     shutil.copytree(hub.CHECKPOINTS / "gaussian", tmp_path / "out" / "gaussian",  # poisson starts from it
                     ignore=shutil.ignore_patterns("training_state*"))
     config = hub.read_config(tmp_path / "out" / "gaussian")
@@ -156,8 +157,7 @@ def test_two_campaign_processes_never_train_the_same_model(photo_folder, tmp_pat
     try:
         assert other.stdout.readline().strip() == "held"
         assert train_space.take_lock(lock) is None
-        args.minutes = 0
-        train_space.campaign(args, train_space.base_config(args))
+        train_space.campaign(cfg)
         assert not (tmp_path / "work" / "gaussian" / "config.json").exists()  # skipped: the other process has it
         assert (tmp_path / "out" / "poisson" / "config.json").is_file()  # the next model was trained
     finally:
@@ -166,6 +166,22 @@ def test_two_campaign_processes_never_train_the_same_model(photo_folder, tmp_pat
     held = train_space.take_lock(lock)  # the killed process's lock went with it
     assert held is not None
     held.release()
+
+
+def test_each_command_takes_its_own_options_and_an_old_flag_lists_the_commands(capsys):
+    parser = train_space.build_parser()
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--campaign"])
+    assert "{train,campaign,gpu,adopt,eval}" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        parser.parse_args(["adopt", "DIR", "--steps", "5"])  # a training option: `train`'s only
+    with pytest.raises(SystemExit):
+        parser.parse_args(["gpu", "--only", "camera"])  # the campaign's
+    with pytest.raises(SystemExit, match="--only camera,camra:"):  # a typo would have it skip every run, forever
+        train_space.campaign_config(parser.parse_args(["campaign", "--only", "camera,camra"]))
+    gpu, campaign = parser.parse_args(["gpu"]), parser.parse_args(["campaign"])
+    assert (gpu.eval, gpu.eval_every, gpu.replace_every) == ("", 200, 0)
+    assert (campaign.eval, campaign.eval_every, campaign.replace_every) == ("kodak24,cbsd68", 1000, 20)
 
 
 def test_steps_in_all_count_a_run_once_when_it_goes_on_from_its_committed_checkpoint():

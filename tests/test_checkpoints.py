@@ -25,7 +25,8 @@ BUNDLED = ["gaussian", "poisson", "text", "bernoulli", "impulse", "gaussian-n2c"
 
 def card_row(config: dict, data: str = "kodak24") -> dict:
     rows = [row for row in config.get("eval", []) if row["data"] == data]
-    assert rows, f"config.json has no eval row on {data}: run `python train_space.py --eval-only`"
+    assert rows, (f"config.json has no eval row on {data}: run `python train_space.py eval --all` "
+                  "(and `eval --noise gaussian --clean-targets`)")
     return rows[0]
 
 

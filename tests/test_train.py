@@ -1,5 +1,5 @@
 """The one training loop, for real at tiny size: N2N, N2C, pairs, Neighbor2Neighbor, resume, NaN, DDP,
-and its entry points (`python -m n2n train`, `train_space.py --smoke`). Whether it learns: test_learning.py."""
+and its entry points (`python -m n2n train`, `train_space.py train --smoke`). Whether it learns: test_learning.py."""
 import os
 import subprocess
 import sys
@@ -272,10 +272,10 @@ def test_cli_train_takes_tuple_and_optional_flags(photo_folder, tmp_path):
 
 
 def test_train_space_smoke_trains_every_bundled_model(photo_folder, tmp_path):
-    """`train_space.py --smoke --all`: gaussian, then the others started from it, each evaluated on a folder
-    with a baseline, its figures in config.json and its model card."""
+    """`train_space.py train --smoke --all`: gaussian, then the others started from it, each evaluated on a folder
+    with a baseline, its figures in config.json and its model card; `eval` evaluates one again, on more images."""
     env = os.environ | {"PYTHONPATH": str(ROOT)}
-    result = subprocess.run([sys.executable, str(ROOT / "train_space.py"), "--smoke", "--all",
+    result = subprocess.run([sys.executable, str(ROOT / "train_space.py"), "train", "--smoke", "--all",
                              "--data", str(photo_folder),
                              "--val", str(photo_folder), "--out", str(tmp_path), "--eval", str(photo_folder),
                              "--eval-limit", "1", "--eval-baselines", "median", "--threads", "1"],
@@ -291,3 +291,9 @@ def test_train_space_smoke_trains_every_bundled_model(photo_folder, tmp_path):
         assert set(row["baselines"]) == {"median"} and np.isfinite(row["psnr"])
         card = (tmp_path / name / "README.md").read_text()
         assert f"**{row['psnr']:.2f}**" in card
+    result = subprocess.run([sys.executable, str(ROOT / "train_space.py"), "eval", "--noise", "poisson",
+                             "--out", str(tmp_path), "--eval", str(photo_folder), "--eval-limit", "2",
+                             "--eval-baselines", "median"], env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    (row,) = hub.read_config(tmp_path / "poisson")["eval"]
+    assert row["images"] == 2 and f"**{row['psnr']:.2f}**" in (tmp_path / "poisson" / "README.md").read_text()

@@ -1,15 +1,23 @@
 """Adapt to this photo: a pretrained model fitted to one noisy photo within a time budget,
-by Neighbor2Neighbor through the one training loop (the Denoise tab's Adapt button and /adapt).
+by Neighbor2Neighbor through the one training loop (`adapt`), and the whole of the Denoise tab's
+Adapt button and /adapt endpoint (`adapt_photo`): adapting, both models' results, the blind
+comparison that says which to keep.
 """
 from __future__ import annotations
 
 import dataclasses
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
+from torch import nn
 
+from .estimate import blind_psnr, estimate_noise
+from .hub import load_model
+from .infer import denoise
+from .io import split_alpha
 from .train import Record, TrainConfig, TrainData, train
 
 # "Adapt to this photo": Neighbor2Neighbor from the pretrained model, the settings that gained most
@@ -69,3 +77,58 @@ def adapt(init: str, noisy: np.ndarray, folder: Path, seconds: float = 60.0, sto
     steps = len(stamps) + max(1, int((seconds - (stamps[-1] - start)) / per_step))
     for record in train(dataclasses.replace(calibration, steps=steps), stop=over, data=data, resume_from=record):
         yield dataclasses.replace(record, elapsed_s=time.perf_counter() - start)
+
+
+@dataclass(frozen=True)
+class AdaptedPhoto:
+    """What `adapt_photo` did to one photo: the adapted model, both models' results and their blind scores."""
+
+    model: nn.Module  # the adapted network, in eval mode, on the device it trained on
+    out: Path  # its checkpoint folder (config.json + model.safetensors)
+    steps: int  # training steps taken
+    seconds: float  # seconds of training, loading the model included
+    stride: int  # the pixel-shuffle stride it trained at and denoises at: 2 on camera noise, else 1
+    camera_noise: bool  # n2n.estimate read camera noise, where the blind score favours results that keep it
+    pretrained: np.ndarray  # the pretrained model's result: (H, W, C) colour channels, the photo's dtype
+    adapted: np.ndarray  # the adapted model's result, likewise
+    blind_pretrained: float  # n2n.estimate.blind_psnr of the pretrained model on the photo (dB, higher is better)
+    blind_adapted: float  # the same of the adapted model
+    better: str  # "adapted" or "pretrained": the higher blind score (the adapted one on a tie)
+
+
+def adapt_photo(init: str, noisy: np.ndarray, folder: Path, seconds: float = 60.0,
+                progress: Callable[[str, float, float, str], None] | None = None) -> AdaptedPhoto:
+    """"Adapt to this photo", whole: fit `init` (a bundled name or checkpoint folder) to `noisy`
+    ((H, W, C), any dtype; alpha ignored) for about `seconds` (`adapt`, on its stride-2 sub-images
+    when `estimate_noise` reads camera noise), denoise the photo with the pretrained and the adapted
+    model, and score both blind (`blind_psnr`, no clean image). The pretrained model is loaded once
+    (`hub.load_model`, as `train` starts from it) for its result and its score; the checkpoint goes
+    to `folder`/adapted.
+
+    progress: called as progress(what, done, total, unit), e.g. ("adapting: step 12", 30.5, 60, "s").
+    A diverging run raises FloatingPointError, as `train` does.
+    """
+    report = progress or (lambda *_: None)
+    colour = split_alpha(np.asarray(noisy))[0]
+    try:  # camera noise, correlated between neighbours: adapt on the stride-2 sub-images, where it is about independent
+        camera_noise = estimate_noise(colour).kind == "camera"
+    except ValueError:  # too small to tell
+        camera_noise = False
+    stride = 2 if camera_noise else 1
+    report("loading the model", 0, 1, "steps")
+    pretrained = load_model(init)  # the weights `train` starts from: its copy is the one that trains
+    start, record = time.perf_counter(), None
+    for record in adapt(init, colour, folder, seconds, stride=stride):
+        report(f"adapting: step {record.step}", min(record.elapsed_s, seconds), seconds, "s")
+    trained_s = time.perf_counter() - start
+    if record is None or not record.done:
+        raise RuntimeError("adapting ended without its last record")
+    device = next(record.model.parameters()).device
+    models = {"pretrained": pretrained.to(device), "adapted": record.model.eval()}
+    results = {which: denoise(model, colour, progress=lambda done, total, which=which: report(
+        f"denoising with the {which} model", done, total, "tiles")) for which, model in models.items()}
+    report("scoring both without a clean image", 0, 1, "steps")
+    blind = {which: blind_psnr(colour, lambda x, model=model: denoise(model, x)) for which, model in models.items()}
+    return AdaptedPhoto(models["adapted"], Path(record.out), record.step, trained_s, stride, camera_noise,
+                        results["pretrained"], results["adapted"], blind["pretrained"], blind["adapted"],
+                        "adapted" if blind["adapted"] >= blind["pretrained"] else "pretrained")

@@ -1,16 +1,24 @@
 """Adapt to this photo: a pretrained model fitted to one noisy photo within a time budget,
-by Neighbor2Neighbor through the one training loop (the Denoise tab's Adapt button and /adapt).
+by Neighbor2Neighbor through the one training loop (`adapt`), and the whole of the Denoise tab's
+Adapt button and /adapt endpoint (`adapt_photo`): adapting, both models' results, the blind
+comparison that says which to keep.
 """
 from __future__ import annotations
 
 import dataclasses
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
+from torch import nn
 
-from .train import STATE_NAME, Record, TrainConfig, TrainData, train
+from .estimate import blind_psnr, estimate_noise
+from .hub import load_model
+from .infer import denoise
+from .io import split_alpha
+from .train import Record, TrainConfig, TrainData, train
 
 # "Adapt to this photo": Neighbor2Neighbor from the pretrained model, the settings that gained most
 # per second on 2 CPU cores (benchmarks/results/adapt.md: +3.1 dB on average in 60 s)
@@ -24,12 +32,13 @@ def adapt_config(init: str, folder: Path, steps: int, crop: int = ADAPT_CROP, ba
                  lr: float = ADAPT_LR, seed: int = 0, stride: int = 1) -> TrainConfig:
     """The TrainConfig that adapts `init` (a bundled name or checkpoint folder) to one noisy photo
     (handed to `train` decoded, as TrainData; `data` names it), writing the checkpoint to
-    `folder`/adapted: Neighbor2Neighbor (mode "single"), a checkpoint only at the end, no
-    validation (there is no clean image). `stride` > 1: on the photo's pixel-shuffled sub-images (camera
-    noise, correlated between neighbours, is about independent there); the adapted model denoises at it."""
+    `folder`/adapted: Neighbor2Neighbor (mode "single"), a checkpoint only at the end (the weights,
+    not Adam's moments), no validation (there is no clean image). `stride` > 1: on the photo's
+    pixel-shuffled sub-images (camera noise, correlated between neighbours, is about independent
+    there); the adapted model denoises at it."""
     return TrainConfig(data="photo", mode="single", init=init, steps=steps, batch_size=batch_size,
                        crop=crop, lr=lr, checkpoint_every=10**9, out=str(folder / "adapted"), seed=seed,
-                       stride=stride)
+                       stride=stride, optimiser_state=False)
 
 
 def adapt(init: str, noisy: np.ndarray, folder: Path, seconds: float = 60.0, stop: Callable[[], bool] = lambda: False,
@@ -38,10 +47,12 @@ def adapt(init: str, noisy: np.ndarray, folder: Path, seconds: float = 60.0, sto
     wall-clock time; yield the training loop's records, their `elapsed_s` counted from this call.
 
     Neighbor2Neighbor on `noisy` alone (no clean image, no second shot), through the one training
-    loop. The first ADAPT_CALIBRATION_STEPS steps are timed, then the run resumes with as many steps
-    as the rest of the budget holds, so that its learning rate ramps down before the time is up; it
-    also stops at the budget or when `stop()` turns true. The last record, and only it, has `done`
-    and `out`, the checkpoint folder (`folder`/adapted). `settings`: crop, batch_size, lr, seed, stride
+    loop. The first ADAPT_CALIBRATION_STEPS steps are timed, at the constant learning rate that opens
+    every run; the run then goes on in memory from them (`train`'s `resume_from`: the same network and
+    Adam's moments) with as many steps in all as the rest of the budget holds, so that its learning
+    rate ramps down before the time is up. It also stops at the budget or when `stop()` turns true.
+    The last record, and only it, has `done` and `out`, the checkpoint folder (`folder`/adapted: the
+    weights and config.json, no optimiser state). `settings`: crop, batch_size, lr, seed, stride
     (adapt_config).
     """
     if seconds <= 0:
@@ -49,21 +60,75 @@ def adapt(init: str, noisy: np.ndarray, folder: Path, seconds: float = 60.0, sto
     start = time.perf_counter()
     data = TrainData([np.asarray(noisy)])
     over = lambda: stop() or time.perf_counter() - start >= seconds  # noqa: E731
-    calibration = adapt_config(init, folder, ADAPT_CALIBRATION_STEPS, **settings)
-    stamps = []
-    try:
-        for record in train(calibration, stop=over, data=data):
-            stamps.append(time.perf_counter())
-            if over():  # the budget ran out already: this record is the last, with `done`
-                yield dataclasses.replace(record, elapsed_s=stamps[-1] - start)
-                return
-            # the calibration's end is not the run's
-            yield dataclasses.replace(record, elapsed_s=stamps[-1] - start, done=False, out=None)
-        # the first step carries the set-up; the next ones give the pace
-        per_step = (stamps[-1] - stamps[0]) / max(1, len(stamps) - 1)
-        steps = len(stamps) + max(1, int((seconds - (stamps[-1] - start)) / per_step))
-        config = dataclasses.replace(calibration, steps=steps, resume=True, optimiser_state=False)
-        for record in train(config, stop=over, data=data):
-            yield dataclasses.replace(record, elapsed_s=time.perf_counter() - start)
-    finally:  # Adam's moments carry the calibration over into the run; the adapted model does not need them
-        (Path(calibration.out) / STATE_NAME).unlink(missing_ok=True)
+    # a length the calibration never reaches (its end is set once its steps are timed): until then the
+    # learning rate is constant, as in the first 70 % of any run
+    calibration = adapt_config(init, folder, 10**6, **settings)
+    run, stamps, record = train(calibration, stop=over, data=data), [], None
+    for record in run:
+        stamps.append(time.perf_counter())
+        yield dataclasses.replace(record, elapsed_s=stamps[-1] - start)
+        if record.done:  # the budget ran out already: that record was the last, with `done` and `out`
+            return
+        if len(stamps) == ADAPT_CALIBRATION_STEPS:
+            break
+    run.close()  # no checkpoint: the run goes on from `record`, in memory
+    # the first step carries the set-up; the next ones give the pace
+    per_step = (stamps[-1] - stamps[0]) / max(1, len(stamps) - 1)
+    steps = len(stamps) + max(1, int((seconds - (stamps[-1] - start)) / per_step))
+    for record in train(dataclasses.replace(calibration, steps=steps), stop=over, data=data, resume_from=record):
+        yield dataclasses.replace(record, elapsed_s=time.perf_counter() - start)
+
+
+@dataclass(frozen=True)
+class AdaptedPhoto:
+    """What `adapt_photo` did to one photo: the adapted model, both models' results and their blind scores."""
+
+    model: nn.Module  # the adapted network, in eval mode, on the device it trained on
+    out: Path  # its checkpoint folder (config.json + model.safetensors)
+    steps: int  # training steps taken
+    seconds: float  # seconds of training, loading the model included
+    stride: int  # the pixel-shuffle stride it trained at and denoises at: 2 on camera noise, else 1
+    camera_noise: bool  # n2n.estimate read camera noise, where the blind score favours results that keep it
+    pretrained: np.ndarray  # the pretrained model's result: (H, W, C) colour channels, the photo's dtype
+    adapted: np.ndarray  # the adapted model's result, likewise
+    blind_pretrained: float  # n2n.estimate.blind_psnr of the pretrained model on the photo (dB, higher is better)
+    blind_adapted: float  # the same of the adapted model
+    better: str  # "adapted" or "pretrained": the higher blind score (the adapted one on a tie)
+
+
+def adapt_photo(init: str, noisy: np.ndarray, folder: Path, seconds: float = 60.0,
+                progress: Callable[[str, float, float, str], None] | None = None) -> AdaptedPhoto:
+    """"Adapt to this photo", whole: fit `init` (a bundled name or checkpoint folder) to `noisy`
+    ((H, W, C), any dtype; alpha ignored) for about `seconds` (`adapt`, on its stride-2 sub-images
+    when `estimate_noise` reads camera noise), denoise the photo with the pretrained and the adapted
+    model, and score both blind (`blind_psnr`, no clean image). The pretrained model is loaded once
+    (`hub.load_model`, as `train` starts from it) for its result and its score; the checkpoint goes
+    to `folder`/adapted.
+
+    progress: called as progress(what, done, total, unit), e.g. ("adapting: step 12", 30.5, 60, "s").
+    A diverging run raises FloatingPointError, as `train` does.
+    """
+    report = progress or (lambda *_: None)
+    colour = split_alpha(np.asarray(noisy))[0]
+    try:  # camera noise, correlated between neighbours: adapt on the stride-2 sub-images, where it is about independent
+        camera_noise = estimate_noise(colour).kind == "camera"
+    except ValueError:  # too small to tell
+        camera_noise = False
+    stride = 2 if camera_noise else 1
+    report("loading the model", 0, 1, "steps")
+    pretrained = load_model(init)  # the weights `train` starts from: its copy is the one that trains
+    start, record = time.perf_counter(), None
+    for record in adapt(init, colour, folder, seconds, stride=stride):
+        report(f"adapting: step {record.step}", min(record.elapsed_s, seconds), seconds, "s")
+    trained_s = time.perf_counter() - start
+    if record is None or not record.done:
+        raise RuntimeError("adapting ended without its last record")
+    device = next(record.model.parameters()).device
+    models = {"pretrained": pretrained.to(device), "adapted": record.model.eval()}
+    results = {which: denoise(model, colour, progress=lambda done, total, which=which: report(
+        f"denoising with the {which} model", done, total, "tiles")) for which, model in models.items()}
+    report("scoring both without a clean image", 0, 1, "steps")
+    blind = {which: blind_psnr(colour, lambda x, model=model: denoise(model, x)) for which, model in models.items()}
+    return AdaptedPhoto(models["adapted"], Path(record.out), record.step, trained_s, stride, camera_noise,
+                        results["pretrained"], results["adapted"], blind["pretrained"], blind["adapted"],
+                        "adapted" if blind["adapted"] >= blind["pretrained"] else "pretrained")

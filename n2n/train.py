@@ -3,7 +3,8 @@
 `train(config)` is a generator yielding one `Record` per step; the CLI prints
 them, the app plots them. It runs the same under `torchrun` (DistributedDataParallel).
 Checkpoints: `checkpoint.save` writes the model; `training_state.safetensors` holds the
-optimiser's tensors and `config.json` the step, so a run resumes where it stopped.
+optimiser's tensors and `config.json` the step, so a run resumes where it stopped. Within one
+process a run also goes on from any record it yielded (`train(..., resume_from=record)`), in memory.
 """
 from __future__ import annotations
 
@@ -95,6 +96,7 @@ class Record:
     val_psnr: float | None = None  # validation PSNR (dB) when this step validated, else None
     done: bool = False  # the run's last record: its checkpoint is saved
     out: str | None = None  # done: the checkpoint directory
+    optimizer: torch.optim.Optimizer | None = None  # the run's Adam, for `train(resume_from=)`: don't step it
 
 
 def get_lr(step: int, config: TrainConfig) -> float:
@@ -230,20 +232,10 @@ def _setup_distributed() -> tuple[int, int, torch.device]:
     return rank, world, torch.device("cpu")
 
 
-def train(config: TrainConfig, stop=lambda: False, data: TrainData | None = None) -> Iterator[Record]:
-    """Run `config`; yield a `Record` after every step.
-
-    `data`: the run's images, decoded already (the app's uploads); then `config`'s folders (data,
-    data_target, val) only name them. None: they are read from those folders.
-
-    `stop()` is polled each step: when true the run saves and ends early. A NaN or
-    infinite loss raises FloatingPointError, leaving the last good checkpoint on disk.
-    The final record has `done` true and `out`, the checkpoint directory.
-    """
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    rank, world, device = _setup_distributed()
-    torch.manual_seed(config.seed)
+def _initial_state(config: TrainConfig, device: torch.device) -> tuple[nn.Module, torch.optim.Optimizer, int]:
+    """The network, its Adam and the steps done that `config` starts from: `config.init` or a fresh
+    network; with `config.resume` and a checkpoint in `config.out`, its weights, step and (when saved)
+    Adam's moments."""
     out = Path(config.out)
     if config.init:
         model = hub.load_model(config.init)
@@ -258,6 +250,35 @@ def train(config: TrainConfig, stop=lambda: False, data: TrainData | None = None
         if (out / STATE_NAME).is_file():  # else (a committed checkpoint, no optimiser state): fresh Adam moments
             _load_state(out, optimizer)
         start = int(resumed.config["steps"])
+    return model, optimizer, start
+
+
+def train(config: TrainConfig, stop=lambda: False, data: TrainData | None = None,
+          resume_from: Record | None = None) -> Iterator[Record]:
+    """Run `config`; yield a `Record` after every step.
+
+    `data`: the run's images, decoded already (the app's uploads); then `config`'s folders (data,
+    data_target, val) only name them. None: they are read from those folders.
+
+    `resume_from`: a record this process's `train` yielded: the run goes on in memory from it (its
+    network, its Adam's moments, its step) up to `config.steps`, as `config.resume` does from disk;
+    `config.init` and `config.resume` are then not read. n2n.adapt times its first steps this way.
+
+    `stop()` is polled each step: when true the run saves and ends early. A NaN or
+    infinite loss raises FloatingPointError, leaving the last good checkpoint on disk.
+    The final record has `done` true and `out`, the checkpoint directory.
+    """
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    rank, world, device = _setup_distributed()
+    torch.manual_seed(config.seed)
+    out = Path(config.out)
+    if resume_from is None:
+        model, optimizer, start = _initial_state(config, device)
+    elif resume_from.optimizer is None:
+        raise ValueError("resume_from takes a record that train yielded: it carries the run's optimiser")
+    else:  # the same network and Adam, stepped on from where they are
+        model, optimizer, start = resume_from.model.train(), resume_from.optimizer, resume_from.step
     net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
     bf16 = resolve_precision(config.precision, device) == "bf16"
     loss_fn = get_loss(config.loss_name())
@@ -323,7 +344,7 @@ def train(config: TrainConfig, stop=lambda: False, data: TrainData | None = None
             save_checkpoint({"val_psnr": last_val})
         yield Record(step=step, loss=loss.item(), lr=lr, steps_per_s=rate,
                      eta_s=(config.steps - step) / rate if rate > 0 else None, elapsed_s=elapsed, model=model,
-                     val_psnr=val_psnr, done=done, out=str(out) if done else None)
+                     val_psnr=val_psnr, done=done, out=str(out) if done else None, optimizer=optimizer)
         if stopping:
             break
     if world > 1:

@@ -17,8 +17,11 @@ import numpy as np
 import pytest
 
 from conftest import photo
+import n2n.adapt
 from n2n import load_model
-from n2n.adapt import adapt
+from n2n.adapt import adapt, adapt_photo
+from n2n.checkpoint import read_config
+from n2n.estimate import blind_psnr
 from n2n.infer import denoise
 from n2n.io import from_float, read_image, write_image
 from n2n.metrics import psnr
@@ -60,6 +63,30 @@ def test_adapting_raises_psnr_on_a_noise_the_model_never_saw(tmp_path, lr, gains
     assert elapsed < 20 + 60  # the budget, plus at most the step under way (slow on a busy machine) and the save
     after = psnr(clean, denoise(last.model.eval(), noisy))
     assert (after > before + 0.5) == gains, (before, after, len(records))
+
+
+def test_adapt_photo_returns_both_results_and_the_one_the_blind_score_prefers(tmp_path):
+    """The whole of Adapt in n2n, on a small RGBA photo: the checkpoint, both models' results on its colour
+    channels (the pretrained one exactly what the bundled model gives), their blind scores and the choice."""
+    clean = photo(64)
+    noisy = from_float(salt_and_pepper(clean), np.uint8)
+    rgba = np.concatenate([noisy, np.full(noisy.shape[:2] + (1,), 200, np.uint8)], axis=2)
+    said = []
+    found = adapt_photo("gaussian", rgba, tmp_path, seconds=5, progress=lambda *a: said.append(a))
+    assert found.out == tmp_path / "adapted" and sorted(p.name for p in found.out.iterdir()) == [
+        "config.json", "model.safetensors"]
+    assert read_config(found.out)["steps"] == found.steps >= 1
+    assert (found.stride, found.camera_noise) == (1, False) and 0 < found.seconds < 5 + 60
+    assert found.pretrained.shape == found.adapted.shape == noisy.shape and found.adapted.dtype == np.uint8
+    pretrained = load_model("gaussian")
+    np.testing.assert_array_equal(found.pretrained, denoise(pretrained, noisy))
+    np.testing.assert_array_equal(found.adapted, denoise(found.model, noisy))
+    assert found.blind_pretrained == blind_psnr(noisy, lambda x: denoise(pretrained, x))
+    assert found.blind_adapted == blind_psnr(noisy, lambda x: denoise(found.model, x))
+    assert found.better == ("adapted" if found.blind_adapted >= found.blind_pretrained else "pretrained")
+    assert psnr(clean, found.adapted) > psnr(clean, found.pretrained)  # this noise: the adapted model gains
+    steps = [a for a in said if a[0].startswith("adapting: step")]
+    assert steps[-1][0] == f"adapting: step {found.steps}" and all(a[2:] == (5, "s") for a in steps)
 
 
 def test_a_budget_must_be_positive(tmp_path):
@@ -124,9 +151,9 @@ def test_adapt_returns_the_full_size_png_and_the_model_is_that_sessions_alone(cl
                                                            ("tiny", "gaussian", "adapted")])
 def test_adapt_names_the_result_the_blind_score_rates_higher(monkeypatch, tiny_checkpoint, tmp_path, pretrained,
                                                               adapted_to, better):
-    """The choice itself, without the training: `adapt` stubbed to return a model already "adapted" (the bundled
-    `gaussian` or a 3-step one). On Gaussian σ = 25 the blind score must prefer the bundled model whichever
-    side it is on, and say so; the download stays the adapted result."""
+    """The choice itself, without the training: the `adapt` that adapt_photo runs stubbed to return a model already
+    "adapted" (the bundled `gaussian` or a 3-step one). On Gaussian σ = 25 the blind score must prefer the bundled
+    model whichever side it is on, and say so; the download stays the adapted result."""
     registry.register_extra({"tiny": tiny_checkpoint})
     network = registry.load(adapted_to).model
 
@@ -134,7 +161,7 @@ def test_adapt_names_the_result_the_blind_score_rates_higher(monkeypatch, tiny_c
         yield Record(step=1, loss=0.0, lr=0.0, steps_per_s=1.0, eta_s=0.0, elapsed_s=0.1, model=network, done=True,
                      out=str(tiny_checkpoint))
 
-    monkeypatch.setattr(denoise_tab, "adapt", fake_adapt)
+    monkeypatch.setattr(n2n.adapt, "adapt", fake_adapt)
     clean = photo(64)[:48]
     noisy_path = tmp_path / "noisy.png"
     noisy = np.clip(corrupt(clean, "gaussian", 25, np.random.default_rng(0)), 0, 1)

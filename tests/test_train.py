@@ -1,5 +1,6 @@
 """The one training loop, for real at tiny size: N2N, N2C, pairs, Neighbor2Neighbor, resume, NaN, DDP,
 and its entry points (`python -m n2n train`, `train_space.py train --smoke`). Whether it learns: test_learning.py."""
+import dataclasses
 import os
 import subprocess
 import sys
@@ -175,6 +176,24 @@ def test_resume_continues_exactly(photo_folder, noisy_pairs, tmp_path, mode):
     b = hub.load_dir(tmp_path / "split" / "run").model.state_dict()
     assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
     assert [r.loss for r in resumed] == pytest.approx([r.loss for r in full[1:]], rel=1e-4)
+
+
+def test_resume_from_a_record_continues_exactly_in_memory(photo_folder, tmp_path):
+    """n2n.adapt's hand-over: a run left after its first step (its generator closed, nothing written) goes on
+    from that record with the same network and Adam's moments, and ends as an uninterrupted run does."""
+    config = tiny(photo_folder, tmp_path / "full", mode="single", checkpoint_every=10**9)
+    full = list(train(config))
+    split = dataclasses.replace(config, out=str(tmp_path / "split" / "run"))
+    run = train(split)
+    first = next(run)
+    run.close()
+    assert first.step == 1 and not first.done and not (tmp_path / "split").exists()
+    resumed = list(train(split, resume_from=first))
+    assert [r.step for r in resumed] == [2, 3, 4] and resumed[-1].done
+    assert resumed[-1].model is first.model and resumed[-1].optimizer is first.optimizer
+    assert [r.loss for r in resumed] == pytest.approx([r.loss for r in full[1:]], rel=1e-4)
+    a, b = hub.load_dir(config.out).model.state_dict(), hub.load_dir(split.out).model.state_dict()
+    assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(photo_folder, tmp_path):

@@ -3,12 +3,13 @@ scored against a clean reference when one is given.
 
 Endpoints /denoise (image, model, Hub repo, compare with, clean reference, noise, parameter) and
 /adapt (image, model, seconds, clean reference): the model fitted to this one photo for a few
-seconds (Neighbor2Neighbor, n2n.adapt.adapt; on camera noise on the stride-2 sub-images), shown beside the
-pretrained one; the download is the adapted result, and the summary and gallery mark the better of the two by a
-blind score (n2n.estimate.blind_psnr, no clean image needed; unreliable on camera noise, as the summary says);
-the adapted model joins the visitor's model list, theirs alone. On upload, the noise is estimated (n2n.estimate) to
-preset the baselines' noise level and choose the model that fits, at its pixel-shuffle stride (camera noise:
-the camera model, or a white-noise model at stride 2).
+seconds (Neighbor2Neighbor; on camera noise on the stride-2 sub-images), shown beside the pretrained one, and
+the better of the two by a blind score (n2n.estimate.blind_psnr, no clean image needed; unreliable on camera
+noise, as the summary says): n2n.adapt.adapt_photo does that work, adapt_image checks its inputs and charges the
+visitor's share of the slot, and adapt_outputs formats the result. The download is the adapted result, the
+summary and gallery mark the better one; the adapted model joins the visitor's model list, theirs alone.
+On upload, the noise is estimated (n2n.estimate) to preset the baselines' noise level and choose the model that
+fits, at its pixel-shuffle stride (camera noise: the camera model, or a white-noise model at stride 2).
 Endpoint /estimate (image): the upload's noise estimate in words and figures, for API and MCP callers (no
 button: the upload shows it). Also wires the Corrupt tab's "Send A to Denoise", which fills this tab's inputs.
 """
@@ -25,8 +26,8 @@ import pandas as pd
 import torch
 
 from n2n import baselines, hub
-from n2n.adapt import adapt
-from n2n.estimate import blind_psnr, estimate_noise
+from n2n.adapt import AdaptedPhoto, adapt_photo
+from n2n.estimate import estimate_noise
 from n2n.infer import denoise, model_stride, resolve_precision
 from n2n.io import split_alpha, to_float, with_alpha
 from n2n.metrics import psnr, ssim
@@ -145,89 +146,76 @@ def adapt_image(image, model="gaussian", seconds=ADAPT_DEFAULT_S, clean=None, se
         a summary saying which result to keep
         the session's model list and methods to compare, the adapted model among them
     """
-    noisy = read(image, "noisy image")
-    model = (model or "").strip()
-    if not model or model == "scratch":
-        raise UserError(f"Adapt starts from a model: choose one of {', '.join(model_names(session))}.")
-    check_session(model, request)
-    if seconds is None or not ADAPT_SECONDS[0] <= seconds <= ADAPT_SECONDS[1]:
-        raise UserError(f"Adapt takes {ADAPT_SECONDS[0]} to {ADAPT_SECONDS[1]} seconds, got {seconds}.")
+    noisy, model = read(image, "noisy image"), (model or "").strip()
+    init = adapt_init(model, seconds, session, request)
+    reference, folder = clean_reference(clean, noisy), workdir("runs", max_age_s=24 * 3600)
     visitor = session_key(request) or "anonymous"
     budget.SLOT.check(visitor, float(seconds), "adapting")
     held = time.monotonic()
-    try:
-        return adapt_held(image, noisy, model, float(seconds), clean, session, progress, request)
-    finally:  # the slot was held for the whole call: training, then denoising and scoring twice
-        budget.SLOT.charge(visitor, time.monotonic() - held)
-
-
-def adapt_held(image, noisy, model, seconds, clean, session, progress, request):
-    """adapt_image's work, holding the slot."""
-    init = init_ref(model)  # a listed model only: a Hub repo cannot be adapted
-    reference = clean_reference(clean, noisy)
-    colour = split_alpha(noisy)[0]
-    folder, stem = workdir("runs", max_age_s=24 * 3600), safe_name(Path(image).stem)
-    try:  # camera noise, correlated between neighbours: adapt on the stride-2 sub-images, where it is about independent
-        camera_noise = estimate_noise(colour).kind == "camera"
-    except ValueError:  # too small to tell
-        camera_noise = False
-    stride = 2 if camera_noise else 1
-    progress(0, desc="loading the model")
-    start = time.perf_counter()
-    record = None
-    try:
-        for record in adapt(init, colour, folder, float(seconds), stride=stride):
-            progress((min(record.elapsed_s, seconds), float(seconds)), desc=f"adapting: step {record.step}",
-                     unit="s")
+    try:  # the slot is held for the whole call: training, denoising and scoring twice, writing the files
+        found = adapt_photo(init, noisy, folder, float(seconds),
+                            lambda what, done, total, unit: progress((done, total), desc=what, unit=unit))
+        return adapt_outputs(found, image, noisy, model, reference, folder, session, request)
     except FloatingPointError:
         raise UserError("Adapting diverged and stopped; the model it started from is unchanged. "
                         "Try a shorter time or another model.") from None
-    trained_s = time.perf_counter() - start
-    if record is None or not record.done:
-        raise UserError("Adapting stopped before its first step; try again.")
-    progress(1.0, desc="denoising the whole image")
-    pretrained = run_method(model, noisy, "gaussian", API_DEFAULT_PARAM, progress)
-    adapted_model = record.model.eval()
-    adapted = denoise(adapted_model, colour)
-    progress(1.0, desc="scoring both without a clean image")
-    pretrained_model = load(model).model.to(device())
-    blind = {which: blind_psnr(colour, lambda x, m=m: denoise(m, x))
-             for which, m in (("pretrained", pretrained_model), ("adapted", adapted_model))}
-    better = "adapted" if blind["adapted"] >= blind["pretrained"] else "pretrained"
+    finally:
+        budget.SLOT.charge(visitor, time.monotonic() - held)
+
+
+def adapt_init(model: str, seconds, session, request) -> str:
+    """TrainConfig.init for adapting `model` (a listed model's name: a Hub repo cannot be adapted) for `seconds`,
+    or a UserError saying what to choose instead."""
+    if not model or model == "scratch":
+        raise UserError(f"Adapt starts from a model: choose one of {', '.join(model_names(session))}.")
+    check_session(model, request)
+    init = init_ref(model)
+    if seconds is None or not ADAPT_SECONDS[0] <= seconds <= ADAPT_SECONDS[1]:
+        raise UserError(f"Adapt takes {ADAPT_SECONDS[0]} to {ADAPT_SECONDS[1]} seconds, got {seconds}.")
+    return init
+
+
+def adapt_outputs(found: AdaptedPhoto, image, noisy, model, reference, folder, session, request):
+    """adapt_image's outputs, `found` formatted: adapt_photo's work on the visitor's `image` (decoded: `noisy`)
+    from `model`. The adapted model named and made the session's; both results written as PNGs in `folder`."""
     name = f"adapted-{safe_name(model)[:24]}-{uuid.uuid4().hex[:6]}"
-    add_finetuned(name, Path(record.out), request)
-    adapted_path = save_png(folder / f"{stem}_adapted.png", adapted, noisy)
-    pretrained_path = save_png(folder / f"{stem}_pretrained_{safe_name(model)}.png", pretrained, noisy)
+    add_finetuned(name, found.out, request)
+    stem = safe_name(Path(image).stem)
+    adapted_path = save_png(folder / f"{stem}_adapted.png", found.adapted, noisy)
+    pretrained_path = save_png(folder / f"{stem}_pretrained_{safe_name(model)}.png", found.pretrained, noisy)
     rows = [score_row("noisy input", reference, noisy, 0.0)] if reference is not None else []
-    rows += [score_row(f"pretrained · {model}", reference, pretrained, 0.0, blind["pretrained"]),
-             score_row(f"adapted · {name}", reference, adapted, trained_s, blind["adapted"])]
+    rows += [score_row(f"pretrained · {model}", reference, found.pretrained, 0.0, found.blind_pretrained),
+             score_row(f"adapted · {name}", reference, found.adapted, found.seconds, found.blind_adapted)]
 
     def caption(label, row, which):  # the mark first: a long caption is cut at its end
-        return (("better · " if which == better else "") + label
+        return (("better · " if which == found.better else "") + label
                 + (f" · {row['PSNR (dB)']:.2f} dB" if "PSNR (dB)" in row else ""))
     gallery = [(image, caption("noisy input", rows[0], None) if reference is not None else "noisy input"),
                (pretrained_path, caption(f"pretrained · {model}", rows[-2], "pretrained")),
                (adapted_path, caption("adapted", rows[-1], "adapted"))]
     gain = (f" PSNR {rows[-2]['PSNR (dB)']:.2f} → {rows[-1]['PSNR (dB)']:.2f} dB against the clean reference."
             if reference is not None else "")
-    verdict = (f"Better: **the adapted result** (blind score {blind['adapted']:.3f} dB against the pretrained "
-               f"model's {blind['pretrained']:.3f} dB)" if better == "adapted" else
-               f"Better: **the pretrained result**: adapting made the blind score worse ({blind['adapted']:.3f} dB "
-               f"against the pretrained model's {blind['pretrained']:.3f} dB), so keep the pretrained model's "
-               "(in the gallery; the download is the adapted one)")
-    if camera_noise:
+    session = list(session or []) + [name]
+    return (adapted_path, (pretrained_path, adapted_path), gallery, pd.DataFrame(rows),
+            adapt_summary(found, model, name, gain), session, gr.Dropdown(choices=model_names(session)),
+            gr.CheckboxGroup(choices=compare_choices(session)))
+
+
+def adapt_summary(found: AdaptedPhoto, model: str, name: str, gain: str = "") -> str:
+    """The sentences under Adapt's result: what ran, which result to keep and why, where the model went."""
+    scores = f"{found.blind_adapted:.3f} dB against the pretrained model's {found.blind_pretrained:.3f} dB"
+    verdict = (f"Better: **the adapted result** (blind score {scores})" if found.better == "adapted" else
+               f"Better: **the pretrained result**: adapting made the blind score worse ({scores}), so keep the "
+               "pretrained model's (in the gallery; the download is the adapted one)")
+    if found.camera_noise:
         verdict += (". This photo holds camera noise (correlated between neighbouring pixels), where the blind score "
                     "favours results that keep the noise: judge by eye, or give a clean reference")
-    summary = (f"**{model}** adapted to this photo: {record.step} step{'s' if record.step != 1 else ''} "
-               f"of Neighbor2Neighbor on the photo alone{' (its stride-2 sub-images)' if stride > 1 else ''} in "
-               f"{trained_s:.0f} s.{gain} {verdict}. The blind score needs no clean image: each of a quarter of "
-               "the pixels is hidden from the model and its prediction compared with the noisy pixel (higher is "
-               f"better; the noise caps it). The model **{name}** is now in your model list (yours only); the "
-               "slider shows pretrained ↔ adapted.")
-    session = list(session or []) + [name]
-    return (adapted_path, (pretrained_path, adapted_path), gallery,
-            pd.DataFrame(rows), summary, session, gr.Dropdown(choices=model_names(session)),
-            gr.CheckboxGroup(choices=compare_choices(session)))
+    return (f"**{model}** adapted to this photo: {found.steps} step{'s' if found.steps != 1 else ''} "
+            f"of Neighbor2Neighbor on the photo alone{' (its stride-2 sub-images)' if found.stride > 1 else ''} in "
+            f"{found.seconds:.0f} s.{gain} {verdict}. The blind score needs no clean image: each of a quarter of "
+            "the pixels is hidden from the model and its prediction compared with the noisy pixel (higher is "
+            f"better; the noise caps it). The model **{name}** is now in your model list (yours only); the "
+            "slider shows pretrained ↔ adapted.")
 
 
 def estimate_upload(image):

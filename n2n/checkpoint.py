@@ -201,7 +201,9 @@ def write_model_card(directory: str | Path) -> Path:
                          tags=["denoising", "noise2noise", noise, "pytorch", "safetensors"])
     rows = "\n".join(
         f"| {e['data']} ({e.get('images', '?')}) | {e['noise']} {e['param']:g} | {e['noisy_psnr']:.2f} | "
-        f"**{e['psnr']:.2f}** / {e['ssim']:.4f} | "
+        f"**{e['psnr']:.2f}** / {e['ssim']:.4f}"
+        + (f" (×8 self-ensemble: {e['ensemble_psnr']:.2f} / {e['ensemble_ssim']:.4f})" if "ensemble_psnr" in e else "")
+        + " | "
         + " · ".join(f"{b} {f['psnr']:.2f}" for b, f in e.get("baselines", {}).items()) + " |"
         for e in config.get("eval", []))
     targets = "clean images (Noise2Clean)" if config.get("clean_targets") else "noisy images only (Noise2Noise)"

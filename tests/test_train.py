@@ -316,3 +316,32 @@ def test_train_space_smoke_trains_every_bundled_model(photo_folder, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     (row,) = hub.read_config(tmp_path / "poisson")["eval"]
     assert row["images"] == 2 and f"**{row['psnr']:.2f}**" in (tmp_path / "poisson" / "README.md").read_text()
+
+
+def test_eval_adds_the_ensemble_and_reuses_baselines_only_on_the_same_noisy_images(photo_folder, tmp_path, bundled):
+    """`train_space.py eval --ensemble SET`: the ×8 self-ensemble's figures join the row and the card; the stored
+    baselines' figures are reused while the noisy images are the same (their PSNR), recomputed when they are not."""
+    import train_space
+    from n2n.evaluate import evaluate
+    from n2n.data import list_images
+
+    out = bundled  # the tiny checkpoint as `gaussian`
+    argv = ["eval", "--noise", "gaussian", "--out", str(out), "--eval", str(photo_folder), "--eval-limit", "2",
+            "--eval-baselines", "median"]
+    train_space.main(argv + ["--ensemble", photo_folder.name])
+    (row,) = hub.read_config(out / "gaussian")["eval"]
+    files = list_images(photo_folder)[:2]
+    eight = evaluate(hub.load_dir(out / "gaussian").model, files, "gaussian", 25.0, ensemble=True)
+    assert row["ensemble_psnr"] == pytest.approx(eight["psnr"], abs=1e-9) and row["ensemble_psnr"] != row["psnr"]
+    assert f"(×8 self-ensemble: {row['ensemble_psnr']:.2f}" in (out / "gaussian" / "README.md").read_text()
+    config = hub.read_config(out / "gaussian")
+    stale = dict(row, baselines={"median": {"psnr": 99.0, "ssim": 1.0}})
+    hub.save(hub.load_dir(out / "gaussian").model, out / "gaussian", config | {"eval": [stale]})
+    train_space.main(argv)
+    (kept,) = hub.read_config(out / "gaussian")["eval"]
+    assert kept["baselines"]["median"]["psnr"] == 99.0 and "ensemble_psnr" not in kept  # same noisy images: reused
+    hub.save(hub.load_dir(out / "gaussian").model, out / "gaussian",
+             config | {"eval": [dict(stale, noisy_psnr=stale["noisy_psnr"] + 0.5)]})  # as if the noise had changed
+    train_space.main(argv)
+    (fresh,) = hub.read_config(out / "gaussian")["eval"]
+    assert fresh["baselines"]["median"]["psnr"] == pytest.approx(row["baselines"]["median"]["psnr"], abs=1e-9)

@@ -68,7 +68,7 @@ def read_entry(name: str, source) -> object:
         return read_image(src, dtype=None, max_pixels=MAX_PIXELS)
     except ImageError as e:
         message = e.user_message.replace(src, Path(src).name) if isinstance(src, str) else e.user_message
-        raise UserError(f"{name}: {message}") from None
+        raise UserError(message if message.startswith(f"{name}:") else f"{name}: {message}") from None
 
 
 def unique_name(stem: str, taken: set[str]) -> str:

@@ -142,35 +142,11 @@ def start_hub():
 
 HEAP_KEYS = (("malloc_used_mb", "malloc: in use (MB)"), ("malloc_free_mb", "malloc: free, kept for reuse (MB)"),
              ("python_blocks", "Python: allocated blocks"), ("gc_objects", "Python: objects tracked by gc"))
-HEAP_PRELUDE = f"""import ctypes, gc, json, os, sys, threading, time
-class _Mallinfo2(ctypes.Structure):
-    _fields_ = [(name, ctypes.c_size_t) for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd",
-                                                    "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
-def _heap():
-    libc = ctypes.CDLL("libc.so.6")
-    libc.mallinfo2.restype = _Mallinfo2
-    while True:
-        m = libc.mallinfo2()
-        with open(os.environ["N2N_SOAK_HEAP"], "a") as f:
-            f.write(json.dumps({{"malloc_used_mb": (m.uordblks + m.hblkhd) / 2**20,
-                                "malloc_free_mb": m.fordblks / 2**20, "python_blocks": sys.getallocatedblocks(),
-                                "gc_objects": len(gc.get_objects())}}) + "\\n")
-        time.sleep({SAMPLE_S})
-threading.Thread(target=_heap, daemon=True).start()
-"""
-TRACE_PRELUDE = """import os, signal, tracemalloc
-tracemalloc.start(12)
-def _dump(*_):
-    path = os.path.join(os.environ['N2N_SOAK_SNAPSHOTS'], f'{len(os.listdir(os.environ["N2N_SOAK_SNAPSHOTS"]))}')
-    tracemalloc.take_snapshot().dump(path + '.part')
-    os.rename(path + '.part', path + '.pickle')
-signal.signal(signal.SIGUSR1, _dump)
-"""
 
 
 def start_app(work: Path, hub_url: str, settings: dict[str, str], trace: bool = False) -> tuple[subprocess.Popen, str]:
-    """`app.demo` served in its own process with its own TMPDIR and HF_HOME, and the environment
-    `settings` (the app's N2N_*, or the allocator's MALLOC_*); returns it and its URL. With `trace`, the
+    """`app.demo` served in its own process (benchmarks/soak_server.py) with its own TMPDIR and HF_HOME, and
+    the environment `settings` (the app's N2N_*, or the allocator's MALLOC_*); returns it and its URL. With `trace`, the
     server runs under tracemalloc and writes a snapshot to work/snapshots/ on each SIGUSR1 (`snapshot`)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "N2N_", "GRADIO_"))}
     env.update(TMPDIR=str(work / "tmp"), GRADIO_TEMP_DIR=str(work / "tmp" / "gradio"), HF_HOME=str(work / "hf"),
@@ -184,15 +160,11 @@ def start_app(work: Path, hub_url: str, settings: dict[str, str], trace: bool = 
         (work / "snapshots").mkdir()
         env["N2N_SOAK_SNAPSHOTS"] = str(work / "snapshots")
     env["N2N_SOAK_HEAP"] = str(work / "heap.jsonl")
-    code = (HEAP_PRELUDE + (TRACE_PRELUDE if trace else "") + "import threading, app\n"
-            f"_, url, _ = app.demo.launch(prevent_thread_lock=True, server_name='127.0.0.1', server_port={port}, "
-            "quiet=True, **app.LAUNCH_KWARGS)\n"
-            "print('URL', url, flush=True)\n"
-            "threading.Event().wait()\n")
     log = open(work / "server.log", "w")
-    proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=log,
-                            text=True)
-    deadline = time.monotonic() + 300
+    command = [sys.executable, "-m", "benchmarks.soak_server", "--port", str(port), "--sample-s", str(SAMPLE_S)]
+    proc = subprocess.Popen(command + (["--trace"] if trace else []), cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=log, text=True)
+    deadline = time.monotonic() + (900 if trace else 300)  # traced, the app (MCP server and all) takes ~5 min to start
     for line in proc.stdout:
         if line.startswith("URL "):
             return proc, line.split()[1]
@@ -270,7 +242,7 @@ def sample(pid: int, work: Path, start: float, done: int) -> dict:
     parts = {}  # the temporary folder by part: Gradio's cache, and each of the app's work folders
     for part in [work / "tmp" / "gradio", *sorted((work / "tmp" / "n2n-app").glob("*"))]:
         parts[str(part.relative_to(work / "tmp"))] = round(folder_bytes(part)[0] / 2**20, 2)
-    heap = {}  # the server's own last heap line (HEAP_PRELUDE)
+    heap = {}  # the server's own last heap line (benchmarks.soak_server.sample_heap)
     if (work / "heap.jsonl").exists():
         lines = (work / "heap.jsonl").read_text().splitlines()
         heap = json.loads(lines[-1]) if lines else {}

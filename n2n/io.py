@@ -155,7 +155,7 @@ def read_image(src, *, max_pixels=DEFAULT_MAX_PIXELS, dtype="float32") -> np.nda
     """
     if dtype not in (None, "float32", np.float32):
         raise ValueError(f"read_image: dtype must be 'float32' or None, not {dtype!r}")
-    name, data = _read_bytes(src, _max_file_bytes(max_pixels))
+    name, data = _read_bytes(src, max_file_bytes(max_pixels))
     if not data:
         raise ImageError(f"{name}: file is empty (0 bytes); re-export or re-download it")
     if data.startswith(_PNG_SIGNATURE):
@@ -235,8 +235,9 @@ def _read_bytes(src, limit: int) -> tuple[str, bytes]:
     return name, bytes(data)
 
 
-def _max_file_bytes(max_pixels: int) -> int:
-    """Generous file-size bound: 32 bytes per pixel (4 x float64) plus 64 MiB for metadata."""
+def max_file_bytes(max_pixels: int) -> int:
+    """The largest file `read_image` reads for an image of up to `max_pixels`: a generous bound, 32 bytes per
+    pixel (4 x float64) plus 64 MiB for metadata."""
     return int(max_pixels) * 32 + (64 << 20)
 
 

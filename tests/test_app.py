@@ -5,40 +5,25 @@ Images are tiny and runs a few steps, so this stays quick on two CPU cores.
 from __future__ import annotations
 
 import json
-import sys
 import time
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+from gradio_client import handle_file
+from gradio_client.exceptions import AppError
 from PIL import Image
 
 import skimage.data
 from skimage.transform import resize
 
-gradio_client = pytest.importorskip("gradio_client")
-from gradio_client import Client, handle_file  # noqa: E402
-from gradio_client.exceptions import AppError  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # app.py and ui/ live at the repository root
-import app  # noqa: E402
-from ui import finetune, registry  # noqa: E402
-from n2n import hub  # noqa: E402
-from n2n.infer import denoise  # noqa: E402
-from n2n.io import read_image, to_float, write_image  # noqa: E402
-from n2n.metrics import psnr  # noqa: E402
-from n2n.noise import corrupt  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def client(tiny_checkpoint):
-    demo = app.build_demo(extra_models={"tiny": tiny_checkpoint})
-    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True, **app.LAUNCH_KWARGS)
-    client = Client(url, verbose=False)
-    yield client
-    client.close()
-    demo.close()
+from n2n import hub
+from n2n.infer import denoise
+from n2n.io import read_image, to_float, write_image
+from n2n.metrics import psnr
+from n2n.noise import corrupt
+from ui import finetune, registry
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +96,7 @@ def test_registry_says_where_a_model_came_from(tiny_checkpoint, monkeypatch):
             loaded = registry.load(name)
             assert (loaded.kind, loaded.source, loaded.repo, loaded.note) == (kind, f"local:{name}", "", "")
         finally:
-            registry._CACHE.pop(name, None)
+            registry.forget(name)
 
 
 def test_denoise_serves_the_model_and_compares_baselines(client, clean_png):

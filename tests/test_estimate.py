@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy.ndimage import median_filter
 
-from conftest import DATA, photo
+from helpers import DATA, photo
 from n2n.estimate import blind_score, estimate_noise, noise_sigma
 from n2n.infer import denoise
 from n2n.io import from_float, read_image, to_float

@@ -13,7 +13,7 @@ from n2n.io import read_image
 from n2n.noise import corrupt
 from n2n.metrics import psnr
 from n2n.train import train
-from conftest import photo
+from helpers import photo
 
 
 def decoded(folder):

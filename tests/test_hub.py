@@ -19,7 +19,7 @@ import pytest
 from n2n import hub
 from n2n.hub import CheckpointError
 from n2n.infer import denoise
-from conftest import photo
+from helpers import photo
 from hubserver import (TOKEN, FakeHub, checkpoint_state, close_client, free_port_url, point_client_at,
                        safetensors_bytes, same_weights)
 

@@ -29,8 +29,7 @@ def folder(root, name, mb, age_s):
 
 @pytest.fixture
 def work(monkeypatch, tmp_path):
-    monkeypatch.setattr(common, "WORK", tmp_path / "n2n-app")
-    monkeypatch.setattr(common, "_PRUNED", {})  # as in a fresh app: the first workdir of a kind prunes
+    monkeypatch.setattr(common, "WORK", tmp_path / "n2n-app")  # as in a fresh app: the first workdir of a kind prunes
     return tmp_path / "n2n-app"
 
 

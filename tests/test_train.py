@@ -18,7 +18,7 @@ from n2n.losses import LOSSES, l0, l0_gamma, l1, l2
 from n2n.train import TrainConfig, get_lr, train, zero_shot
 from n2n.noise import corrupt
 from n2n.metrics import psnr
-from conftest import photo
+from helpers import photo
 
 ROOT = Path(__file__).resolve().parents[1]
 

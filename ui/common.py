@@ -39,7 +39,7 @@ KEEP_S = float(os.environ.get("N2N_KEEP_S", 24 * 3600))  # seconds any call's or
 WORK_BUDGET_MB = float(os.environ.get("N2N_WORK_MB", 2048))  # beyond this, the oldest folders go first
 MIN_KEEP_S = min(600.0, KEEP_S)  # ... but never one touched this recently
 PRUNE_EVERY_S = 30.0  # how often a kind's folders are pruned (not on every call: it walks them all)
-_PRUNED: dict[str, float] = {}  # kind -> time.monotonic() of its last prune
+_PRUNED: dict[Path, float] = {}  # WORK/kind -> time.monotonic() of its last prune
 _PRUNE_LOCK = threading.Lock()
 IMAGE_SOURCES = ["upload", "webcam", "clipboard"]  # of the image inputs
 
@@ -89,9 +89,9 @@ def workdir(kind: str = "calls", max_age_s: float = 3 * 3600) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     now = time.monotonic()
     with _PRUNE_LOCK:
-        due = now - _PRUNED.get(kind, -PRUNE_EVERY_S) >= PRUNE_EVERY_S
+        due = now - _PRUNED.get(root, -PRUNE_EVERY_S) >= PRUNE_EVERY_S
         if due:
-            _PRUNED[kind] = now
+            _PRUNED[root] = now
     if due:
         prune(kind, max_age_s)
         release_memory()

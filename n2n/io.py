@@ -390,13 +390,15 @@ def reason(e: BaseException, limit: int | None = None, typed: bool = False) -> s
 # --------------------------------------------------------------------------- writing
 
 
-def write_image(path, image, *, bit_depth=None) -> pathlib.Path:
+def write_image(path, image, *, bit_depth=None, fast=False) -> pathlib.Path:
     """Write image to path as a lossless PNG, atomically; return the Path written.
 
     image: HxW or HxWxC (C = 1, 2, 3, 4) array, uint8, uint16, or float in [0, 1]
         (clipped). 16-bit gray+alpha is written as 16-bit RGBA (OpenCV and Pillow
         cannot write 16-bit gray+alpha).
     bit_depth: 8 or 16; None -> 8 for uint8, 16 for uint16 and float input.
+    fast: deflate level 1 and no fsync, for transient views (the Learn tab's four 512² images: level 6
+        and fsync cost 0.3 s, a third of its budget); the file is as lossless, only larger.
     The file is written to a temporary name in the same folder, synced, then renamed,
     so path never holds a partial file. Raises ImageError if path is not .png or
     cannot be written.
@@ -412,9 +414,9 @@ def write_image(path, image, *, bit_depth=None) -> pathlib.Path:
     target = np.uint8 if bit_depth == 8 else np.uint16
     if image.dtype != target:
         image = from_float(to_float(image), target)
-    data = _encode_png(image)
+    data = _encode_png(image, fast)
     try:
-        write_atomic(path, data)
+        write_atomic(path, data, sync=not fast)
     except OSError as e:
         raise ImageError(f"{path}: cannot write file ({e.strerror or e}); check that the folder exists, "
                          f"is writable and has free space") from None
@@ -435,12 +437,14 @@ def _check_array(image) -> np.ndarray:
     return image
 
 
-def _encode_png(image: np.ndarray) -> bytes:
-    """HxWxC uint8 (Pillow) or uint16 (OpenCV) -> PNG file bytes."""
+def _encode_png(image: np.ndarray, fast: bool = False) -> bytes:
+    """HxWxC uint8 (Pillow) or uint16 (OpenCV) -> PNG file bytes; `fast`: at deflate level 1, else each library's
+    default (Pillow 6, OpenCV 1)."""
     channels = image.shape[2]
     if image.dtype == np.uint8:
         buffer = io.BytesIO()
-        Image.fromarray(np.ascontiguousarray(image[:, :, 0] if channels == 1 else image)).save(buffer, format="PNG")
+        Image.fromarray(np.ascontiguousarray(image[:, :, 0] if channels == 1 else image)).save(
+            buffer, format="PNG", compress_level=1 if fast else 6)
         return buffer.getvalue()
     if channels == 2:
         image = image[..., [0, 0, 0, 1]]  # 16-bit gray+alpha -> RGBA
@@ -448,14 +452,14 @@ def _encode_png(image: np.ndarray) -> bytes:
         image = image[..., ::-1]  # RGB -> BGR
     elif channels == 4:
         image = image[..., [2, 1, 0, 3]]  # RGBA -> BGRA
-    ok, encoded = cv2.imencode(".png", np.ascontiguousarray(image))
+    ok, encoded = cv2.imencode(".png", np.ascontiguousarray(image), [cv2.IMWRITE_PNG_COMPRESSION, 1] if fast else [])
     if not ok:
         raise ImageError("could not encode the image as PNG")
     return encoded.tobytes()
 
 
-def write_atomic(path, data: bytes) -> None:
-    """Write `data` to a temporary file next to `path`, fsync it, then rename it over `path`.
+def write_atomic(path, data: bytes, sync: bool = True) -> None:
+    """Write `data` to a temporary file next to `path`, fsync it (unless not `sync`), then rename it over `path`.
 
     `path` never holds a partial file; on any failure the temporary file is removed and the
     error (OSError for the file system's) raised. The one atomic writer: images, checkpoints
@@ -469,7 +473,8 @@ def write_atomic(path, data: bytes) -> None:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
-            os.fsync(f.fileno())
+            if sync:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         try:

@@ -91,10 +91,10 @@ def test_registry_says_where_a_model_came_from(tiny_checkpoint, monkeypatch):
     fine-tuned here is finetuned; `source` reads as before."""
     monkeypatch.setitem(registry.EXTRA, "listed-here", tiny_checkpoint)
     monkeypatch.setitem(registry.FINETUNED, "made-here", tiny_checkpoint)
-    for name, kind in (("listed-here", "local"), ("made-here", "finetuned")):
+    for name, origin in (("listed-here", "local"), ("made-here", "finetuned")):
         try:
             loaded = registry.load(name)
-            assert (loaded.kind, loaded.source, loaded.repo, loaded.note) == (kind, f"local:{name}", "", "")
+            assert (loaded.origin, loaded.source, loaded.repo, loaded.note) == (origin, f"local:{name}", "", "")
         finally:
             registry.forget(name)
 
@@ -195,20 +195,20 @@ def test_finetune_streams_progress_and_ends_with_a_checkpoint(client, photo_fold
     assert "fine-tuned in this session" in source and png(denoised).shape == (64, 96, 3)
 
 
-@pytest.mark.parametrize("kind", ["pairs", "single"])
-def test_finetune_on_noisy_data_only(client, photo_folder, tmp_path, kind):
+@pytest.mark.parametrize("mode", ["pairs", "single"])
+def test_finetune_on_noisy_data_only(client, photo_folder, tmp_path, mode):
     """Real noisy pairs (here: two draws of the noise on each photo) and single noisy images (Neighbor2Neighbor)."""
     first, second = [], []
     for k, path in enumerate(sorted(photo_folder.glob("*.png"))[:2]):
         for shots, seed in ((first, 10 + k), (second, 20 + k)):
             shots.append(handle_file(str(noisy_png(path, seed=seed, folder=tmp_path)[0])))
-    second_shots = second if kind == "pairs" else None
-    *_, status, archive, name = client.submit(first, "gaussian", kind, second_shots, steps=2, init="tiny", loss="l1",
+    second_shots = second if mode == "pairs" else None
+    *_, status, archive, name = client.submit(first, "gaussian", mode, second_shots, steps=2, init="tiny", loss="l1",
                                               api_name="/finetune").result(timeout=180)
     assert "step 2 / 2" in status and "no validation PSNR" in status
     with zipfile.ZipFile(archive) as z:
         config = json.loads(z.read(f"{name}/config.json"))
-    assert config["mode"] == kind and config["steps"] == 2 and config["loss"] == "l1"
+    assert config["mode"] == mode and config["steps"] == 2 and config["loss"] == "l1"
     assert config["train_config"]["init"] == str(registry.EXTRA["tiny"])
 
 

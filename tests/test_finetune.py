@@ -30,7 +30,7 @@ def test_run_configs_twin_differs_only_in_targets_and_folder(tmp_path):
     assert differ == {"clean_targets", "out"}
     with pytest.raises(ValueError, match="clean images"):
         ft.run_configs(tmp_path, "single", "gaussian", (0.0, 50.0), None, 10, "", twin=True, seed=0, cuda=False)
-    with pytest.raises(ValueError, match="unknown kind"):
+    with pytest.raises(ValueError, match="unknown data mode"):
         ft.run_configs(tmp_path, "video", "gaussian", (0.0, 50.0), None, 10, "", twin=False, seed=0, cuda=False)
 
 

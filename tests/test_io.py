@@ -51,8 +51,8 @@ def cv2_bytes(ext, image):
     return encoded.tobytes()
 
 
-def png_chunk(kind, data):
-    return len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
+def png_chunk(chunk_type, data):
+    return len(data).to_bytes(4, "big") + chunk_type + data + zlib.crc32(chunk_type + data).to_bytes(4, "big")
 
 
 def crafted_png(width, height, bit_depth, color_type, raw=b""):
@@ -68,9 +68,9 @@ def crafted_png(width, height, bit_depth, color_type, raw=b""):
     )
 
 
-def find_chunk(data, kind):
+def find_chunk(data, chunk_type):
     """Offset of a chunk's length field."""
-    return data.index(kind) - 4
+    return data.index(chunk_type) - 4
 
 
 def write_file(tmp_path, name, data):

@@ -43,8 +43,8 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 # ----------------------------------------------------------------------------- hostile files
 
-def _chunk(kind: bytes, data: bytes) -> bytes:
-    return len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
+def _chunk(chunk_type: bytes, data: bytes) -> bytes:
+    return len(data).to_bytes(4, "big") + chunk_type + data + zlib.crc32(chunk_type + data).to_bytes(4, "big")
 
 
 def _gray_png(width: int, height: int, rows: int | None = None) -> bytes:
@@ -165,10 +165,10 @@ def test_app_denoises_or_refuses_every_hostile_file_and_keeps_serving(client, ho
     # uploads for fine-tuning are checked the same way, the first bad one named
     good, page, bomb = (hostile[n][0] for n in ("palette.png", "page.png", "bomb.png"))
     for files, word in (([good, page], r"^page\.png: not an image file"), ([bomb], r"^bomb\.png: .*over the limit")):
-        for kind in ("synthetic", "zero-shot"):
-            message = refusal(lambda: client.predict([handle_file(str(f)) for f in files], "gaussian", kind, steps=1,
+        for mode in ("synthetic", "zero-shot"):
+            message = refusal(lambda: client.predict([handle_file(str(f)) for f in files], "gaussian", mode, steps=1,
                                                      api_name="/finetune"))
-            assert re.search(word if len(files) == 1 or kind != "zero-shot" else "exactly one", message), message
+            assert re.search(word if len(files) == 1 or mode != "zero-shot" else "exactly one", message), message
     # still serving: a normal request after all that
     clean = hostile["palette.png"][0]
     _, _, psnr_a, _, = client.predict(handle_file(str(clean)), "gaussian", 25, api_name="/corrupt")
@@ -180,8 +180,8 @@ def test_concurrent_requests_each_get_their_own_answer(server, tiny_model, tmp_p
     _, url = server
     report = run_load(url, model="tiny", n_denoise=8, n_finetune=1, steps=1, size=24, verify_model=tiny_model,
                       workdir=tmp_path)
-    for kind, sent in (("denoise", 8), ("finetune", 1)):
-        part = report[kind]
+    for endpoint, sent in (("denoise", 8), ("finetune", 1)):
+        part = report[endpoint]
         assert part["answered"] == part["correct"] == sent, part  # none lost, failed or mixed up
         assert not part["failed"] and not part["mixed_up"]
         assert 0 < part["p50_s"] <= part["p95_s"] <= part["max_s"]

@@ -71,12 +71,12 @@ class EchoingHub(FakeHub):
         return Handler
 
 
-def space_hub(monkeypatch, tmp_path, kind=FakeHub) -> FakeHub:
+def space_hub(monkeypatch, tmp_path, hub_class=FakeHub) -> FakeHub:
     """A recording Hub where the Space's credentials are set as on a Space: HF_TOKEN and a saved login."""
     from huggingface_hub import constants
 
-    fake = kind()
-    fake.valid_tokens = set(SECRETS) if kind is FakeHub else set()  # the owner's tokens would work: the harm is real
+    fake = hub_class()
+    fake.valid_tokens = set(SECRETS) if hub_class is FakeHub else set()  # the owner's tokens work: the harm is real
     point_client_at(monkeypatch, fake.url, tmp_path / "hf" / "hub")
     monkeypatch.setenv("HF_TOKEN", OWNER_TOKEN)
     Path(constants.HF_TOKEN_PATH).parent.mkdir(parents=True, exist_ok=True)
@@ -326,9 +326,9 @@ def test_finetune_budget_is_bounded(visitor, photo_folder, tmp_path, monkeypatch
     """Steps, uploads and pixels per run have ceilings (pixels per image: test_reliability's bomb.png)."""
     client, _ = visitor
     photo = handle_file(str(next(photo_folder.glob("*.png"))))
-    for kind in ("synthetic", "zero-shot"):
+    for mode in ("synthetic", "zero-shot"):
         for steps in (common.MAX_STEPS + 1, 10**9, 0):
-            message = refusal(lambda: client.predict([photo], "gaussian", kind, steps=steps, api_name="/finetune"))
+            message = refusal(lambda: client.predict([photo], "gaussian", mode, steps=steps, api_name="/finetune"))
             assert re.search(r"(?i)steps|maximum|minimum", message), message
     tiny = tmp_path / "tiny"
     tiny.mkdir()

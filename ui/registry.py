@@ -115,7 +115,7 @@ def _load_uncached(ref: str) -> LoadedModel:
                         "or use the zip you downloaded.")
     if ref in EXTRA or ref in FINETUNED:
         loaded = load_dir(EXTRA.get(ref) or FINETUNED[ref], source=f"local:{ref}")
-        return dataclasses.replace(loaded, kind="local" if ref in EXTRA else "finetuned")
+        return dataclasses.replace(loaded, origin="local" if ref in EXTRA else "finetuned")
     if is_hub_ref(ref) and not Path(ref).exists():
         return hub.resolve(ref, anonymous=True)  # a visitor's reference: never with the Space's own token
     raise unknown_model(ref)

@@ -46,7 +46,7 @@ from n2n.infer import resolve_precision
 from n2n.train import TrainConfig, checkpoint_meta, train
 
 DATA = Path(__file__).resolve().parent.parent / "shared" / "data"
-BUNDLED = ["gaussian", "poisson", "text", "bernoulli", "impulse", "camera"]
+NOISES = [name for name in hub.BUNDLED if not name.endswith("-n2c")]  # the bundled models with noisy targets
 
 
 def model_name(noise: str, clean_targets: bool) -> str:
@@ -379,7 +379,7 @@ def _models() -> argparse.ArgumentParser:
     parent = argparse.ArgumentParser(add_help=False)
     which = parent.add_mutually_exclusive_group()
     which.add_argument("--noise", choices=list(NOISE_MODELS), default="gaussian")
-    which.add_argument("--all", action="store_true", help="every bundled model: " + ", ".join(BUNDLED))
+    which.add_argument("--all", action="store_true", help="every bundled model: " + ", ".join(NOISES))
     parent.add_argument("--clean-targets", action="store_true", help="the clean-target twins, NAME-n2c")
     parent.add_argument("--push-to-hub", metavar="REPO", default="",
                         help="upload each checkpoint to REPO/NAME (token: HF_TOKEN)")
@@ -476,7 +476,7 @@ def train_models(args) -> None:
     if args.all:
         finetune = args.finetune_steps or max(1, steps // 4)
         first = Path(args.out) / model_name("gaussian", args.clean_targets)
-        plan = [("gaussian", args.init, steps)] + [(n, str(first), finetune) for n in BUNDLED if n != "gaussian"]
+        plan = [("gaussian", args.init, steps)] + [(n, str(first), finetune) for n in NOISES if n != "gaussian"]
     stop = stopper()  # SIGINT/SIGTERM: finish the step, save, stop
     for noise, init, steps in plan:
         out = Path(args.out) / model_name(noise, args.clean_targets)
@@ -494,7 +494,7 @@ def train_models(args) -> None:
 def evaluate_models(args) -> None:
     """`eval`: evaluate the existing checkpoints (one, or every bundled model; with the ×8 self-ensemble on
     --ensemble's sets), rewrite their cards."""
-    for noise in BUNDLED if args.all else [args.noise]:
+    for noise in NOISES if args.all else [args.noise]:
         out = Path(args.out) / model_name(noise, args.clean_targets)
         stored = hub.read_config(out).get("eval", [])  # their baselines' figures stand while the noisy images do
         evaluate_and_card(out, names(args.eval), args.eval_limit, names(args.eval_baselines), reuse=stored,

@@ -1,5 +1,5 @@
 """The blind noise estimate (n2n.estimate) on Kodak24: its error in σ against the truth, beside
-scikit-image's wavelet estimator, and how often it names the kind of noise right.
+scikit-image's wavelet estimator, and how often it names the noise right.
 
     nice -n 5 python -m benchmarks.estimate [--data ../shared/data/kodak24] [--out benchmarks/results/estimate.md]
 
@@ -20,7 +20,7 @@ from n2n.io import centre_crop, from_float, read_image, to_float
 from n2n.noise import corrupt
 
 SIGMAS = (5, 15, 25, 50)
-KINDS = (("gaussian", 15), ("gaussian", 50), ("poisson", 10), ("poisson", 30), ("impulse", 0.2), ("impulse", 0.5),
+CASES = (("gaussian", 15), ("gaussian", 50), ("poisson", 10), ("poisson", 30), ("impulse", 0.2), ("impulse", 0.5),
          ("camera", 2), ("camera", 6))
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
 
@@ -66,11 +66,11 @@ def main(argv=None) -> str:
               "(2 shared cores).", "", "## Kind of noise named by `estimate_noise`", "",
               "| noise | parameter | named right | mostly named | median estimate of its parameter |",
               "|---|---|---|---|---|"]
-    for noise, param in KINDS:
+    for noise, param in CASES:
         found = [estimate_noise(upload(clean, noise, param, 100 + k)) for k, clean in enumerate(cleans)]
-        kinds = [f.kind for f in found]
-        right = [f.param for f in found if f.kind == noise]
-        lines.append(f"| {noise} | {param} | {kinds.count(noise)}/{len(kinds)} | {max(set(kinds), key=kinds.count)} | "
+        named = [f.noise for f in found]
+        right = [f.param for f in found if f.noise == noise]
+        lines.append(f"| {noise} | {param} | {named.count(noise)}/{len(named)} | {max(set(named), key=named.count)} | "
                      f"{np.median(right) if right else float('nan'):.3g} |")
         print(lines[-1], flush=True)
     lines += real_photos(Path(args.real)) if Path(args.real).is_dir() else []
@@ -80,7 +80,7 @@ def main(argv=None) -> str:
 
 
 def real_photos(real: Path) -> list[str]:
-    """The estimate on real noisy photos against the RMS of (noisy − clean mean image): kind and σ per set."""
+    """The estimate on real noisy photos against the RMS of (noisy − clean mean image): noise named, σ per set."""
     from n2n.evaluate import match_pairs
 
     lines = ["", "## Real photos (camera noise: the RMS of noisy − clean mean image is the truth)", "",
@@ -92,7 +92,7 @@ def real_photos(real: Path) -> list[str]:
             noisy, clean = read_image(noisy_path), read_image(clean_path)
             truth = 255 * float(np.std(noisy.astype(np.float64) - clean))
             found = estimate_noise(noisy)
-            rows.append((found.kind == "camera", truth, found.sigma / truth, noise_sigma(noisy) / truth))
+            rows.append((found.noise == "camera", truth, found.sigma / truth, noise_sigma(noisy) / truth))
         named, truth, ratio, plain = (np.array(c, float) for c in zip(*rows))
         lines.append(f"| {folder.name} | {len(rows)} | {int(named.sum())}/{len(rows)} | {truth.mean():.2f} | "
                      f"{ratio.mean():.2f} | {ratio.min():.2f} | {ratio.max():.2f} | "

@@ -101,10 +101,10 @@ def run_load(url: str, model: str = "gaussian", n_denoise: int = 16, n_finetune:
     results: list[dict] = []
     lock = threading.Lock()
 
-    def request(kind: str, k: int) -> None:
-        result = {"kind": kind, "index": k}
+    def request(endpoint: str, k: int) -> None:
+        result = {"endpoint": endpoint, "index": k}
         try:
-            client = clients[(kind, k)] = Client(url, verbose=False)  # one visitor each: its own session
+            client = clients[(endpoint, k)] = Client(url, verbose=False)  # one visitor each: its own session
         except Exception as e:
             barrier.abort()  # the others go at once rather than wait for this one
             with lock:
@@ -116,7 +116,7 @@ def run_load(url: str, model: str = "gaussian", n_denoise: int = 16, n_finetune:
             pass
         start = time.perf_counter()
         try:
-            if kind == "denoise":
+            if endpoint == "denoise":
                 answer = client.submit(handle_file(str(inputs[k])), model, api_name="/denoise").result(timeout=timeout)
                 result |= check_denoise(answer, expected[k], read_image)
             else:
@@ -141,12 +141,12 @@ def run_load(url: str, model: str = "gaussian", n_denoise: int = 16, n_finetune:
     for client in clients.values():
         client.close()
 
-    names = [r.get("name") for r in results if r["kind"] == "finetune" and r.get("name")]
+    names = [r.get("name") for r in results if r["endpoint"] == "finetune" and r.get("name")]
     report: dict = {"url": url, "model": model, "wall_s": round(wall, 3), "verified": verify_model is not None}
-    for kind, sent in (("denoise", n_denoise), ("finetune", n_finetune)):
-        mine = sorted((r for r in results if r["kind"] == kind), key=lambda r: r["index"])
+    for endpoint, sent in (("denoise", n_denoise), ("finetune", n_finetune)):
+        mine = sorted((r for r in results if r["endpoint"] == endpoint), key=lambda r: r["index"])
         seconds = [r["seconds"] for r in mine if r["status"] == "ok"]
-        report[kind] = {
+        report[endpoint] = {
             "sent": sent,
             "answered": len(mine),
             "correct": sum(r["status"] == "ok" for r in mine),
@@ -246,15 +246,16 @@ def main(argv=None) -> int:
             print(text)
         else:
             Path(args.json).write_text(text + "\n")
-    for kind in ("denoise", "finetune"):
-        r = report[kind]
+    for endpoint in ("denoise", "finetune"):
+        r = report[endpoint]
         if r["sent"]:
-            print(f"{kind}: {r['correct']}/{r['sent']} correct, {len(r['failed'])} failed, "
+            print(f"{endpoint}: {r['correct']}/{r['sent']} correct, {len(r['failed'])} failed, "
                   f"{len(r['mixed_up'])} mixed up, {r['sent'] - r['answered']} lost; "
                   f"latency p50 {r['p50_s'] or 0:.2f} s, p95 {r['p95_s'] or 0:.2f} s, "
                   f"max {r['max_s'] or 0:.2f} s", file=sys.stderr)
         for bad in r["failed"] + r["mixed_up"]:
-            print(f"  {kind} #{bad.get('index', '?')}: {bad.get('status', '')} {bad.get('error', '')}", file=sys.stderr)
+            print(f"  {endpoint} #{bad.get('index', '?')}: {bad.get('status', '')} {bad.get('error', '')}",
+                  file=sys.stderr)
     answers = "verified against n2n.denoise here" if report["verified"] else "checked by size"
     print(f"wall {report['wall_s']:.2f} s; answers {answers}; "
           f"{'OK' if report['ok'] else 'PROBLEMS'}", file=sys.stderr)

@@ -17,7 +17,7 @@ and /adapt when the app has it. Each answer is checked (the image's size, the sc
 checkpoint) and each refusal must be the expected one-line message; anything else is a failure.
 
 Report (markdown, JSON and a PNG plot) under benchmarks/results/: requests answered and failed per
-kind, p50/p95 latency, and the server's RSS, open files and temporary-folder size over time.
+action, p50/p95 latency, and the server's RSS, open files and temporary-folder size over time.
 Exit status 1 if any request failed or was lost.
 """
 from __future__ import annotations
@@ -50,7 +50,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 SAMPLE_S = 10.0
 REQUEST_TIMEOUT_S = 300.0
 TRACED_TIMEOUT_S = 120.0  # the client's HTTP timeout under --trace (httpx's default, 5 s, is too short there)
-# kind -> weight in the mix
+# action (what a visitor asks for) -> weight in the mix
 MIX = {"denoise": 30, "corrupt": 20, "finetune": 4, "hub_good": 6, "hostile_upload": 15, "hub_fails": 20, "adapt": 5}
 ADAPT_S = 5  # seconds of adapting per /adapt request: the least the app allows (ui.denoise.ADAPT_SECONDS)
 HUB_FAILS = {  # Hub id -> the refusal the visitor must read
@@ -65,7 +65,7 @@ HOSTILE_UPLOADS = {"page.png": r"HTML page", "cut.jpg": r"(?i)truncated", "bomb.
 
 @dataclass
 class Request:
-    kind: str
+    action: str
     visitor: int
     start_s: float  # since the soak began
     seconds: float = 0.0
@@ -103,8 +103,8 @@ def hostile_uploads(folder: Path) -> dict[str, Path]:
     buffer = io.BytesIO()
     Image.fromarray(np.full((48, 64, 3), 128, np.uint8)).save(buffer, format="JPEG", quality=90)
 
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
+    def chunk(chunk_type: bytes, data: bytes) -> bytes:
+        return len(data).to_bytes(4, "big") + chunk_type + data + zlib.crc32(chunk_type + data).to_bytes(4, "big")
 
     side = (40000).to_bytes(4, "big")  # 1.6 gigapixels announced, two rows present
     bomb = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", side + side + bytes([8, 0, 0, 0, 0]))
@@ -277,8 +277,8 @@ class Visitor:
         self.count += 1
         return self.client
 
-    def visit(self, kind: str) -> tuple[str, str]:
-        """One request of `kind`: ("ok" | "refused", detail); raises on anything unexpected."""
+    def visit(self, action: str) -> tuple[str, str]:
+        """One request of `action`: ("ok" | "refused", detail); raises on anything unexpected."""
         from gradio_client import handle_file
         from gradio_client.exceptions import AppError
 
@@ -287,22 +287,22 @@ class Visitor:
         client, rng = self.session(), self.rng
         clean, noisy = rng.choice(self.inputs["pairs"])
         shape = read_image(noisy, dtype=None).shape
-        if kind in ("hostile_upload", "hub_fails"):
-            name = rng.choice(list(HOSTILE_UPLOADS if kind == "hostile_upload" else HUB_FAILS))
+        if action in ("hostile_upload", "hub_fails"):
+            name = rng.choice(list(HOSTILE_UPLOADS if action == "hostile_upload" else HUB_FAILS))
             try:
-                if kind == "hostile_upload":
+                if action == "hostile_upload":
                     client.predict(handle_file(str(self.inputs["hostile"][name])), "gaussian", api_name="/denoise")
                 else:
                     client.predict(handle_file(str(noisy)), "gaussian", name, api_name="/denoise")
             except AppError as e:
                 message = str(e)
-                expected = HOSTILE_UPLOADS[name] if kind == "hostile_upload" else HUB_FAILS[name]
+                expected = HOSTILE_UPLOADS[name] if action == "hostile_upload" else HUB_FAILS[name]
                 if "\n" in message or not re.search(expected, message):
                     raise AssertionError(f"{name}: unexpected refusal: {message[:300]}") from None
                 return "refused", name
             raise AssertionError(f"{name} was not refused")
-        if kind in ("denoise", "hub_good"):
-            hub_id = "soak/good" if kind == "hub_good" else ""
+        if action in ("denoise", "hub_good"):
+            hub_id = "soak/good" if action == "hub_good" else ""
             compare = [] if hub_id else ["nlm", "median"]
             _, gallery, table, download, source = client.predict(
                 handle_file(str(noisy)), "gaussian", hub_id, compare, handle_file(str(clean)), "gaussian", 25,
@@ -315,7 +315,7 @@ class Visitor:
             if hub_id and "soak/good@main" not in source:
                 raise AssertionError(f"source {source[:200]!r}")
             return "ok", ""
-        if kind == "corrupt":
+        if action == "corrupt":
             noise = rng.choice(["gaussian", "poisson", "text", "bernoulli", "impulse"])
             a, b, psnr_a, psnr_b = client.predict(handle_file(str(clean)), noise, 25, rng.randrange(1000),
                                                   api_name="/corrupt")[:4]
@@ -324,7 +324,7 @@ class Visitor:
             if not (np.isfinite(psnr_a) and np.isfinite(psnr_b)):
                 raise AssertionError(f"PSNR {psnr_a}, {psnr_b}")
             return "ok", noise
-        if kind == "finetune":
+        if action == "finetune":
             steps = rng.randint(2, 4)
             files = [handle_file(str(p)) for p, _ in rng.sample(self.inputs["pairs"], 2)]
             *_, status, archive, name = client.submit(files, "gaussian", steps=steps, seed=rng.randrange(1000),
@@ -335,31 +335,31 @@ class Visitor:
                 raise AssertionError(f"fine-tune of {steps} steps: {config.get('steps')} steps, "
                                      f"status {status[-200:]!r}")
             return "ok", f"{steps} steps"
-        if kind == "adapt":
+        if action == "adapt":
             outputs = client.predict(handle_file(str(noisy)), "gaussian", ADAPT_S, api_name="/adapt")
             files = [o for o in (outputs if isinstance(outputs, (list, tuple)) else [outputs])
                      if isinstance(o, str) and o.endswith(".png")]
             if not files or read_image(files[0], dtype=None).shape != shape:
                 raise AssertionError("no adapted PNG of the input's size")
             return "ok", ""
-        raise ValueError(kind)
+        raise ValueError(action)
 
 
 def run_visitors(url: str, inputs: dict, work: Path, minutes: float, visitors: int, seed: int, mix: dict,
                  start: float, requests: list[Request], lock: threading.Lock, timeout_s: float | None = None) -> None:
     deadline = start + minutes * 60
-    kinds, weights = list(mix), list(mix.values())
+    actions, weights = list(mix), list(mix.values())
 
     def loop(index: int) -> None:
         visitor = Visitor(index, url, inputs, work, seed, timeout_s=timeout_s)
         while time.monotonic() < deadline:
-            kind = visitor.rng.choices(kinds, weights)[0]
-            request = Request(kind, index, round(time.monotonic() - start, 2))
+            action = visitor.rng.choices(actions, weights)[0]
+            request = Request(action, index, round(time.monotonic() - start, 2))
             with lock:
                 requests.append(request)
             began = time.perf_counter()
             try:
-                request.outcome, request.detail = visitor.visit(kind)
+                request.outcome, request.detail = visitor.visit(action)
             except Exception as e:  # an error answer, a broken connection, a wrong answer
                 first_line = str(e).splitlines()[0][:300] if str(e) else ""
                 request.outcome, request.detail = "failed", f"{type(e).__name__}: {first_line}"
@@ -379,11 +379,11 @@ def run_visitors(url: str, inputs: dict, work: Path, minutes: float, visitors: i
 
 
 def summarize(requests: list[Request], samples: list[dict], minutes: float, warmup_s: float) -> dict:
-    kinds = {}
-    for kind in sorted({r.kind for r in requests}):
-        mine = [r for r in requests if r.kind == kind]
+    actions = {}
+    for action in sorted({r.action for r in requests}):
+        mine = [r for r in requests if r.action == action]
         answered = [r.seconds for r in mine if r.outcome in ("ok", "refused")]
-        kinds[kind] = {"sent": len(mine), "ok": sum(r.outcome == "ok" for r in mine),
+        actions[action] = {"sent": len(mine), "ok": sum(r.outcome == "ok" for r in mine),
                        "refused_as_expected": sum(r.outcome == "refused" for r in mine),
                        "failed": sum(r.outcome == "failed" for r in mine),
                        "lost": sum(r.outcome == "lost" for r in mine),
@@ -405,11 +405,11 @@ def summarize(requests: list[Request], samples: list[dict], minutes: float, warm
     failures = {}
     for r in requests:
         if r.outcome in ("failed", "lost"):
-            failures[f"{r.kind}: {r.detail}"] = failures.get(f"{r.kind}: {r.detail}", 0) + 1
+            failures[f"{r.action}: {r.detail}"] = failures.get(f"{r.action}: {r.detail}", 0) + 1
     return {"minutes": minutes, "warmup_s": warmup_s, "requests": len(requests),
             "answered": sum(r.outcome in ("ok", "refused") for r in requests),
             "failed": sum(r.outcome == "failed" for r in requests), "lost": sum(r.outcome == "lost" for r in requests),
-            "kinds": kinds, "rss_mb": trend("rss_mb"), "tmp_mb": trend("tmp_mb"), "tmp_files": trend("tmp_files"),
+            "actions": actions, "rss_mb": trend("rss_mb"), "tmp_mb": trend("tmp_mb"), "tmp_files": trend("tmp_files"),
             "hf_cache_mb": trend("hf_cache_mb"), "open_files": trend("open_files"), "threads": trend("threads"),
             **{key: trend(key) for key, _ in HEAP_KEYS},
             "failures": failures}
@@ -463,12 +463,12 @@ def markdown(summary: dict, samples: list[dict], args, plotted: bool, stem: str,
              f"**{summary['requests']} requests: {summary['answered']} answered as expected, "
              f"{summary['failed']} failed, "
              f"{summary['lost']} lost.**", "",
-             "| kind | sent | ok | refused as expected | failed | lost | p50 (s) | p95 (s) | max (s) |",
+             "| action | sent | ok | refused as expected | failed | lost | p50 (s) | p95 (s) | max (s) |",
              "|---|---|---|---|---|---|---|---|---|"]
     fmt = lambda v: "–" if v is None else f"{v:.2f}"  # noqa: E731
-    for kind, k in summary["kinds"].items():
-        lines.append(f"| {kind} | {k['sent']} | {k['ok']} | {k['refused_as_expected']} | {k['failed']} | {k['lost']} | "
-                     f"{fmt(k['p50_s'])} | {fmt(k['p95_s'])} | {fmt(k['max_s'])} |")
+    for action, k in summary["actions"].items():
+        lines.append(f"| {action} | {k['sent']} | {k['ok']} | {k['refused_as_expected']} | {k['failed']} | "
+                     f"{k['lost']} | {fmt(k['p50_s'])} | {fmt(k['p95_s'])} | {fmt(k['max_s'])} |")
     lines += ["", "After warm-up (first sample after it, last, min, max, least-squares slope per minute):", "",
               "| server | at warm-up | end | min | max | slope / min |", "|---|---|---|---|---|---|"]
     for key, name in (("rss_mb", "RSS (MB)"), *HEAP_KEYS, ("tmp_mb", "temporary folder (MB)"),
@@ -567,11 +567,11 @@ def main(argv=None) -> int:
 
         if args.trace:  # traced, the server's first requests (lazy imports) are slow: one of each before the clock
             warm = Visitor(-1, url, inputs, work, args.seed, timeout_s=TRACED_TIMEOUT_S)
-            for kind in mix:
+            for action in mix:
                 try:
-                    warm.visit(kind)
+                    warm.visit(action)
                 except Exception as e:
-                    print(f"warming the traced server: {kind}: {str(e)[:200]}", file=sys.stderr)
+                    print(f"warming the traced server: {action}: {str(e)[:200]}", file=sys.stderr)
             warm.client.close()
         requests: list[Request] = []
         lock = threading.Lock()

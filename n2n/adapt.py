@@ -111,7 +111,7 @@ def adapt_photo(init: str, noisy: np.ndarray, folder: Path, seconds: float = 60.
     report = progress or (lambda *_: None)
     colour = split_alpha(np.asarray(noisy))[0]
     try:  # camera noise, correlated between neighbours: adapt on the stride-2 sub-images, where it is about independent
-        camera_noise = estimate_noise(colour).kind == "camera"
+        camera_noise = estimate_noise(colour).noise == "camera"
     except ValueError:  # too small to tell
         camera_noise = False
     stride = 2 if camera_noise else 1

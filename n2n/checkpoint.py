@@ -40,7 +40,7 @@ class LoadedModel:
     config: dict
     source: str  # in one line: "bundled:NAME", "hub:owner/repo@rev[:sub]", "local:NAME" or a path; " (note)" after
     fallback: str = ""  # why the Hub copy was not served, when the bundled one stands in for it
-    kind: str = "local"  # bundled | hub | local (a folder) | finetuned (a folder fine-tuned in this app)
+    origin: str = "local"  # bundled | hub | local (a folder) | finetuned (a folder fine-tuned in this app)
     repo: str = ""  # hub: owner/repo
     revision: str = ""  # hub: the revision asked for (branch, tag or commit)
     subfolder: str = ""  # hub: the checkpoint's folder in the repo, if not its root

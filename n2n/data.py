@@ -77,9 +77,9 @@ def _tensors(noisy_source, noisy_target, mask):
 class SyntheticPairs(Dataset):
     """Noisy pairs made from clean images: item i -> ((C, s, s), (C, s, s), (1, s, s)) float32."""
 
-    def __init__(self, images, noise, crop=96, length=10**9, seed=0, param_range=None, clean_target=False):
+    def __init__(self, images, noise, crop=96, length=10**9, seed=0, noise_range=None, clean_target=False):
         self.images, self.noise, self.crop, self.length, self.seed = images, noise, crop, length, seed
-        self.param_range, self.clean_target = param_range, clean_target
+        self.noise_range, self.clean_target = noise_range, clean_target
 
     def __len__(self):
         return self.length
@@ -88,7 +88,7 @@ class SyntheticPairs(Dataset):
         rng = np.random.default_rng([self.seed, i])
         image = self.images[int(rng.integers(len(self.images)))]
         (clean,) = random_crop([image], self.crop, rng)
-        return _tensors(*training_pair(to_float(clean), self.noise, rng, self.param_range, self.clean_target))
+        return _tensors(*training_pair(to_float(clean), self.noise, rng, self.noise_range, self.clean_target))
 
 
 class NoisyPairs(Dataset):

@@ -5,7 +5,7 @@ for image noise level estimation"): the eigenvalues of the covariance of small p
 image's structure leaves alone are the noise variance; the largest ones (structure) are dropped
 until the remaining ones' mean equals their median. On Kodak24 it is several times more accurate
 than the wavelet estimator of `skimage.restoration.estimate_sigma` at low σ, where only the
-flattest patches are read (benchmarks/results/estimate.md). `estimate_noise` adds a guess of the kind of noise: impulses
+flattest patches are read (benchmarks/results/estimate.md). `estimate_noise` adds a guess of which noise it is: impulses
 (many isolated outliers), camera noise (correlated between neighbouring pixels by demosaicing, in-camera
 processing and JPEG: it reads stronger two pixels apart than between neighbours, `correlation_ratio`, and
 its σ is read there), signal-dependent (Poisson-like: the variance grows with brightness) or Gaussian; the
@@ -34,11 +34,11 @@ CAMERA_RATIO = 1.5  # noise reading this much stronger two pixels apart than bet
 
 @dataclass
 class NoiseEstimate:
-    """What `estimate_noise` found: `kind` a noise name of n2n.noise ("gaussian", "poisson",
+    """What `estimate_noise` found: `noise` a noise name of n2n.noise ("gaussian", "poisson",
     "impulse", "camera"), `sigma` the Gaussian-equivalent σ on the 0–255 scale, `param` the estimate in the
-    kind's own units (σ, λ or p), `model` the bundled model that fits, `text` one sentence."""
+    noise's own units (σ, λ or p), `model` the bundled model that fits, `text` one sentence."""
 
-    kind: str
+    noise: str
     sigma: float
     param: float
     model: str
@@ -147,25 +147,25 @@ def estimate_noise(image: np.ndarray, models: list[str] | None = None) -> NoiseE
     spread = correlation_ratio(full)
     stride = None
     if spread > CAMERA_RATIO:
-        kind, sigma = "camera", noise_sigma(full, stride=2)
+        noise, sigma = "camera", noise_sigma(full, stride=2)
         param = round(camera_stops(sigma), 1)
         text = (f"looks like camera noise, correlated between neighbouring pixels (it reads {spread:.1f}× "
                 f"stronger two pixels apart), σ ≈ {sigma:.0f}" if sigma >= 1 else "looks clean (σ < 1)")
     elif impulses > IMPULSE_FRACTION:
-        kind, param = "impulse", round(min(0.95, impulses / 0.65), 2)  # about 2/3 of replaced pixels stand out
+        noise, param = "impulse", round(min(0.95, impulses / 0.65), 2)  # about 2/3 of replaced pixels stand out
         text = f"looks like impulse noise (about {param:.0%} of pixels replaced)"
     elif sigma > 10 and signal_dependence(colour) > POISSON_DEPENDENCE:
         mean = float(colour.mean())
-        kind, param = "poisson", round(float(np.clip(mean / (sigma / 255) ** 2, 1, 100)), 1)  # var = x/λ
+        noise, param = "poisson", round(float(np.clip(mean / (sigma / 255) ** 2, 1, 100)), 1)  # var = x/λ
         text = f"looks like shot (Poisson) noise, λ ≈ {param:g} (σ ≈ {sigma:.0f} at mean brightness)"
     else:
-        kind, param = "gaussian", round(sigma, 1)
+        noise, param = "gaussian", round(sigma, 1)
         text = f"looks like Gaussian noise, σ ≈ {sigma:.0f}" if sigma >= 1 else "looks clean (σ < 1)"
     fallback = "gaussian" if "gaussian" in models else (models[0] if models else "")
-    model = kind if kind in models else fallback
-    if kind == "camera" and model != "camera":
+    model = noise if noise in models else fallback
+    if noise == "camera" and model != "camera":
         stride = 2  # a model trained on pixel-independent noise reads camera noise at stride 2 (pixel-shuffle)
-    return NoiseEstimate(kind, round(sigma, 1), param, model, text, stride)
+    return NoiseEstimate(noise, round(sigma, 1), param, model, text, stride)
 
 
 # --------------------------------------------------------------------------- scoring a denoiser blind

@@ -22,8 +22,8 @@ from .metrics import psnr
 from .noise import corrupt, get_noise
 from .train import MODES, Record, TrainConfig, TrainData, train, validation_pairs, zero_shot
 
-KINDS = MODES  # the kinds of data a run takes: clean images, pairs of noisy shots, single noisy images
-ZERO_SHOT = "zero-shot"  # the other kind: one noisy image, denoised with no training data (zero_shot_records)
+# MODES, the training data a run takes: clean images, pairs of noisy shots, single noisy images; and beside them
+ZERO_SHOT = "zero-shot"  # one noisy image, denoised with no training data (zero_shot_records)
 UPLOADS = "uploads"  # what a run's config names its images, which come decoded (TrainData), not from a folder
 PREVIEW_SIZE = 128  # the preview crop, pixels a side
 
@@ -39,7 +39,7 @@ class Prepared:
     noisy_val_psnr: float | None  # the noisy validation images' PSNR (dB); None: no validation (not clean)
 
 
-def run_configs(folder: Path, kind: str, noise: str, noise_range: tuple[float, float], loss: str | None,
+def run_configs(folder: Path, mode: str, noise: str, noise_range: tuple[float, float], loss: str | None,
                 steps: int, init: str, twin: bool, seed: int, cuda: bool) -> list[TrainConfig]:
     """The TrainConfig of a run on the visitor's images (handed to `prepare`: its data, data_target
     and val name them UPLOADS), writing to `folder`/n2n; with `twin`, a second one with clean targets
@@ -48,15 +48,15 @@ def run_configs(folder: Path, kind: str, noise: str, noise_range: tuple[float, f
     Small crops and batches on a CPU, so that a step takes about a second; validation and a
     checkpoint every tenth of the run; validation only where the images are clean (synthetic).
     """
-    if kind not in KINDS:
-        raise ValueError(f"unknown kind of data {kind!r}; choose one of: {', '.join(KINDS)}")
-    if twin and kind != "synthetic":
-        raise ValueError("the clean-target twin needs clean images (kind 'synthetic')")
+    if mode not in MODES:
+        raise ValueError(f"unknown data mode {mode!r}; choose one of: {', '.join(MODES)}")
+    if twin and mode != "synthetic":
+        raise ValueError("the clean-target twin needs clean images (mode 'synthetic')")
     every = max(1, steps // 10)
     base = TrainConfig(noise=noise, noise_range=noise_range, data=UPLOADS,
-                       data_target=UPLOADS if kind == "pairs" else "", mode=kind, loss=loss,
+                       data_target=UPLOADS if mode == "pairs" else "", mode=mode, loss=loss,
                        init=init, steps=steps, batch_size=8 if cuda else 4, crop=128 if cuda else 64,
-                       val=UPLOADS if kind == "synthetic" else "", val_images=4, val_crop=128,
+                       val=UPLOADS if mode == "synthetic" else "", val_images=4, val_crop=128,
                        val_every=every, checkpoint_every=every, out=str(folder / "n2n"), seed=seed,
                        optimiser_state=False)
     if not twin:

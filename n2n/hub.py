@@ -23,6 +23,9 @@ log = logging.getLogger(__name__)
 # of the repository (where the app and the campaign read and write them)
 _WHEEL_COPY = Path(__file__).resolve().parent / "bundled"
 CHECKPOINTS = _WHEEL_COPY if _WHEEL_COPY.is_dir() else Path(__file__).resolve().parent.parent / "checkpoints"
+# The models the project ships there (DESIGN.md names the first five): one per noise, trained with noisy targets
+# (train_space.py trains them), and gaussian's clean-target twin. `bundled_names()`: those present on this machine.
+BUNDLED = ("gaussian", "poisson", "text", "bernoulli", "impulse", "camera", "gaussian-n2c")
 HUB_REPO_ENV = "N2N_HUB_REPO"  # owner/repo[@revision] whose subfolders NAME serve the bundled names first
 _NAME_RE = re.compile(r"^[\w.-]+$")
 
@@ -52,7 +55,7 @@ def resolve(name_or_dir: str, anonymous: bool = False) -> LoadedModel:
     if hub_repo and _NAME_RE.match(ref):
         return _resolve_name_via_hub(ref, hub_repo)
     if ref in bundled_names():
-        return dataclasses.replace(load_dir(CHECKPOINTS / ref, source=f"bundled:{ref}"), kind="bundled")
+        return dataclasses.replace(load_dir(CHECKPOINTS / ref, source=f"bundled:{ref}"), origin="bundled")
     if REPO_RE.match(ref):
         return load_from_hub(ref, anonymous=anonymous)
     known = ", ".join(bundled_names()) or "none bundled"
@@ -73,7 +76,7 @@ def _resolve_name_via_hub(name: str, hub_repo: str) -> LoadedModel:
             raise CheckpointError(f"no model {name!r}: {why} ({e}) and no bundled copy in {CHECKPOINTS}") from None
         log.warning("%s: using the bundled copy (%s: %s)", name, why, e)
         loaded = load_dir(CHECKPOINTS / name, source=f"bundled:{name} ({why}: {e})")
-        return dataclasses.replace(loaded, kind="bundled", fallback=f"{why}: {e}", note=f"{why}: {e}")
+        return dataclasses.replace(loaded, origin="bundled", fallback=f"{why}: {e}", note=f"{why}: {e}")
 
 
 def load_model(name_or_dir: str) -> nn.Module:

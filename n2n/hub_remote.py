@@ -58,7 +58,7 @@ def load_from_hub(ref: str, anonymous: bool = False) -> LoadedModel:
 
     `LoadedModel.source` is `hub:owner/repo@revision[:subfolder]`, followed by a note in
     parentheses when the files came from the cache because the Hub was not asked or did not answer;
-    `kind` is "hub" and `repo`, `revision`, `subfolder` and `note` hold the same in fields.
+    `origin` is "hub" and `repo`, `revision`, `subfolder` and `note` hold the same in fields.
     anonymous: send no token at all (a visitor's reference in the app: never the Space's HF_TOKEN
     or saved login); otherwise huggingface_hub's own (HF_TOKEN, then the saved login).
     """
@@ -67,7 +67,7 @@ def load_from_hub(ref: str, anonymous: bool = False) -> LoadedModel:
     label = f"{repo_id}@{revision}" + (f":{subfolder}" if subfolder else "")
     folder, note = _fetch(repo_id, revision, subfolder, label, token=False if anonymous else None)
     loaded = load_dir(folder, source=f"hub:{label}" + (f" ({note})" if note else ""), name=f"Hub checkpoint {label}")
-    return dataclasses.replace(loaded, kind="hub", repo=repo_id, revision=revision, subfolder=subfolder or "",
+    return dataclasses.replace(loaded, origin="hub", repo=repo_id, revision=revision, subfolder=subfolder or "",
                                note=note)
 
 

@@ -150,7 +150,7 @@ def model_stride(model: nn.Module) -> int:
 ENSEMBLE = 8  # the geometric self-ensemble: 4 rotations × 2 flips
 
 
-def _transform(image: np.ndarray, k: int, inverse: bool = False) -> np.ndarray:
+def ensemble_transform(image: np.ndarray, k: int, inverse: bool = False) -> np.ndarray:
     """Transform k of the 8 rotations and flips of (H, W, C) `image` (0: none), or its inverse."""
     if inverse:
         image = np.rot90(image, -(k % 4))
@@ -189,14 +189,14 @@ def denoise(model: nn.Module, image: np.ndarray, tile: int = TILE, overlap: int 
     colour = to_float(split_alpha(image)[0])
     total, calls, s = np.zeros(colour.shape, np.float32), passes * stride * stride, stride
     for k in range(passes):  # each rotation or flip, cut into its stride² sub-images
-        turned = _transform(colour, k)
+        turned = ensemble_transform(colour, k)
         out = np.empty(turned.shape, np.float32)
         for n, (i, j) in enumerate((i, j) for i in range(s) for j in range(s)):
             part = None if progress is None else (
                 lambda done, count, n=k * s * s + n: progress(n * count + done, calls * count))
             out[i::s, j::s] = denoise_tiled(net, np.ascontiguousarray(turned[i::s, j::s]), tile, overlap, batch,
                                             precision, part)
-        total += _transform(out, k, inverse=True)
+        total += ensemble_transform(out, k, inverse=True)
     result = with_alpha(total / passes, image)
     return result[..., 0] if squeeze else result
 

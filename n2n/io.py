@@ -155,7 +155,7 @@ def read_image(src, *, max_pixels=DEFAULT_MAX_PIXELS, dtype="float32") -> np.nda
     """
     if dtype not in (None, "float32", np.float32):
         raise ValueError(f"read_image: dtype must be 'float32' or None, not {dtype!r}")
-    name, data = _read_bytes(src, _max_file_bytes(max_pixels))
+    name, data = _read_bytes(src, max_file_bytes(max_pixels))
     if not data:
         raise ImageError(f"{name}: file is empty (0 bytes); re-export or re-download it")
     if data.startswith(_PNG_SIGNATURE):
@@ -235,8 +235,9 @@ def _read_bytes(src, limit: int) -> tuple[str, bytes]:
     return name, bytes(data)
 
 
-def _max_file_bytes(max_pixels: int) -> int:
-    """Generous file-size bound: 32 bytes per pixel (4 x float64) plus 64 MiB for metadata."""
+def max_file_bytes(max_pixels: int) -> int:
+    """The largest file `read_image` reads for an image of up to `max_pixels`: a generous bound, 32 bytes per
+    pixel (4 x float64) plus 64 MiB for metadata."""
     return int(max_pixels) * 32 + (64 << 20)
 
 
@@ -389,13 +390,15 @@ def reason(e: BaseException, limit: int | None = None, typed: bool = False) -> s
 # --------------------------------------------------------------------------- writing
 
 
-def write_image(path, image, *, bit_depth=None) -> pathlib.Path:
+def write_image(path, image, *, bit_depth=None, fast=False) -> pathlib.Path:
     """Write image to path as a lossless PNG, atomically; return the Path written.
 
     image: HxW or HxWxC (C = 1, 2, 3, 4) array, uint8, uint16, or float in [0, 1]
         (clipped). 16-bit gray+alpha is written as 16-bit RGBA (OpenCV and Pillow
         cannot write 16-bit gray+alpha).
     bit_depth: 8 or 16; None -> 8 for uint8, 16 for uint16 and float input.
+    fast: deflate level 1 and no fsync, for transient views (the Learn tab's four 512² images: level 6
+        and fsync cost 0.3 s, a third of its budget); the file is as lossless, only larger.
     The file is written to a temporary name in the same folder, synced, then renamed,
     so path never holds a partial file. Raises ImageError if path is not .png or
     cannot be written.
@@ -411,9 +414,9 @@ def write_image(path, image, *, bit_depth=None) -> pathlib.Path:
     target = np.uint8 if bit_depth == 8 else np.uint16
     if image.dtype != target:
         image = from_float(to_float(image), target)
-    data = _encode_png(image)
+    data = _encode_png(image, fast)
     try:
-        write_atomic(path, data)
+        write_atomic(path, data, sync=not fast)
     except OSError as e:
         raise ImageError(f"{path}: cannot write file ({e.strerror or e}); check that the folder exists, "
                          f"is writable and has free space") from None
@@ -434,12 +437,14 @@ def _check_array(image) -> np.ndarray:
     return image
 
 
-def _encode_png(image: np.ndarray) -> bytes:
-    """HxWxC uint8 (Pillow) or uint16 (OpenCV) -> PNG file bytes."""
+def _encode_png(image: np.ndarray, fast: bool = False) -> bytes:
+    """HxWxC uint8 (Pillow) or uint16 (OpenCV) -> PNG file bytes; `fast`: at deflate level 1, else each library's
+    default (Pillow 6, OpenCV 1)."""
     channels = image.shape[2]
     if image.dtype == np.uint8:
         buffer = io.BytesIO()
-        Image.fromarray(np.ascontiguousarray(image[:, :, 0] if channels == 1 else image)).save(buffer, format="PNG")
+        Image.fromarray(np.ascontiguousarray(image[:, :, 0] if channels == 1 else image)).save(
+            buffer, format="PNG", compress_level=1 if fast else 6)
         return buffer.getvalue()
     if channels == 2:
         image = image[..., [0, 0, 0, 1]]  # 16-bit gray+alpha -> RGBA
@@ -447,14 +452,14 @@ def _encode_png(image: np.ndarray) -> bytes:
         image = image[..., ::-1]  # RGB -> BGR
     elif channels == 4:
         image = image[..., [2, 1, 0, 3]]  # RGBA -> BGRA
-    ok, encoded = cv2.imencode(".png", np.ascontiguousarray(image))
+    ok, encoded = cv2.imencode(".png", np.ascontiguousarray(image), [cv2.IMWRITE_PNG_COMPRESSION, 1] if fast else [])
     if not ok:
         raise ImageError("could not encode the image as PNG")
     return encoded.tobytes()
 
 
-def write_atomic(path, data: bytes) -> None:
-    """Write `data` to a temporary file next to `path`, fsync it, then rename it over `path`.
+def write_atomic(path, data: bytes, sync: bool = True) -> None:
+    """Write `data` to a temporary file next to `path`, fsync it (unless not `sync`), then rename it over `path`.
 
     `path` never holds a partial file; on any failure the temporary file is removed and the
     error (OSError for the file system's) raised. The one atomic writer: images, checkpoints
@@ -468,7 +473,8 @@ def write_atomic(path, data: bytes) -> None:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
-            os.fsync(f.fileno())
+            if sync:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         try:

@@ -29,7 +29,7 @@ class NoiseModel:
     name: str
     param: str  # the parameter's symbol
     units: str  # what the parameter means, for labels
-    train_range: tuple[float, float]  # training draws the parameter uniformly from this
+    noise_range: tuple[float, float]  # training draws the parameter uniformly from this
     default: float  # the test setting
     limits: tuple[float, float]  # what a user may choose
     loss: str  # the loss whose optimum is the clean image for this noise
@@ -62,7 +62,7 @@ def _ones_mask(image: np.ndarray) -> np.ndarray:
 
 
 @register("gaussian", param="σ", units="standard deviation on the 0–255 scale",
-          train_range=(0.0, 50.0), default=25.0, limits=(0.0, 100.0), loss="l2")
+          noise_range=(0.0, 50.0), default=25.0, limits=(0.0, 100.0), loss="l2")
 def gaussian(image, sigma, rng):
     """Additive white Gaussian noise, σ on the 0–255 scale."""
     noise = rng.standard_normal(image.shape, dtype=np.float32)
@@ -71,7 +71,7 @@ def gaussian(image, sigma, rng):
 
 
 @register("poisson", param="λ", units="photons at full intensity (higher λ, less noise)",
-          train_range=(5.0, 50.0), default=30.0, limits=(1.0, 100.0), loss="l2")
+          noise_range=(5.0, 50.0), default=30.0, limits=(1.0, 100.0), loss="l2")
 def poisson(image, lam, rng):
     """Shot noise: `poisson(λ·x) / λ`, computed in float (no uint8 wrap-around)."""
     lam = max(float(lam), 1e-3)
@@ -80,7 +80,7 @@ def poisson(image, lam, rng):
 
 
 @register("bernoulli", param="p", units="fraction of pixels dropped",
-          train_range=(0.0, 0.95), default=0.5, limits=(0.0, 0.99), loss="masked_l2")
+          noise_range=(0.0, 0.95), default=0.5, limits=(0.0, 0.99), loss="masked_l2")
 def bernoulli(image, p, rng):
     """Multiplicative Bernoulli noise: each pixel (all channels) set to 0 with probability p."""
     mask = (rng.random(image.shape[:2] + (1,), dtype=np.float32) >= p).astype(np.float32)
@@ -88,7 +88,7 @@ def bernoulli(image, p, rng):
 
 
 @register("impulse", param="p", units="fraction of pixels replaced by random values",
-          train_range=(0.0, 0.95), default=0.5, limits=(0.0, 0.99), loss="l0")
+          noise_range=(0.0, 0.95), default=0.5, limits=(0.0, 0.99), loss="l0")
 def impulse(image, p, rng):
     """Random-valued impulse noise: each pixel replaced with probability p by a uniform random colour."""
     hit = rng.random(image.shape[:2] + (1,), dtype=np.float32) < p
@@ -127,7 +127,7 @@ def _strings(size: int) -> tuple[np.ndarray, ...]:
 
 
 @register("text", param="p", units="fraction of pixels covered by text",
-          train_range=(0.0, 0.5), default=0.25, limits=(0.0, 0.9), loss="l1")
+          noise_range=(0.0, 0.5), default=0.25, limits=(0.0, 0.9), loss="l1")
 def text(image, p, rng):
     """Strings of random sizes (TEXT_SIZES px, whatever the image size), colours and positions,
     stamped until a fraction p of the pixels is covered."""
@@ -274,7 +274,7 @@ def _jpeg(image: np.ndarray, quality: int) -> np.ndarray:
 
 
 @register("camera", param="stops", units="ISO in stops above ISO 100 (4: ISO 1600, 8: ISO 25600)",
-          train_range=STOPS_RANGE, default=4.0,
+          noise_range=STOPS_RANGE, default=4.0,
           limits=(0.0, 9.0), loss="l2", same_param=True)
 def camera(image, stops, rng):
     """Real-camera-like noise at ISO 100 · 2^stops from the camera `camera_of(image)` (see `photograph`)."""
@@ -333,16 +333,16 @@ def corrupt(image: np.ndarray, noise: str, param: float, rng: np.random.Generato
 
 
 def training_pair(clean: np.ndarray, noise: str, rng: np.random.Generator,
-                  param_range: tuple[float, float] | None = None, clean_target: bool = False):
+                  noise_range: tuple[float, float] | None = None, clean_target: bool = False):
     """One training example, as the paper draws it.
 
     Source and target are corrupted independently, each with its own parameter drawn uniformly
-    (one for both for `same_param` models) from `param_range` (default: the noise model's training range).
+    (one for both for `same_param` models) from `noise_range` (default: the noise model's training range).
     Returns (noisy_source, noisy_target, mask), (H, W, C) float32 and (H, W, 1);
     with `clean_target` the target is `clean` itself (Noise2Clean) and the mask all ones.
     """
     model = get_noise(noise)
-    lo, hi = param_range or model.train_range
+    lo, hi = noise_range or model.noise_range
     param = rng.uniform(lo, hi)
     noisy_source, _ = model.apply(clean, param, rng)
     if clean_target:

@@ -189,7 +189,7 @@ def checkpoint_meta(config: TrainConfig, model: nn.Module, step: int, extra: dic
         "architecture": config.arch,
         "model_args": {"in_channels": module.in_channels, "out_channels": module.out_channels},
         "noise": config.noise,
-        "noise_range": list(config.noise_range or get_noise(config.noise).train_range),
+        "noise_range": list(config.noise_range or get_noise(config.noise).noise_range),
         "loss": config.loss_name(),
         "mode": config.mode,
         "clean_targets": config.clean_targets,
@@ -351,7 +351,7 @@ def train(config: TrainConfig, stop=lambda: False, data: TrainData | None = None
         dist.barrier()
 
 
-def _neighbor2neighbor_loss(net, noisy, progress, gamma_max, generator):
+def _neighbor2neighbor_loss(net, noisy, fraction, gamma_max, generator):
     """Neighbor2Neighbor (Huang et al. 2021): g1(y) predicts g2(y), plus γ·regulariser, γ ramped to gamma_max."""
     index1, index2 = neighbor_subsample(noisy, generator)
     sub1, sub2 = apply_subsample(noisy, index1), apply_subsample(noisy, index2)
@@ -361,7 +361,7 @@ def _neighbor2neighbor_loss(net, noisy, progress, gamma_max, generator):
     rec = torch.mean((denoised_sub1 - sub2) ** 2)
     reg = neighbor2neighbor_regulariser(denoised_sub1, sub2, apply_subsample(full, index1),
                                         apply_subsample(full, index2))
-    return rec + gamma_max * progress * reg
+    return rec + gamma_max * fraction * reg
 
 
 def zero_shot(noisy: np.ndarray, steps: int = 2000, lr: float = 1e-3, crop: int = 256, seed: int = 0,

@@ -1,15 +1,18 @@
-"""Shared fixtures: small real images and a small real checkpoint, made by the tests themselves, and that
-checkpoint as a Hub repo holds it or as the bundled `gaussian`."""
+"""Shared fixtures: small real images and a small real checkpoint, made by the tests themselves, that
+checkpoint as a Hub repo holds it or as the bundled `gaussian`, the app served with it (the one in-process
+launch of the app), and a canary folder whose every opened file is recorded. Plain helpers: tests/helpers.py."""
 from __future__ import annotations
 
+import os
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import skimage.data
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+from helpers import DATA
 
 
 def pytest_addoption(parser):
@@ -28,14 +31,6 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
-
-
-def photo(size: int = 64, channels: int = 3) -> np.ndarray:
-    """A real photo (scikit-image's astronaut), resized to size × size, float32 in [0, 1]."""
-    from skimage.transform import resize
-
-    image = resize(skimage.data.astronaut(), (size, size), anti_aliasing=True).astype(np.float32)
-    return image.mean(axis=2, keepdims=True) if channels == 1 else image
 
 
 @pytest.fixture(scope="session")
@@ -91,6 +86,17 @@ def bundled(monkeypatch, tmp_path, tiny_checkpoint) -> Path:
     return folder
 
 
+@pytest.fixture
+def fresh_models():
+    """The app's model cache emptied before and after the test: each model it names loads afresh, and
+    none it loaded (a fallback, a monkeypatched bundled one) outlives it."""
+    from ui import registry
+
+    registry.forget()
+    yield
+    registry.forget()
+
+
 @pytest.fixture(scope="module")
 def server(tiny_checkpoint):
     """The app served on 127.0.0.1 with the tiny checkpoint listed as "tiny": (demo, url)."""
@@ -100,3 +106,46 @@ def server(tiny_checkpoint):
     _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True, **app.LAUNCH_KWARGS)
     yield demo, url
     demo.close()
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    """A gradio_client session with `server`."""
+    from gradio_client import Client
+
+    client = Client(server[1], verbose=False)
+    yield client
+    client.close()
+
+
+_WATCHED: list[str] = []  # folders whose opening is recorded while a test watches them (a canary)
+_OPENED: list[str] = []  # the files opened inside them
+_auditing = False  # whether _audit is installed
+
+
+def _audit(event, args):
+    if event == "open" and _WATCHED and args and isinstance(args[0], (str, bytes, os.PathLike)):
+        path = os.path.abspath(os.fsdecode(args[0]))
+        if any(path == w or path.startswith(w + os.sep) for w in _WATCHED):
+            _OPENED.append(path)
+
+
+@pytest.fixture
+def canary(tmp_path, tiny_checkpoint):
+    """A valid checkpoint and a Hub-cache-like 'refs/main' file outside anything the app may read:
+    (folder, opened), `opened` listing every file opened inside the folder by any thread of this process."""
+    global _auditing
+    from n2n import hub
+
+    folder = tmp_path / "canary"
+    (folder / "refs").mkdir(parents=True)
+    (folder / "refs" / "main").write_text("0" * 40)
+    for name in (hub.CONFIG_NAME, hub.WEIGHTS_NAME):
+        (folder / name).write_bytes((tiny_checkpoint / name).read_bytes())
+    if not _auditing:  # audit hooks cannot be removed: install it once
+        sys.addaudithook(_audit)
+        _auditing = True
+    _OPENED.clear()
+    _WATCHED.append(str(folder.resolve()))
+    yield folder.resolve(), _OPENED
+    _WATCHED.clear()

@@ -9,14 +9,14 @@ pretrained 18.56 dB, 4 steps of adapting (20 s) 21.51 dB; with the learning rate
 """
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from gradio_client import Client, handle_file
 
-from conftest import photo
+from helpers import photo, refusal
 import n2n.adapt
 from n2n import load_model
 from n2n.adapt import adapt, adapt_photo
@@ -28,13 +28,8 @@ from n2n.metrics import psnr
 from n2n.noise import corrupt
 from n2n.train import Record
 
-gradio_client = pytest.importorskip("gradio_client")
-from gradio_client import Client, handle_file  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # app.py and ui/ live at the repository root
-from ui import denoise as denoise_tab  # noqa: E402
-from ui import registry  # noqa: E402
-from test_reliability import refusal  # noqa: E402
+from ui import denoise as denoise_tab
+from ui import registry
 
 
 def salt_and_pepper(clean: np.ndarray, seed: int = 0) -> np.ndarray:

@@ -5,40 +5,25 @@ Images are tiny and runs a few steps, so this stays quick on two CPU cores.
 from __future__ import annotations
 
 import json
-import sys
 import time
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+from gradio_client import handle_file
+from gradio_client.exceptions import AppError
 from PIL import Image
 
 import skimage.data
 from skimage.transform import resize
 
-gradio_client = pytest.importorskip("gradio_client")
-from gradio_client import Client, handle_file  # noqa: E402
-from gradio_client.exceptions import AppError  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # app.py and ui/ live at the repository root
-import app  # noqa: E402
-from ui import finetune, registry  # noqa: E402
-from n2n import hub  # noqa: E402
-from n2n.infer import denoise  # noqa: E402
-from n2n.io import read_image, to_float, write_image  # noqa: E402
-from n2n.metrics import psnr  # noqa: E402
-from n2n.noise import corrupt  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def client(tiny_checkpoint):
-    demo = app.build_demo(extra_models={"tiny": tiny_checkpoint})
-    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True, **app.LAUNCH_KWARGS)
-    client = Client(url, verbose=False)
-    yield client
-    client.close()
-    demo.close()
+from n2n import hub
+from n2n.infer import denoise
+from n2n.io import read_image, to_float, write_image
+from n2n.metrics import psnr
+from n2n.noise import corrupt
+from ui import finetune, registry
 
 
 @pytest.fixture(scope="module")
@@ -106,12 +91,12 @@ def test_registry_says_where_a_model_came_from(tiny_checkpoint, monkeypatch):
     fine-tuned here is finetuned; `source` reads as before."""
     monkeypatch.setitem(registry.EXTRA, "listed-here", tiny_checkpoint)
     monkeypatch.setitem(registry.FINETUNED, "made-here", tiny_checkpoint)
-    for name, kind in (("listed-here", "local"), ("made-here", "finetuned")):
+    for name, origin in (("listed-here", "local"), ("made-here", "finetuned")):
         try:
             loaded = registry.load(name)
-            assert (loaded.kind, loaded.source, loaded.repo, loaded.note) == (kind, f"local:{name}", "", "")
+            assert (loaded.origin, loaded.source, loaded.repo, loaded.note) == (origin, f"local:{name}", "", "")
         finally:
-            registry._CACHE.pop(name, None)
+            registry.forget(name)
 
 
 def test_denoise_serves_the_model_and_compares_baselines(client, clean_png):
@@ -210,20 +195,20 @@ def test_finetune_streams_progress_and_ends_with_a_checkpoint(client, photo_fold
     assert "fine-tuned in this session" in source and png(denoised).shape == (64, 96, 3)
 
 
-@pytest.mark.parametrize("kind", ["pairs", "single"])
-def test_finetune_on_noisy_data_only(client, photo_folder, tmp_path, kind):
+@pytest.mark.parametrize("mode", ["pairs", "single"])
+def test_finetune_on_noisy_data_only(client, photo_folder, tmp_path, mode):
     """Real noisy pairs (here: two draws of the noise on each photo) and single noisy images (Neighbor2Neighbor)."""
     first, second = [], []
     for k, path in enumerate(sorted(photo_folder.glob("*.png"))[:2]):
         for shots, seed in ((first, 10 + k), (second, 20 + k)):
             shots.append(handle_file(str(noisy_png(path, seed=seed, folder=tmp_path)[0])))
-    second_shots = second if kind == "pairs" else None
-    *_, status, archive, name = client.submit(first, "gaussian", kind, second_shots, steps=2, init="tiny", loss="l1",
+    second_shots = second if mode == "pairs" else None
+    *_, status, archive, name = client.submit(first, "gaussian", mode, second_shots, steps=2, init="tiny", loss="l1",
                                               api_name="/finetune").result(timeout=180)
     assert "step 2 / 2" in status and "no validation PSNR" in status
     with zipfile.ZipFile(archive) as z:
         config = json.loads(z.read(f"{name}/config.json"))
-    assert config["mode"] == kind and config["steps"] == 2 and config["loss"] == "l1"
+    assert config["mode"] == mode and config["steps"] == 2 and config["loss"] == "l1"
     assert config["train_config"]["init"] == str(registry.EXTRA["tiny"])
 
 

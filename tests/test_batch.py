@@ -4,32 +4,19 @@ a refused file is named in its row and the others go on; the batch's limits are 
 from __future__ import annotations
 
 import re
-import sys
 import zipfile
-from pathlib import Path
 
 import numpy as np
 import pytest
+from gradio_client import handle_file
 
-from conftest import photo
+from helpers import photo, refusal
 from n2n import load_model
 from n2n.infer import denoise
 from n2n.io import from_float, read_image, write_image
 from n2n.noise import corrupt
 
-gradio_client = pytest.importorskip("gradio_client")
-from gradio_client import Client, handle_file  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # app.py and ui/ live at the repository root
-from ui import batch  # noqa: E402
-from test_reliability import refusal  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def client(server):
-    client = Client(server[1], verbose=False)
-    yield client
-    client.close()
+from ui import batch
 
 
 def noisy(size: int, seed: int) -> np.ndarray:

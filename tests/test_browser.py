@@ -7,11 +7,12 @@ artifacts/ for a person to look at.
 from __future__ import annotations
 
 import re
-import sys
 from pathlib import Path
 
 import pytest
 import skimage.data
+
+from n2n.io import write_image
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
@@ -22,27 +23,16 @@ if not CHROMIUM.is_file():
     pytest.skip(f"{CHROMIUM} is absent: install it with `apt-get install -y chromium`", allow_module_level=True)
 sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed")
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # app.py lives at the repository root
-import app  # noqa: E402
-from n2n.io import write_image  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def url(tiny_checkpoint):
-    demo = app.build_demo(extra_models={"tiny": tiny_checkpoint})
-    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True, **app.LAUNCH_KWARGS)
-    yield url
-    demo.close()
-
-
-@pytest.fixture(scope="module")
-def page(url):
+def page(server):
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         page.set_default_timeout(60_000)
-        page.goto(url)
+        page.goto(server[1])
         yield page
         browser.close()
 

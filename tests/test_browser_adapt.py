@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import photo
+from helpers import photo
 from n2n.io import from_float, write_image
 from n2n.noise import corrupt
 

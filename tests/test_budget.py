@@ -5,22 +5,18 @@ touched. The bookkeeping on explicit times first, then the real app driven by gr
 from __future__ import annotations
 
 import re
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from gradio_client import Client, handle_file
 
+from helpers import refusal
 from n2n.io import write_image
 
-gradio_client = pytest.importorskip("gradio_client")
-from gradio_client import Client, handle_file  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # app.py and ui/ live at the repository root
-from ui import budget  # noqa: E402
-from ui.common import UserError  # noqa: E402
-from test_reliability import refusal  # noqa: E402
+from ui import budget
+from ui.common import UserError
 
 
 def test_uses_count_for_an_hour_after_they_end_and_say_when_to_go_on():

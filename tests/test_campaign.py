@@ -4,17 +4,13 @@ import json
 import math
 import shutil
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-import train_space  # noqa: E402
-
-from n2n import hub  # noqa: E402
-from n2n.models import build_model  # noqa: E402
+import train_space
+from n2n import hub
+from n2n.models import build_model
 
 
 def _config(photo_folder, tmp_path):

@@ -20,7 +20,6 @@ from n2n.io import centre_crop
 from n2n.metrics import psnr
 from n2n.noise import corrupt, get_noise
 
-BUNDLED = ["gaussian", "poisson", "text", "bernoulli", "impulse", "gaussian-n2c", "camera"]  # DESIGN.md's, and camera
 
 
 def card_row(config: dict, data: str = "kodak24") -> dict:
@@ -31,10 +30,10 @@ def card_row(config: dict, data: str = "kodak24") -> dict:
 
 
 def test_every_bundled_name_is_shipped():
-    assert set(BUNDLED) <= set(hub.bundled_names())
+    assert set(hub.BUNDLED) <= set(hub.bundled_names())
 
 
-@pytest.mark.parametrize("name", BUNDLED)
+@pytest.mark.parametrize("name", hub.BUNDLED)
 def test_config_and_card_name_its_noise_and_targets(name):
     config = hub.read_config(hub.CHECKPOINTS / name)
     noise, clean_targets = name.removesuffix("-n2c"), name.endswith("-n2c")
@@ -64,7 +63,7 @@ def photos() -> list[np.ndarray]:
 TRAINED_ON_OLDER_NOISE = {"camera": "04b74310277b5e36"}
 
 
-@pytest.mark.parametrize("name", BUNDLED)
+@pytest.mark.parametrize("name", hub.BUNDLED)
 def test_denoises_its_noise_better_than_classical_filters(name, photos):
     """Calibration (checkpoints of this session, 2-core CPU): on these two photos each model gains 0.81 to 0.93
     of its card's Kodak24 gain over the noisy input, and leads the best baseline by 2.0 (poisson) to 11 dB
@@ -91,7 +90,7 @@ def test_denoises_its_noise_better_than_classical_filters(name, photos):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", BUNDLED)
+@pytest.mark.parametrize("name", hub.BUNDLED)
 def test_card_figure_reproduces_on_kodak24(name, kodak):
     """The card's Kodak24 PSNR, recomputed as `python -m n2n eval` computes it (same images, noise seeds
     and precision): a checkpoint replaced without its card, or a change to the noise, the model's

@@ -12,7 +12,7 @@ from n2n.baselines import available, get_baseline, median, nlm
 from n2n.io import read_image, write_image
 from n2n.metrics import psnr
 from n2n.noise import corrupt
-from conftest import photo
+from helpers import photo
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,4 +1,4 @@
-"""The blind noise estimate (n2n.estimate) on real photos: σ within a tolerance, the kind of noise
+"""The blind noise estimate (n2n.estimate) on real photos: σ within a tolerance, the noise
 and the model it suggests. Kodak24 figures in benchmarks/results/estimate.md. And the blind score
 of a denoiser (n2n.estimate.blind_score): it ranks denoisers as their PSNR against the clean image does."""
 from __future__ import annotations
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy.ndimage import median_filter
 
-from conftest import DATA, photo
+from helpers import DATA, photo
 from n2n.estimate import blind_score, estimate_noise, noise_sigma
 from n2n.infer import denoise
 from n2n.io import from_float, read_image, to_float
@@ -35,10 +35,10 @@ def test_a_clean_photo_reads_almost_noiseless():
 def test_the_kind_of_noise_and_the_suggested_model():
     clean = photo(256)
     gaussian = estimate_noise(upload(clean, "gaussian", 25))
-    assert (gaussian.kind, gaussian.model) == ("gaussian", "gaussian")
+    assert (gaussian.noise, gaussian.model) == ("gaussian", "gaussian")
     assert gaussian.text == f"looks like Gaussian noise, σ ≈ {gaussian.sigma:.0f}"
     impulse = estimate_noise(upload(clean, "impulse", 0.3))
-    assert (impulse.kind, impulse.model) == ("impulse", "impulse")
+    assert (impulse.noise, impulse.model) == ("impulse", "impulse")
     assert estimate_noise(upload(clean, "impulse", 0.3), models=["gaussian"]).model == "gaussian"
 
 
@@ -55,7 +55,7 @@ def test_camera_noise_is_told_from_pixel_independent_noise(stops, sigma_read):
     noisy = upload(clean, "camera", stops)
     found = estimate_noise(noisy)
     rms = 255 * np.std(to_float(noisy) - clean)
-    assert (found.kind, found.model, found.stride) == ("camera", "camera", None), found
+    assert (found.noise, found.model, found.stride) == ("camera", "camera", None), found
     assert (0.5 * rms < found.sigma < 1.5 * rms) == sigma_read, (found.sigma, rms)
     assert found.text.startswith("looks like camera noise, correlated between neighbouring pixels")
     other = estimate_noise(noisy, models=["gaussian", "poisson"])
@@ -72,7 +72,7 @@ def test_real_dslr_photos_are_named_camera_noise():
         noisy, clean = read_image(path), read_image(path.with_name(path.name.replace("_noise", "_gt")))
         found = estimate_noise(noisy)
         rms = 255 * float(np.std(to_float(noisy).astype(np.float64) - to_float(clean)))
-        assert found.kind == "camera", (path.name, found)
+        assert found.noise == "camera", (path.name, found)
         errors.append(found.sigma / rms)
     assert 0.4 < min(errors) and max(errors) < 2 and 0.6 < np.mean(errors) < 1.2, errors
 

@@ -16,8 +16,7 @@ from n2n import hub
 from n2n.export import ONNX_PACKAGES, PIP_INSTALL, export_onnx
 from n2n.infer import denoise
 from n2n.noise import corrupt
-from conftest import photo
-from test_imports import declared, normalise
+from helpers import declared, normalise, photo
 
 ROOT = Path(__file__).resolve().parents[1]
 GAUSSIAN = ROOT / "checkpoints" / "gaussian"

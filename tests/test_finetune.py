@@ -13,7 +13,7 @@ from n2n.io import read_image
 from n2n.noise import corrupt
 from n2n.metrics import psnr
 from n2n.train import train
-from conftest import photo
+from helpers import photo
 
 
 def decoded(folder):
@@ -30,7 +30,7 @@ def test_run_configs_twin_differs_only_in_targets_and_folder(tmp_path):
     assert differ == {"clean_targets", "out"}
     with pytest.raises(ValueError, match="clean images"):
         ft.run_configs(tmp_path, "single", "gaussian", (0.0, 50.0), None, 10, "", twin=True, seed=0, cuda=False)
-    with pytest.raises(ValueError, match="unknown kind"):
+    with pytest.raises(ValueError, match="unknown data mode"):
         ft.run_configs(tmp_path, "video", "gaussian", (0.0, 50.0), None, 10, "", twin=False, seed=0, cuda=False)
 
 

@@ -20,12 +20,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import photo
+from helpers import ROOT, photo, plain_image, refusal
 from n2n import hub, hub_remote
 from n2n.hub import CheckpointError
 from hubserver import MB, HostileHub, close_client, point_client_at, same_weights
 
-ROOT = Path(__file__).resolve().parents[1]
 REFUSAL_MB = 4  # a refusal may cost this much peak RSS; one real load of the tiny U-Net costs about 8 MB
 
 
@@ -214,40 +213,28 @@ def test_cli_refuses_a_hand_made_folder_in_one_line(ckpt_files, tmp_path):
         assert not (tmp_path / "out.png").exists()
 
 
-def test_app_refuses_hostile_hub_ids_in_one_plain_line(hostile_hub, tmp_path, tiny_checkpoint):
+def test_app_refuses_hostile_hub_ids_in_one_plain_line(hostile_hub, client, tmp_path):
     """What a visitor sees in the Denoise tab: one line naming the repo and what is wrong with it."""
-    gradio_client = pytest.importorskip("gradio_client")
-    sys.path.insert(0, str(ROOT))
-    import app
-    from test_reliability import plain_image, refusal
+    from gradio_client import handle_file
 
-    demo = app.build_demo(extra_models={"tiny": tiny_checkpoint})
-    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True, **app.LAUNCH_KWARGS)
-    client = gradio_client.Client(url, verbose=False)
-    try:
-        image = gradio_client.handle_file(str(plain_image(tmp_path)))
-        for name in ("huge-weights", "million-channels", "not-json"):
-            message = refusal(lambda: client.predict(image, "tiny", f"hostile/{name}", api_name="/denoise"))
-            assert message.startswith(f"Cannot load 'hostile/{name}': Hub checkpoint hostile/{name}@main: "), message
-            assert re.search(HOSTILE[name][1], message), message
-            assert str(tmp_path) not in message, message  # not the Hub cache's path
-        *_, source = client.predict(image, "tiny", "hostile/good", api_name="/denoise")  # and it still serves
-        assert "hostile/good@main" in source, source
-    finally:
-        client.close()
-        demo.close()
+    image = handle_file(str(plain_image(tmp_path)))
+    for name in ("huge-weights", "million-channels", "not-json"):
+        message = refusal(lambda: client.predict(image, "tiny", f"hostile/{name}", api_name="/denoise"))
+        assert message.startswith(f"Cannot load 'hostile/{name}': Hub checkpoint hostile/{name}@main: "), message
+        assert re.search(HOSTILE[name][1], message), message
+        assert str(tmp_path) not in message, message  # not the Hub cache's path
+    *_, source = client.predict(image, "tiny", "hostile/good", api_name="/denoise")  # and it still serves
+    assert "hostile/good@main" in source, source
     assert not hostile_hub.requests("GET", f"/hostile/huge-weights/resolve/main/{hub.WEIGHTS_NAME}")
 
 
-def test_slow_hub_load_delays_no_one_else(hostile_hub, bundled, monkeypatch):
+def test_slow_hub_load_delays_no_one_else(hostile_hub, bundled, fresh_models, monkeypatch):
     """The app's model cache: while one visitor's Hub repo downloads slowly, another visitor's denoise
     with a bundled model is not kept waiting, and two visitors asking for the slow repo share one download."""
-    from collections import OrderedDict
     from concurrent.futures import ThreadPoolExecutor
 
     from ui import registry
 
-    monkeypatch.setattr(registry, "_CACHE", OrderedDict())
     monkeypatch.delenv(hub.HUB_REPO_ENV, raising=False)
     hostile_hub.delays.clear()
     hostile_hub.delays[("GET", f"/gaussian/{hub.WEIGHTS_NAME}")] = 3.0  # within the download timeout (10 s)

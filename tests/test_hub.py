@@ -19,7 +19,7 @@ import pytest
 from n2n import hub
 from n2n.hub import CheckpointError
 from n2n.infer import denoise
-from conftest import photo
+from helpers import photo
 from hubserver import (TOKEN, FakeHub, checkpoint_state, close_client, free_port_url, point_client_at,
                        safetensors_bytes, same_weights)
 
@@ -58,7 +58,7 @@ def fake(monkeypatch, tmp_path, ckpt_files):
 def test_download_loads_and_denoises_like_the_folder(fake, tiny_checkpoint):
     loaded = hub.resolve("n2n/tiny")
     assert loaded.source == "hub:n2n/tiny@main"
-    fields = (loaded.kind, loaded.repo, loaded.revision, loaded.subfolder, loaded.note)
+    fields = (loaded.origin, loaded.repo, loaded.revision, loaded.subfolder, loaded.note)
     assert fields == ("hub", "n2n/tiny", "main", "", "")
     assert "note" not in loaded.config  # main, not the v1 tag
     image = photo(48)
@@ -88,7 +88,7 @@ def test_second_load_reuses_the_cache(fake):
     fake.log.clear()
     second = hub.resolve("n2n/zoo:gaussian")
     assert second.source == first.source == "hub:n2n/zoo@main:gaussian"
-    assert (second.kind, second.repo, second.revision, second.subfolder) == ("hub", "n2n/zoo", "main", "gaussian")
+    assert (second.origin, second.repo, second.revision, second.subfolder) == ("hub", "n2n/zoo", "main", "gaussian")
     assert same_weights(first.model, second.model)
     assert fake.requests("GET") == []  # nothing downloaded again
     # Only metadata: HEADs of config.json; the weights are pinned to the commit already cached.
@@ -152,7 +152,7 @@ def test_offline_mode_serves_from_the_cache(fake, monkeypatch):
     offline = hub.resolve("n2n/zoo:gaussian")
     assert fake.log == []
     assert offline.source == "hub:n2n/zoo@main:gaussian (from the cache, offline)"
-    assert offline.kind == "hub" and offline.note == "from the cache, offline"  # the note in a field: no parsing
+    assert offline.origin == "hub" and offline.note == "from the cache, offline"  # the note in a field: no parsing
     assert same_weights(online.model, offline.model)
 
 
@@ -213,7 +213,7 @@ def test_hub_repo_falls_back_to_bundled_when_the_hub_is_down(fake, bundled, monk
     assert time.monotonic() - start < 5
     assert loaded.source.startswith("bundled:gaussian (Hub unreachable: ")
     assert loaded.fallback.startswith("Hub unreachable: ")  # what the app reads to retry the Hub later
-    assert loaded.kind == "bundled" and loaded.note == loaded.fallback and loaded.repo == ""
+    assert loaded.origin == "bundled" and loaded.note == loaded.fallback and loaded.repo == ""
     assert ("ConnectError" if down == "refused" else "503") in loaded.source
     assert same_weights(loaded.model, hub.load_dir(bundled / "gaussian").model)
     if down == "503":
@@ -223,8 +223,8 @@ def test_hub_repo_falls_back_to_bundled_when_the_hub_is_down(fake, bundled, monk
 def test_without_hub_repo_bundled_names_stay_local(fake, bundled):
     loaded = hub.resolve("gaussian")
     assert loaded.source == "bundled:gaussian" and loaded.fallback == ""
-    assert loaded.kind == "bundled" and loaded.note == ""
-    assert hub.resolve(str(bundled / "gaussian")).kind == "local"  # a folder, by its path
+    assert loaded.origin == "bundled" and loaded.note == ""
+    assert hub.resolve(str(bundled / "gaussian")).origin == "local"  # a folder, by its path
     assert fake.log == []
 
 

@@ -9,6 +9,8 @@ import sys
 from importlib.metadata import packages_distributions
 from pathlib import Path
 
+from helpers import declared, normalise
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -105,30 +107,26 @@ def test_no_private_names_across_modules():
     assert private == set()
 
 
-def test_no_sys_path_edits_in_the_package_or_the_app():
-    for path in [ROOT / "app.py", *ROOT.glob("ui/*.py"), *ROOT.glob("n2n/*.py")]:
+def test_the_tests_reach_no_private_names_of_the_code():
+    """Tests use what a caller could: no module._name, no `from module import _name`, no monkeypatching one."""
+    known = modules()
+    reached = set()
+    for path in ROOT.glob("tests/*.py"):
+        reached |= {(path.name, p) for p in imports(path.stem, path, known)[1] if p.rpartition(".")[0] in known}
+        reached |= {(path.name, m) for m in re.findall(r"setattr\(\w+, \"(_[a-zA-Z]\w*)\"", path.read_text())}
+    assert reached == set()
+
+
+def test_no_sys_path_edits_in_the_package_the_app_or_the_tests():
+    """The tests find app.py, ui/ and their helpers through pyproject's pytest `pythonpath`."""
+    tests = [p for p in ROOT.glob("tests/*.py") if p.name != "test_imports.py"]  # this file names it
+    for path in [ROOT / "app.py", *ROOT.glob("ui/*.py"), *ROOT.glob("n2n/*.py"), *tests]:
         assert "sys.path" not in path.read_text(), path
 
 
 OPTIONAL = {"spaces": "ZeroGPU Spaces only; ui/common falls back without it",
             "bm3d": "an optional baseline (non-commercial licence)",
             "onnxruntime": "n2n export only: pyproject's extra `onnx` (test_export checks it) and requirements-dev.txt"}
-
-
-def declared(requirements: Path) -> set[str]:
-    """The distributions a requirements file names, following `-r`, normalised (PEP 503)."""
-    names = set()
-    for line in requirements.read_text().splitlines():
-        line = line.split("#")[0].strip()
-        if line.startswith("-r"):
-            names |= declared(requirements.parent / line[2:].strip())
-        elif line:
-            names.add(normalise(re.split(r"[<>=!~;\[ ]", line)[0]))
-    return names
-
-
-def normalise(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def third_party(paths: list[Path]) -> set[str]:

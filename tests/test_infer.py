@@ -10,7 +10,7 @@ from n2n.io import to_uint8
 from n2n.metrics import psnr
 from n2n.models import build_model
 from n2n.noise import corrupt
-from conftest import photo
+from helpers import photo
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +126,7 @@ class _Identity(torch.nn.Module):
 
 
 @pytest.mark.parametrize("shape", [(37, 53, 3), (20, 31, 4), (17, 9)])
-def test_self_ensemble_undoes_every_transform(shape):
+def test_self_ensemble_undoes_everyensemble_transform(shape):
     """Each of the 8 rotations and flips is undone in place: an identity model gives the image back exactly,
     at stride 1 and 2, whatever the shape (not square, odd, alpha, gray)."""
     image = np.random.default_rng(0).random(shape, dtype=np.float32)
@@ -137,10 +137,10 @@ def test_self_ensemble_undoes_every_transform(shape):
 
 
 def test_self_ensemble_averages_the_transformed_passes(unet):
-    from n2n.infer import _transform
+    from n2n.infer import ensemble_transform
 
     image = photo(64)
-    passes = [_transform(denoise(unet, np.ascontiguousarray(_transform(image, k))), k, inverse=True)
+    passes = [ensemble_transform(denoise(unet, np.ascontiguousarray(ensemble_transform(image, k))), k, inverse=True)
               for k in range(8)]
     np.testing.assert_allclose(denoise(unet, image, ensemble=True), np.mean(passes, axis=0), atol=1e-5)
     assert not np.allclose(passes[0], passes[5], atol=1e-4)  # the untrained net is not rotation-invariant

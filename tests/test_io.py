@@ -16,7 +16,6 @@ import n2n.io as n2n_io
 from n2n.io import (
     DEFAULT_MAX_PIXELS,
     ImageError,
-    _ORIENT,
     from_float,
     read_image,
     to_float,
@@ -52,8 +51,8 @@ def cv2_bytes(ext, image):
     return encoded.tobytes()
 
 
-def png_chunk(kind, data):
-    return len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
+def png_chunk(chunk_type, data):
+    return len(data).to_bytes(4, "big") + chunk_type + data + zlib.crc32(chunk_type + data).to_bytes(4, "big")
 
 
 def crafted_png(width, height, bit_depth, color_type, raw=b""):
@@ -69,9 +68,9 @@ def crafted_png(width, height, bit_depth, color_type, raw=b""):
     )
 
 
-def find_chunk(data, kind):
+def find_chunk(data, chunk_type):
     """Offset of a chunk's length field."""
-    return data.index(kind) - 4
+    return data.index(chunk_type) - 4
 
 
 def write_file(tmp_path, name, data):
@@ -348,14 +347,19 @@ def test_exif_orientation_6_jpeg():
 
 @pytest.mark.parametrize("orientation", range(1, 9))
 def test_numpy_orientation_matches_pillow(orientation):
+    """A 16-bit PNG is decoded by OpenCV and turned by n2n's own array code: as Pillow turns the 8-bit image."""
     stored = rand_u8(3, 5, 3)
     exif = Image.Exif()
     exif[0x0112] = orientation
     im = Image.fromarray(stored)
     im.info["exif"] = exif.tobytes()
-    expected = np.asarray(ImageOps.exif_transpose(im))
-    ours = _ORIENT.get(orientation, lambda a: a)(stored)
-    np.testing.assert_array_equal(ours, expected)
+    expected = np.asarray(ImageOps.exif_transpose(im)).astype(np.uint16) * 257
+    data = cv2_bytes(".png", stored[..., ::-1].astype(np.uint16) * 257)
+    at = find_chunk(data, b"IDAT")
+    data = data[:at] + png_chunk(b"eXIf", exif.tobytes()[6:]) + data[at:]  # PNG eXIf: no "Exif\0\0"
+    out = read_image(data, dtype=None)
+    assert out.dtype == np.uint16
+    np.testing.assert_array_equal(out, expected)
 
 
 def test_exif_orientation_applied_to_16bit_png():
@@ -573,7 +577,7 @@ def test_float_tiff_over_limit_checked_before_decoding(tmp_path):
 
 
 def test_file_much_larger_than_limit_refused_before_reading(tmp_path, monkeypatch):
-    monkeypatch.setattr(n2n_io, "_max_file_bytes", lambda max_pixels: 100)
+    monkeypatch.setattr(n2n_io, "max_file_bytes", lambda max_pixels: 100)
     path = write_file(tmp_path, "video.png", b"\0" * 200)
     for src in (path, io.BytesIO(path.read_bytes())):
         message = read_error(src)
@@ -582,7 +586,7 @@ def test_file_much_larger_than_limit_refused_before_reading(tmp_path, monkeypatc
 
 def test_file_size_bound_is_generous():
     # A 4-channel float32 TIFF without compression must fit under the bound.
-    assert n2n_io._max_file_bytes(DEFAULT_MAX_PIXELS) > DEFAULT_MAX_PIXELS * 16
+    assert n2n_io.max_file_bytes(DEFAULT_MAX_PIXELS) > DEFAULT_MAX_PIXELS * 16
 
 
 def test_binary_junk_is_not_called_text():

@@ -7,21 +7,16 @@ wins. Margins are a fraction of what was measured (in each test's comment), so a
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from gradio_client import handle_file
 
-from conftest import photo
+from helpers import photo, refusal
 from n2n.io import from_float, read_image, write_image
 from n2n.learn import combine, median_of_sorted, mode_of_sorted, mode_window
 
-gradio_client = pytest.importorskip("gradio_client")
-from gradio_client import Client, handle_file  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # app.py and ui/ live at the repository root
-from test_reliability import refusal  # noqa: E402
 
 
 def run(noise: str, param: float, n: int, seed: int = 0):
@@ -99,13 +94,6 @@ def test_copies_are_independent_seeded_and_the_same_on_any_number_of_threads():
 
 
 # ----------------------------------------------------------------------------- the endpoint
-
-
-@pytest.fixture(scope="module")
-def client(server):
-    client = Client(server[1], verbose=False)
-    yield client
-    client.close()
 
 
 @pytest.fixture(scope="module")

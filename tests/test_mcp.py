@@ -14,27 +14,22 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
 from PIL import Image
 
-pytest.importorskip("mcp")
-from gradio_client import Client  # noqa: E402
-from gradio_client.exceptions import AppError  # noqa: E402
-from mcp import ClientSession  # noqa: E402
-from mcp.client.sse import sse_client  # noqa: E402
-from mcp.client.streamable_http import streamable_http_client  # noqa: E402
+from gradio_client import Client
+from gradio_client.exceptions import AppError
+from mcp import ClientSession
+from mcp.client.sse import sse_client
+from mcp.client.streamable_http import streamable_http_client
 
-from conftest import photo  # noqa: E402
-from n2n import hub  # noqa: E402
-from n2n.metrics import psnr  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # app.py lives at the repository root
-import app  # noqa: E402
+import app
+from helpers import ROOT, photo
+from n2n import hub
+from n2n.metrics import psnr
 
 TOOLS = {"corrupt_image", "denoise_image", "estimate_image"}
 # public endpoints that gradio_client calls with keyword arguments and defaults: Gradio lists every public endpoint

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from n2n.noise import NOISE_MODELS, corrupt, get_noise, training_pair
-from conftest import photo
+from helpers import photo
 
 
 @pytest.mark.parametrize("noise", ["gaussian", "poisson"])

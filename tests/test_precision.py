@@ -8,7 +8,7 @@ from n2n.infer import denoise, native_bf16, resolve_precision
 from n2n.metrics import psnr
 from n2n.noise import corrupt
 
-from conftest import photo
+from helpers import photo
 
 
 def test_auto_follows_the_hardware(monkeypatch):

@@ -8,12 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import HealthCheck, example, given, settings, strategies as st  # noqa: E402
+from hypothesis import HealthCheck, example, given, settings, strategies as st
 
-from n2n.infer import denoise  # noqa: E402
-from n2n.models import build_model  # noqa: E402
-from n2n.noise import NOISE_MODELS, corrupt  # noqa: E402
+from n2n.infer import denoise
+from n2n.models import build_model
+from n2n.noise import NOISE_MODELS, corrupt
 
 SETTINGS = settings(max_examples=25, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])

@@ -17,41 +17,34 @@ import re
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import zipfile
 import zlib
-from collections import OrderedDict
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import numpy as np
 import pytest
 import torch
+from gradio_client import handle_file
 from PIL import Image
 
-gradio_client = pytest.importorskip("gradio_client")
-from gradio_client import Client, handle_file  # noqa: E402
-from gradio_client.exceptions import AppError  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # app.py, ui/ and benchmarks/ live at the repository root
-import app  # noqa: E402
-from ui import common, registry  # noqa: E402
-from benchmarks.load import run_load  # noqa: E402
-from conftest import photo  # noqa: E402
-from n2n import finetune as ft, hub  # noqa: E402
-from n2n.infer import denoise  # noqa: E402
-from n2n.io import read_image, write_image  # noqa: E402
-from hubserver import FakeHub, checkpoint_state, free_port_url, point_client_at, safetensors_bytes  # noqa: E402
+import app
+from benchmarks.load import run_load
+from helpers import ROOT, photo, plain_image, refusal
+from hubserver import FakeHub, checkpoint_state, free_port_url, point_client_at, safetensors_bytes
+from n2n import finetune as ft, hub
+from n2n.infer import denoise
+from n2n.io import read_image, write_image
+from ui import common, registry
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 # ----------------------------------------------------------------------------- hostile files
 
-def _chunk(kind: bytes, data: bytes) -> bytes:
-    return len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
+def _chunk(chunk_type: bytes, data: bytes) -> bytes:
+    return len(data).to_bytes(4, "big") + chunk_type + data + zlib.crc32(chunk_type + data).to_bytes(4, "big")
 
 
 def _gray_png(width: int, height: int, rows: int | None = None) -> bytes:
@@ -152,30 +145,7 @@ def test_cli_denoises_or_refuses_every_hostile_file_in_one_line(hostile, expecte
 
 # ----------------------------------------------------------------------------- the running app
 
-@pytest.fixture(scope="module")
-def server(tiny_checkpoint):
-    demo = app.build_demo(extra_models={"tiny": tiny_checkpoint})
-    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True, **app.LAUNCH_KWARGS)
-    client = Client(url, verbose=False)
-    yield client, url
-    client.close()
-    demo.close()
-
-
-def refusal(call) -> str:
-    """The message of the gradio error `call()` raises: asserted to be one plain line."""
-    with pytest.raises(AppError) as err:
-        call()
-    message = str(err.value)
-    assert message and "\n" not in message and "Traceback" not in message
-    assert "upstream Gradio app has raised an exception" not in message  # Gradio's word for an unhandled crash
-    for server_path in (os.path.join(tempfile.gettempdir(), "gradio"), str(common.WORK), str(ROOT)):
-        assert server_path not in message, message  # no paths of the server's files
-    return message
-
-
-def test_app_denoises_or_refuses_every_hostile_file_and_keeps_serving(server, hostile, expected):
-    client, _ = server
+def test_app_denoises_or_refuses_every_hostile_file_and_keeps_serving(client, hostile, expected):
     for name, (path, expect) in hostile.items():
         if expect[0] == "refused":
             for api in ("/denoise", "/corrupt") if name in ("page.png", "empty.png", "bomb.png") else ("/denoise",):
@@ -195,10 +165,10 @@ def test_app_denoises_or_refuses_every_hostile_file_and_keeps_serving(server, ho
     # uploads for fine-tuning are checked the same way, the first bad one named
     good, page, bomb = (hostile[n][0] for n in ("palette.png", "page.png", "bomb.png"))
     for files, word in (([good, page], r"^page\.png: not an image file"), ([bomb], r"^bomb\.png: .*over the limit")):
-        for kind in ("synthetic", "zero-shot"):
-            message = refusal(lambda: client.predict([handle_file(str(f)) for f in files], "gaussian", kind, steps=1,
+        for mode in ("synthetic", "zero-shot"):
+            message = refusal(lambda: client.predict([handle_file(str(f)) for f in files], "gaussian", mode, steps=1,
                                                      api_name="/finetune"))
-            assert re.search(word if len(files) == 1 or kind != "zero-shot" else "exactly one", message), message
+            assert re.search(word if len(files) == 1 or mode != "zero-shot" else "exactly one", message), message
     # still serving: a normal request after all that
     clean = hostile["palette.png"][0]
     _, _, psnr_a, _, = client.predict(handle_file(str(clean)), "gaussian", 25, api_name="/corrupt")
@@ -210,8 +180,8 @@ def test_concurrent_requests_each_get_their_own_answer(server, tiny_model, tmp_p
     _, url = server
     report = run_load(url, model="tiny", n_denoise=8, n_finetune=1, steps=1, size=24, verify_model=tiny_model,
                       workdir=tmp_path)
-    for kind, sent in (("denoise", 8), ("finetune", 1)):
-        part = report[kind]
+    for endpoint, sent in (("denoise", 8), ("finetune", 1)):
+        part = report[endpoint]
         assert part["answered"] == part["correct"] == sent, part  # none lost, failed or mixed up
         assert not part["failed"] and not part["mixed_up"]
         assert 0 < part["p50_s"] <= part["p95_s"] <= part["max_s"]
@@ -256,9 +226,8 @@ class DroppingHub(FakeHub):
         return Handler
 
 
-def test_hub_dropping_mid_download_serves_the_bundled_model_with_a_notice(server, bundled, ckpt_files, monkeypatch,
-                                                                          tmp_path):
-    client, _ = server
+def test_hub_dropping_mid_download_serves_the_bundled_model_with_a_notice(client, bundled, ckpt_files, fresh_models,
+                                                                          monkeypatch, tmp_path):
     # not the bundled weights: tells them apart
     hub_weights = {k: v + 0.01 for k, v in checkpoint_state(ckpt_files).items()}
     fake = DroppingHub()
@@ -267,7 +236,6 @@ def test_hub_dropping_mid_download_serves_the_bundled_model_with_a_notice(server
                                 "gaussian/model.safetensors": safetensors_bytes(hub_weights)})
         point_client_at(monkeypatch, fake.url, tmp_path / "hf" / "hub")
         monkeypatch.setenv(hub.HUB_REPO_ENV, "n2n/zoo")
-        monkeypatch.setattr(registry, "_CACHE", OrderedDict())  # load afresh, and forget the fallback afterwards
         image = plain_image(tmp_path)
         start = time.monotonic()
         _, _, _, download, source = client.predict(handle_file(str(image)), "gaussian", api_name="/denoise")
@@ -281,7 +249,7 @@ def test_hub_dropping_mid_download_serves_the_bundled_model_with_a_notice(server
         fake.down, fake.healed = False, True
         *_, source = client.predict(handle_file(str(image)), "gaussian", api_name="/denoise")
         assert "bundled checkpoint" in source, source
-        monkeypatch.setattr(registry, "_FALLBACK_S", 0.0)
+        monkeypatch.setattr(registry, "FALLBACK_S", 0.0)
         _, _, _, download, source = client.predict(handle_file(str(image)), "gaussian", api_name="/denoise")
         assert "Hugging Face Hub" in source and "unreachable" not in source, source
         assert not np.array_equal(read_image(download, dtype=None), expected)  # the Hub's weights, not the bundled
@@ -289,17 +257,9 @@ def test_hub_dropping_mid_download_serves_the_bundled_model_with_a_notice(server
         fake.close()
 
 
-def plain_image(folder: Path) -> Path:
-    """A plain small noisy photo."""
-    path = folder / "plain.png"
-    noisy = np.clip(photo(40) + np.random.default_rng(0).normal(0, 0.1, (40, 40, 3)), 0, 1)
-    return write_image(path, np.rint(noisy * 255).astype(np.uint8))
-
-
-def test_diverging_finetune_stops_cleanly_and_every_model_stays_usable(server, photo_folder, tiny_checkpoint,
+def test_diverging_finetune_stops_cleanly_and_every_model_stays_usable(client, photo_folder, tiny_checkpoint,
                                                                       tiny_model, monkeypatch, tmp_path):
     """The app exposes no learning rate: an absurd one is forced on the run the app starts."""
-    client, _ = server
     files = [handle_file(str(p)) for p in sorted(photo_folder.glob("*.png"))[:2]]
     digest = {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in tiny_checkpoint.iterdir() if f.is_file()}
     real_train = ft.train
@@ -417,58 +377,30 @@ def test_uploads_are_bounded_by_the_server(server):
     assert common.MAX_PIXELS <= 40_000_000  # and images are refused on their header's size (bomb.png above)
 
 
-_WATCHED: list[str] = []  # folders whose opening is recorded while a test watches them
-_OPENED: list[str] = []
-
-
-def _audit(event, args):
-    if event == "open" and _WATCHED and args and isinstance(args[0], (str, bytes, os.PathLike)):
-        path = os.path.abspath(os.fsdecode(args[0]))
-        if any(path == w or path.startswith(w + os.sep) for w in _WATCHED):
-            _OPENED.append(path)
-
-
-@pytest.fixture
-def canary(tmp_path, tiny_checkpoint):
-    """A valid checkpoint and a Hub-cache-like 'refs/main' file outside anything the app may read;
-    every file opened inside it (by any thread of this process) is recorded."""
-    folder = tmp_path / "canary"
-    (folder / "refs").mkdir(parents=True)
-    (folder / "refs" / "main").write_text("0" * 40)
-    for name in (hub.CONFIG_NAME, hub.WEIGHTS_NAME):
-        (folder / name).write_bytes((tiny_checkpoint / name).read_bytes())
-    if not getattr(sys, "_n2n_reliability_audit", False):  # audit hooks cannot be removed: install once
-        sys.addaudithook(_audit)
-        sys._n2n_reliability_audit = True
-    _OPENED.clear()
-    _WATCHED.append(str(folder.resolve()))
-    yield folder.resolve()
-    _WATCHED.clear()
-
-
-def test_model_names_never_reach_the_filesystem(server, canary, monkeypatch, tmp_path):
-    client, _ = server
+def test_model_names_never_reach_the_filesystem(client, canary, monkeypatch, tmp_path):
+    folder, opened = canary
     cache = tmp_path / "hf" / "hub"
     point_client_at(monkeypatch, free_port_url(), cache)  # the Hub unreachable: the client falls back on its cache
     (cache / "models--n2n--zoo" / "refs").mkdir(parents=True)  # as if n2n/zoo had been downloaded once
-    up_from_refs = os.path.relpath(canary, cache / "models--n2n--zoo" / "refs")
+    up_from_refs = os.path.relpath(folder, cache / "models--n2n--zoo" / "refs")
     image = plain_image(tmp_path)
-    names = [str(canary), os.path.relpath(canary, os.getcwd()), "../" * 12 + str(canary).lstrip("/"),
-             f"file://{canary}", f"~/{os.path.relpath(canary, Path.home())}",
+    names = [str(folder), os.path.relpath(folder, os.getcwd()), "../" * 12 + str(folder).lstrip("/"),
+             f"file://{folder}", f"~/{os.path.relpath(folder, Path.home())}",
              f"n2n/zoo@{up_from_refs}/refs/main",  # a revision is a path in the Hub cache
-             f"n2n/zoo@main:{'../' * 8}{str(canary).lstrip('/')}", "../zoo", "n2n/..", "./n2n"]
+             f"n2n/zoo@main:{'../' * 8}{str(folder).lstrip('/')}", "../zoo", "n2n/..", "./n2n"]
     for name in names:
         for model, hub_repo in ((name, ""), ("tiny", name)):  # the model box and the Hub box
             message = refusal(lambda: client.predict(handle_file(str(image)), model, hub_repo, api_name="/denoise"))
             assert re.search(r"^(Unknown model|Cannot load) ", message), message
-    assert _OPENED == [], "a model name reached these files"
+    assert opened == [], "a model name reached these files"
 
 
 def test_files_outside_the_uploads_are_never_read_or_served(server, canary):
     import httpx
 
     _, url = server
-    config = str(canary / hub.CONFIG_NAME)
+    folder, opened = canary
+    config = str(folder / hub.CONFIG_NAME)
     for path in (config, f"/tmp/gradio/../..{config}"):  # as an input that was never uploaded
         data = [{"path": path, "meta": {"_type": "gradio.FileData"}}, "tiny", "", [], None, "gaussian", 25]
         event = httpx.post(url + "gradio_api/call/denoise", json={"data": data}, timeout=30).json()["event_id"]
@@ -476,4 +408,4 @@ def test_files_outside_the_uploads_are_never_read_or_served(server, canary):
         assert "event: error" in answer and "event: complete" not in answer
     for path in (config, "/etc/passwd", str(ROOT / "app.py")):  # fetched directly
         assert httpx.get(url + "gradio_api/file=" + path, timeout=30).status_code in (403, 404)
-    assert _OPENED == []
+    assert opened == []

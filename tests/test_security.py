@@ -13,22 +13,18 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 import time
 from pathlib import Path
 
 import httpx
 import pytest
+from gradio_client import Client, handle_file
 
-gradio_client = pytest.importorskip("gradio_client")
-from gradio_client import Client, handle_file  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # app.py and ui/ live at the repository root
-import app  # noqa: E402
-from ui import common, push, registry  # noqa: E402
-from n2n import hub  # noqa: E402
-from hubserver import FakeHub, point_client_at  # noqa: E402
-from test_reliability import _OPENED, canary, plain_image, refusal  # noqa: E402,F401 (canary: a fixture)
+import app
+from helpers import plain_image, refusal
+from hubserver import FakeHub, point_client_at
+from n2n import hub
+from ui import common, push, registry
 
 OWNER_TOKEN = "hf_SpaceOwnerEnvToken0SECRET0000000000"
 SAVED_TOKEN = "hf_MachineSavedLogin0SECRET1111111111"
@@ -75,12 +71,12 @@ class EchoingHub(FakeHub):
         return Handler
 
 
-def space_hub(monkeypatch, tmp_path, kind=FakeHub) -> FakeHub:
+def space_hub(monkeypatch, tmp_path, hub_class=FakeHub) -> FakeHub:
     """A recording Hub where the Space's credentials are set as on a Space: HF_TOKEN and a saved login."""
     from huggingface_hub import constants
 
-    fake = kind()
-    fake.valid_tokens = set(SECRETS) if kind is FakeHub else set()  # the owner's tokens would work: the harm is real
+    fake = hub_class()
+    fake.valid_tokens = set(SECRETS) if hub_class is FakeHub else set()  # the owner's tokens work: the harm is real
     point_client_at(monkeypatch, fake.url, tmp_path / "hf" / "hub")
     monkeypatch.setenv("HF_TOKEN", OWNER_TOKEN)
     Path(constants.HF_TOKEN_PATH).parent.mkdir(parents=True, exist_ok=True)
@@ -298,17 +294,18 @@ def test_files_of_another_session_are_not_served(server, visitor):
 # ----------------------------------------------------------------------------- path-like inputs, sizes
 
 
-def test_path_like_inputs_reach_no_server_file(server, visitor, canary, tmp_path):  # noqa: F811 (canary: a fixture)
+def test_path_like_inputs_reach_no_server_file(server, visitor, canary, tmp_path):
     """Every text input that could name a file, and every file input given a server path, is refused
     without opening anything there (/denoise's model and Hub boxes: test_reliability)."""
     _, url = server
     client, name = visitor
+    folder, opened = canary
     photo = handle_file(str(plain_image(tmp_path)))
-    config = str(canary / hub.CONFIG_NAME)
-    for init in (str(canary), "../" * 8 + str(canary).lstrip("/"), f"file://{canary}", "./tiny", "n2n/..", ".."):
+    config = str(folder / hub.CONFIG_NAME)
+    for init in (str(folder), "../" * 8 + str(folder).lstrip("/"), f"file://{folder}", "./tiny", "n2n/..", ".."):
         message = refusal(lambda: client.predict([photo], "gaussian", steps=1, init=init, api_name="/finetune"))
         assert message.startswith("Cannot start from") or message.startswith("Unknown model"), message
-    for pushed in (str(canary), config):
+    for pushed in (str(folder), config):
         message = refusal(lambda: client.predict(pushed, "visitor/x", VISITOR_TOKEN, True, api_name="/push"))
         assert message.startswith("No model fine-tuned in this session"), message
     for repo in ("../x", "visitor/..", "/etc/passwd", "visitor/x/../../y", "visitor/x@main", "visitor/x:sub",
@@ -322,16 +319,16 @@ def test_path_like_inputs_reach_no_server_file(server, visitor, canary, tmp_path
         event = httpx.post(url + f"gradio_api/call/{api}", json={"data": data}, timeout=30).json()["event_id"]
         answer = httpx.get(url + f"gradio_api/call/{api}/{event}", timeout=60).text
         assert "event: error" in answer and "event: complete" not in answer, (api, answer)
-    assert _OPENED == [], "an input reached these files"
+    assert opened == [], "an input reached these files"
 
 
 def test_finetune_budget_is_bounded(visitor, photo_folder, tmp_path, monkeypatch):
     """Steps, uploads and pixels per run have ceilings (pixels per image: test_reliability's bomb.png)."""
     client, _ = visitor
     photo = handle_file(str(next(photo_folder.glob("*.png"))))
-    for kind in ("synthetic", "zero-shot"):
+    for mode in ("synthetic", "zero-shot"):
         for steps in (common.MAX_STEPS + 1, 10**9, 0):
-            message = refusal(lambda: client.predict([photo], "gaussian", kind, steps=steps, api_name="/finetune"))
+            message = refusal(lambda: client.predict([photo], "gaussian", mode, steps=steps, api_name="/finetune"))
             assert re.search(r"(?i)steps|maximum|minimum", message), message
     tiny = tmp_path / "tiny"
     tiny.mkdir()

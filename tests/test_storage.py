@@ -29,22 +29,21 @@ def folder(root, name, mb, age_s):
 
 @pytest.fixture
 def work(monkeypatch, tmp_path):
-    monkeypatch.setattr(common, "WORK", tmp_path / "n2n-app")
-    monkeypatch.setattr(common, "_PRUNED", {})  # as in a fresh app: the first workdir of a kind prunes
+    monkeypatch.setattr(common, "WORK", tmp_path / "n2n-app")  # as in a fresh app: the first workdir of an area prunes
     return tmp_path / "n2n-app"
 
 
-def test_old_folders_age_out_by_kind(work, monkeypatch):
+def test_old_folders_age_out_by_area(work, monkeypatch):
     monkeypatch.setattr(common, "KEEP_S", 24 * 3600)
     stale_call = folder(work / "calls", "stale", 0.1, 4 * 3600)
     fresh_call = folder(work / "calls", "fresh", 0.1, 2 * 3600)
-    run = folder(work / "runs", "run", 0.1, 4 * 3600)  # runs are kept longer: another kind
-    new = common.workdir("calls")  # the first call of a kind prunes it
+    run = folder(work / "runs", "run", 0.1, 4 * 3600)  # runs are kept longer: another area
+    new = common.workdir("calls")  # the first call of an area prunes it
     assert new.is_dir() and new.parent == work / "calls"
     assert not stale_call.exists() and fresh_call.exists() and run.exists()
     common.prune("runs", max_age_s=24 * 3600)
     assert run.exists()
-    monkeypatch.setattr(common, "KEEP_S", 3600)  # N2N_KEEP_S caps every kind
+    monkeypatch.setattr(common, "KEEP_S", 3600)  # N2N_KEEP_S caps every area
     common.prune("runs", max_age_s=24 * 3600)
     assert not run.exists() and fresh_call.exists()
 
@@ -108,7 +107,7 @@ def test_n2n_sessions_lowers_the_kept_sessions_and_bad_values_are_refused():
             app.sessions_kept(bad)
 
 
-def test_workdir_prunes_a_kind_at_most_every_prune_every_s(work, monkeypatch):
+def test_workdir_prunes_an_area_at_most_every_prune_every_s(work, monkeypatch):
     """Pruning walks every file under WORK, so calls do not each pay for it: a stale folder made
     right after a prune survives the next calls until PRUNE_EVERY_S has passed."""
     common.workdir("calls")

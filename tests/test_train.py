@@ -18,7 +18,7 @@ from n2n.losses import LOSSES, l0, l0_gamma, l1, l2
 from n2n.train import TrainConfig, get_lr, train, zero_shot
 from n2n.noise import corrupt
 from n2n.metrics import psnr
-from conftest import photo
+from helpers import photo
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -47,17 +47,17 @@ def noisy_pairs(photo_folder, tmp_path_factory) -> tuple[Path, Path]:
 @pytest.fixture
 def watch_loop(monkeypatch):
     """Records what the real loop hands its network (the noisy source, in training) and its loss
-    (name, target, mask, progress): spies wrapped around the real functions, which still do the work."""
+    (name, target, mask, fraction of the run done): spies wrapped around the real functions, which still do the work."""
     seen = {"sources": [], "losses": []}
     real_get_loss, real_build = n2n.train.get_loss, n2n.train.build_model
 
     def get_loss(name):
         fn = real_get_loss(name)
 
-        def loss(denoised, target, mask, progress):
+        def loss(denoised, target, mask, fraction):
             seen["losses"].append({"name": name, "target": target.detach().clone(), "mask": mask.clone(),
-                                   "progress": progress})
-            return fn(denoised, target, mask, progress)
+                                   "fraction": fraction})
+            return fn(denoised, target, mask, fraction)
         return loss
 
     def build_model(*args, **kwargs):
@@ -91,8 +91,8 @@ def test_losses_optima():
     assert best(l2) == pytest.approx(float(target.mean()), abs=1e-3)
     assert best(l1) == pytest.approx(0.5, abs=1e-3)  # the median
     assert l0_gamma(0.0) == 2.0 and l0_gamma(1.0) == 0.0
-    assert best(l0, progress=0.0) == pytest.approx(float(target.mean()), abs=1e-3)  # γ=2 is L2
-    assert best(l0, progress=0.95) == pytest.approx(0.2, abs=1e-3)  # γ→0: the mode
+    assert best(l0, fraction=0.0) == pytest.approx(float(target.mean()), abs=1e-3)  # γ=2 is L2
+    assert best(l0, fraction=0.95) == pytest.approx(0.2, abs=1e-3)  # γ→0: the mode
 
 
 @pytest.mark.parametrize("name", list(LOSSES))
@@ -107,7 +107,7 @@ def test_every_loss_ignores_dropped_pixels(name):
                                 dict(noise="text"), dict(mode="single")])
 def test_training_modes_run_and_checkpoint(photo_folder, tmp_path, kw, watch_loop):
     """Each mode runs, validates and saves; and the loop hands its loss the right things: the noise's loss,
-    progress = step/steps (annealed L0), a target that is an independent corruption (or the clean image
+    fraction = step/steps (annealed L0), a target that is an independent corruption (or the clean image
     for Noise2Clean), and the target's own Bernoulli mask."""
     config = tiny(photo_folder, tmp_path, val=str(photo_folder), val_every=2, val_images=1, val_crop=48, **kw)
     records = list(train(config))
@@ -122,7 +122,7 @@ def test_training_modes_run_and_checkpoint(photo_folder, tmp_path, kw, watch_loo
     expected_loss = "l2" if config.clean_targets else {"gaussian": "l2", "bernoulli": "masked_l2", "impulse": "l0",
                                                        "text": "l1"}[config.noise]
     assert [c["name"] for c in losses] == [expected_loss] * 4
-    assert [c["progress"] for c in losses] == [0.0, 0.25, 0.5, 0.75]
+    assert [c["fraction"] for c in losses] == [0.0, 0.25, 0.5, 0.75]
     assert len(sources) == 4
     for call, source in zip(losses, sources):
         target, mask = call["target"], call["mask"]

@@ -5,7 +5,7 @@ import gradio as gr
 
 from n2n.noise import NOISE_MODELS
 
-ABOUT_TABLE = "\n".join(f"| {m.name} | {m.param}: {m.units} | {m.train_range[0]:g} to {m.train_range[1]:g} | {m.loss} |"
+ABOUT_TABLE = "\n".join(f"| {m.name} | {m.param}: {m.units} | {m.noise_range[0]:g} to {m.noise_range[1]:g} | {m.loss} |"
                         for m in NOISE_MODELS.values())
 
 ABOUT = f"""## The idea

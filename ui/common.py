@@ -38,15 +38,15 @@ WORK = Path(tempfile.gettempdir()) / "n2n-app"  # the system temp dir: Gradio ma
 KEEP_S = float(os.environ.get("N2N_KEEP_S", 24 * 3600))  # seconds any call's or run's folder is kept at most
 WORK_BUDGET_MB = float(os.environ.get("N2N_WORK_MB", 2048))  # beyond this, the oldest folders go first
 MIN_KEEP_S = min(600.0, KEEP_S)  # ... but never one touched this recently
-PRUNE_EVERY_S = 30.0  # how often a kind's folders are pruned (not on every call: it walks them all)
-_PRUNED: dict[str, float] = {}  # kind -> time.monotonic() of its last prune
+PRUNE_EVERY_S = 30.0  # how often an area's folders are pruned (not on every call: it walks them all)
+_PRUNED: dict[Path, float] = {}  # WORK/area -> time.monotonic() of its last prune
 _PRUNE_LOCK = threading.Lock()
 IMAGE_SOURCES = ["upload", "webcam", "clipboard"]  # of the image inputs
 
 # The parameter an API call sends when it leaves the slider out: the Gaussian default. For another
 # noise whose range excludes it, it stands for "not given" and that noise's own default is used.
 API_DEFAULT_PARAM = NOISE_MODELS["gaussian"].default
-API_DEFAULT_RANGE = NOISE_MODELS["gaussian"].train_range
+API_DEFAULT_RANGE = NOISE_MODELS["gaussian"].noise_range
 
 
 class UserError(gr.Error):
@@ -82,18 +82,18 @@ def image_input(**kwargs) -> gr.Image:
     return component
 
 
-def workdir(kind: str = "calls", max_age_s: float = 3 * 3600) -> Path:
-    """A fresh folder for one call's files under WORK/kind; `prune(kind, max_age_s)` first when the
-    last prune of that kind is PRUNE_EVERY_S old (it walks every file under WORK: ~25 ms per 3,000)."""
-    root = WORK / kind
+def workdir(area: str = "calls", max_age_s: float = 3 * 3600) -> Path:
+    """A fresh folder for one call's files under WORK/area ("calls", "runs"...); `prune(area, max_age_s)`
+    first when the last prune of that area is PRUNE_EVERY_S old (it walks every file under WORK: ~25 ms per 3,000)."""
+    root = WORK / area
     root.mkdir(parents=True, exist_ok=True)
     now = time.monotonic()
     with _PRUNE_LOCK:
-        due = now - _PRUNED.get(kind, -PRUNE_EVERY_S) >= PRUNE_EVERY_S
+        due = now - _PRUNED.get(root, -PRUNE_EVERY_S) >= PRUNE_EVERY_S
         if due:
-            _PRUNED[kind] = now
+            _PRUNED[root] = now
     if due:
-        prune(kind, max_age_s)
+        prune(area, max_age_s)
         release_memory()
     return Path(tempfile.mkdtemp(dir=root))
 
@@ -113,8 +113,8 @@ def release_memory() -> bool:
     return True
 
 
-def prune(kind: str, max_age_s: float) -> None:
-    """Remove the folders under WORK/kind untouched for `max_age_s` (KEEP_S at most), then the oldest
+def prune(area: str, max_age_s: float) -> None:
+    """Remove the folders under WORK/area untouched for `max_age_s` (KEEP_S at most), then the oldest
     folders under WORK (examples aside) until it holds at most WORK_BUDGET_MB, never one touched in
     the last MIN_KEEP_S."""
     now = time.time()
@@ -122,7 +122,7 @@ def prune(kind: str, max_age_s: float) -> None:
     for parent in [p for p in WORK.iterdir() if p.is_dir() and p.name != "examples"]:
         for folder in parent.iterdir():
             touched, size = _usage(folder)
-            if parent.name == kind and now - touched > min(max_age_s, KEEP_S):
+            if parent.name == area and now - touched > min(max_age_s, KEEP_S):
                 shutil.rmtree(folder, ignore_errors=True)
             else:
                 folders.append((touched, size / 2**20, folder))
@@ -198,8 +198,8 @@ def range_sliders(noise: str) -> tuple[gr.Slider, gr.Slider]:
     """The two sliders of the training range of `noise`, at its default range."""
     m = get_noise(noise)
     common = dict(minimum=m.limits[0], maximum=m.limits[1], step=slider_step(m))
-    return (gr.Slider(value=m.train_range[0], label=f"training {m.param} from", **common),
-            gr.Slider(value=m.train_range[1], label=f"training {m.param} to", **common))
+    return (gr.Slider(value=m.noise_range[0], label=f"training {m.param} from", **common),
+            gr.Slider(value=m.noise_range[1], label=f"training {m.param} to", **common))
 
 
 def check_param(model, param) -> float:
@@ -213,7 +213,7 @@ def check_param(model, param) -> float:
 
 def check_range(model, low, high) -> tuple[float, float]:
     if (low, high) == tuple(API_DEFAULT_RANGE) and model.name != "gaussian":
-        return model.train_range
+        return model.noise_range
     lo, hi = model.limits
     if not lo <= low <= high <= hi:
         raise UserError(f"the training range of {model.param} must satisfy {lo} ≤ from ≤ to ≤ {hi}; "

@@ -231,21 +231,21 @@ def estimate_upload(image):
     at = f" at pixel-shuffle stride {found.stride}" if found.stride else ""
     text = (f"Noise estimate: {found.text}. Suggested model: **{found.model}**{at}, chosen for you "
             f"(the baselines are set to it).")
-    return (gr.Markdown(text), gr.Dropdown(value=found.kind), param_slider(found.kind, found.param),
+    return (gr.Markdown(text), gr.Dropdown(value=found.noise), param_slider(found.noise, found.param),
             gr.Dropdown(value=found.model) if found.model else gr.Dropdown(),
             gr.Dropdown(value=str(found.stride) if found.stride else "auto"))
 
 
 def estimate_image(image):
-    """Estimate the noise in an image blind, with no clean reference: its kind (gaussian, poisson, impulse or
+    """Estimate the noise in an image blind, with no clean reference: which noise (gaussian, poisson, impulse or
     camera), its level, and the bundled model and pixel-shuffle stride that fit it, for denoise_image. Camera noise
-    is told by reading stronger two pixels apart than between neighbours. The level `param` is in the kind's units,
+    is told by reading stronger two pixels apart than between neighbours. The level `param` is in that noise's units,
     as corrupt_image takes it: σ (0–255 scale), λ (photons at full intensity), p (fraction of pixels) or stops.
 
     Args:
         image: the noisy image (PNG, JPEG, WebP or TIFF; 8 or 16 bits; at least 20 × 20 pixels).
     Returns:
-        one sentence: the noise's kind and level, the model and stride suggested
+        one sentence: the noise and its level, the model and stride suggested
         the figures: kind, sigma (Gaussian-equivalent σ, 0–255 scale), param, model, stride (null: the model's own)
     """
     try:
@@ -253,7 +253,7 @@ def estimate_image(image):
     except ValueError as e:  # too small to tell
         raise UserError(f"Cannot estimate the noise: {e}.") from None
     at = f" at pixel-shuffle stride {found.stride}" if found.stride else ""
-    figures = {"kind": found.kind, "sigma": found.sigma, "param": found.param, "model": found.model,
+    figures = {"kind": found.noise, "sigma": found.sigma, "param": found.param, "model": found.model,
                "stride": found.stride}
     return f"Noise estimate: {found.text}. Suggested model: {found.model}{at}.", figures
 
@@ -272,12 +272,12 @@ def score_row(label: str, reference: np.ndarray | None, result: np.ndarray, seco
 def describe_source(ref: str, loaded: hub.LoadedModel, stride: int = 1) -> str:
     """One line for the visitor: where the model came from, what it was trained for, how it ran."""
     config, note = loaded.config, loaded.note
-    if loaded.kind == "bundled":
+    if loaded.origin == "bundled":
         where = "the bundled checkpoint in checkpoints/" + (f" ({note})" if note else "")
-    elif loaded.kind == "hub":
+    elif loaded.origin == "hub":
         label = f"{loaded.repo}@{loaded.revision}" + (f":{loaded.subfolder}" if loaded.subfolder else "")
         where = f"the Hugging Face Hub ({label}{', ' + note if note else ''})"
-    elif loaded.kind == "finetuned":
+    elif loaded.origin == "finetuned":
         where = "a model fine-tuned in this session"
     else:
         where = "a local checkpoint"

@@ -1,7 +1,7 @@
 """The Fine-tune tab: short runs on the visitor's images with live curves and a preview, ending with
 a checkpoint that belongs to the visitor's session (download it, use it in Denoise, push it).
 
-Endpoints /finetune (images, noise, kind, second shots, range, loss, steps, start from, twin, seed)
+Endpoints /finetune (images, noise, kind (the data mode), second shots, range, loss, steps, start from, twin, seed)
 and /stop (the caller's own run); /push is ui/push.py, built inside this tab.
 """
 from __future__ import annotations
@@ -27,19 +27,19 @@ from ui.common import (API_DEFAULT_RANGE, MAX_STEPS, MAX_TRAIN_PIXELS, MAX_UPLOA
 from ui.denoise import DenoiseTab
 from ui.registry import FINETUNED, add_finetuned, check_session, compare_choices, init_ref, model_names
 
-KIND_LABELS = {"synthetic": "clean images → synthetic noisy pairs",
+MODE_LABELS = {"synthetic": "clean images → synthetic noisy pairs",
                "pairs": "pairs of noisy shots of the same scenes (two uploads)",
                "single": "single noisy images (Neighbor2Neighbor)",
                ft.ZERO_SHOT: "one noisy image, zero-shot (no training data)"}
-if set(KIND_LABELS) != {*ft.KINDS, ft.ZERO_SHOT}:  # the kinds are n2n.finetune's: a label for each, no other
-    raise RuntimeError(f"ui.finetune.KIND_LABELS names {sorted(KIND_LABELS)}, n2n.finetune "
-                       f"{sorted({*ft.KINDS, ft.ZERO_SHOT})}")
-KINDS = [(KIND_LABELS[kind], kind) for kind in (*ft.KINDS, ft.ZERO_SHOT)]  # the radio's (label, value) pairs
+if set(MODE_LABELS) != {*ft.MODES, ft.ZERO_SHOT}:  # the modes are n2n.finetune's: a label for each, no other
+    raise RuntimeError(f"ui.finetune.MODE_LABELS names {sorted(MODE_LABELS)}, n2n.finetune "
+                       f"{sorted({*ft.MODES, ft.ZERO_SHOT})}")
+MODE_CHOICES = [(MODE_LABELS[mode], mode) for mode in (*ft.MODES, ft.ZERO_SHOT)]  # the radio's (label, value) pairs
 LOSS_LABELS = {"l2": "L2 (mean)", "l1": "L1 (median)", "l0": "annealed L0 (mode)",
                "masked_l2": "L2 on surviving pixels"}
 if set(LOSS_LABELS) != set(losses.LOSSES):  # the losses are n2n.losses': a label for each, no other
     raise RuntimeError(f"ui.finetune.LOSS_LABELS names {sorted(LOSS_LABELS)}, n2n.losses {sorted(losses.LOSSES)}")
-LOSSES = [("auto: the one that fits the noise", "auto"), *((LOSS_LABELS[name], name) for name in losses.LOSSES)]
+LOSS_CHOICES = [("auto: the one that fits the noise", "auto"), *((LOSS_LABELS[name], name) for name in losses.LOSSES)]
 
 STOP_FLAGS: dict[str, threading.Event] = {}  # session -> the "stop" flag of its fine-tuning run in progress
 
@@ -79,8 +79,8 @@ class Run:
 
     def refresh_preview(self) -> None:
         """Denoise the preview crop with every run's current model: noisy | N2N [| N2C]."""
-        self.preview = write_preview(self.folder / f"preview_{uuid.uuid4().hex[:8]}.png",
-                                     ft.preview(self.prepared.preview_noisy, self.last))
+        self.preview = str(write_image(self.folder / f"preview_{uuid.uuid4().hex[:8]}.png",
+                                         ft.preview(self.prepared.preview_noisy, self.last)))
 
     def outputs(self, status: str | None = None, download=None, name=""):
         self.last_yield = time.monotonic()
@@ -127,11 +127,6 @@ def format_eta(seconds) -> str:
     return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
 
 
-def write_preview(path: Path, strip: np.ndarray) -> str:
-    """The preview strip (uint8, from n2n.finetune) as a PNG; return the path."""
-    return str(write_image(path, strip))
-
-
 def read_uploads(files, what: str) -> list[np.ndarray]:
     """The uploaded images, checked and decoded once (HxWxC at their own bit depth), sorted by file name."""
     if not files:
@@ -151,7 +146,7 @@ def plain(e: ValueError) -> str:
     return f"{str(e)[0].upper()}{str(e)[1:]}."
 
 
-def prepare_run(files, second_shots, kind, noise, low, high, loss, steps, init, twin, seed) -> Run:
+def prepare_run(files, second_shots, mode, noise, low, high, loss, steps, init, twin, seed) -> Run:
     """Check the settings, decode the uploads and prepare the run (n2n.finetune) on them."""
     model = noise_model(noise)
     noise_range = check_range(model, low, high)
@@ -160,17 +155,17 @@ def prepare_run(files, second_shots, kind, noise, low, high, loss, steps, init, 
     start = init_ref(init)  # a UserError of its own (outside the try: gr.Error is a ValueError)
     folder = workdir("runs", max_age_s=24 * 3600)
     try:  # settings first, before any upload is read
-        configs = ft.run_configs(folder, kind, noise, noise_range, None if loss in (None, "", "auto") else loss,
+        configs = ft.run_configs(folder, mode, noise, noise_range, None if loss in (None, "", "auto") else loss,
                                  steps, start, twin, seed, cuda=torch.cuda.is_available())
     except ValueError as e:
         raise UserError(plain(e)) from None
     images = read_uploads(files, "images")
-    targets = read_uploads(second_shots, "second shots") if kind == "pairs" else None
+    targets = read_uploads(second_shots, "second shots") if mode == "pairs" else None
     try:
         prepared = ft.prepare(configs, images, targets)
     except ValueError as e:
         raise UserError(plain(e)) from None
-    labels = ["N2N (noisy targets)" if kind != "single" else "Neighbor2Neighbor", "N2C (clean targets)"][:len(configs)]
+    labels = ["N2N (noisy targets)" if mode != "single" else "Neighbor2Neighbor", "N2C (clean targets)"][:len(configs)]
     return Run(labels, folder, steps, prepared)
 
 
@@ -196,9 +191,9 @@ def finetune(files, noise="gaussian", kind="synthetic", second_shots=None, range
     N2N_SLOT_S seconds per hour).
 
     Args:
-        files: the images, 1 to 64 (at most 64 megapixels in all): clean ones, or noisy ones for the other kinds.
+        files: the images, 1 to 64 (at most 64 megapixels in all): clean ones, or noisy ones for the other modes.
         noise: the noise synthesised on clean images, also the validation noise: a corrupt_image noise name.
-        kind: the images are "synthetic" (clean), "pairs" (noisy, with second_shots), "single" or "zero-shot".
+        kind: the data mode: "synthetic" (clean images), "pairs" (noisy, with second_shots), "single" or "zero-shot".
         second_shots: for "pairs": a second noisy shot of each scene, paired with `files` by sorted file name.
         range_low: the lowest noise level drawn per image, in the noise's units (0 to 50 left: the noise's range).
         range_high: the highest noise level drawn per image, in the noise's units.
@@ -281,8 +276,8 @@ def zero_shot_run(files, steps: int, stopped):
     except Exception as e:
         raise UserError(f"Zero-shot training failed: {e}") from None
     result = save_png(run.folder / f"{safe_name(Path(path).stem)}_zero_shot.png", record.result, noisy)
-    run.preview = write_preview(run.folder / "preview.png", ft.preview_strip(
-        [centre_crop(colour, ft.PREVIEW_SIZE), centre_crop(record.result, ft.PREVIEW_SIZE)]))
+    run.preview = str(write_image(run.folder / "preview.png", ft.preview_strip(
+        [centre_crop(colour, ft.PREVIEW_SIZE), centre_crop(record.result, ft.PREVIEW_SIZE)])))
     yield run.outputs(f"{run.status()}\n\n**finished**: the denoised image is ready to download.", result, "")
 
 
@@ -323,14 +318,14 @@ def build(demo: gr.Blocks, denoiser: DenoiseTab, tabs: gr.Tabs) -> None:
         with gr.Column(scale=2):
             ft_files = gr.File(label="Images", file_count="multiple", file_types=["image"], height=180,
                                elem_id="ft-files")
-            ft_kind = gr.Radio(KINDS, value="synthetic", label="What are these images?")
+            ft_mode = gr.Radio(MODE_CHOICES, value="synthetic", label="What are these images?")
             ft_second = gr.File(label="Second noisy shots (same scenes; paired by sorted file name)",
                                 file_count="multiple", file_types=["image"], visible=False, height=140)
             ft_noise = gr.Dropdown(list(NOISE_MODELS), value="gaussian", label="Noise",
                                    info="synthesised on clean images; also the validation noise")
             with gr.Row():
                 ft_low, ft_high = range_sliders("gaussian")
-            ft_loss = gr.Dropdown(LOSSES, value="auto", label="Loss",
+            ft_loss = gr.Dropdown(LOSS_CHOICES, value="auto", label="Loss",
                                   info="single noisy images and zero-shot use their own losses")
             ft_steps = gr.Slider(1, MAX_STEPS, value=200, step=1, label="Steps", elem_id="ft-steps")
             ft_init = gr.Dropdown(["scratch", *model_names()], value="scratch", label="Start from",
@@ -358,8 +353,8 @@ def build(demo: gr.Blocks, denoiser: DenoiseTab, tabs: gr.Tabs) -> None:
 
     private = {"api_visibility": "private"}
     ft_noise.input(range_sliders, ft_noise, [ft_low, ft_high], **private)
-    ft_kind.change(lambda kind: gr.File(visible=kind == "pairs"), ft_kind, ft_second, **private)
-    start_btn.click(finetune, [ft_files, ft_noise, ft_kind, ft_second, ft_low, ft_high, ft_loss, ft_steps, ft_init,
+    ft_mode.change(lambda mode: gr.File(visible=mode == "pairs"), ft_mode, ft_second, **private)
+    start_btn.click(finetune, [ft_files, ft_noise, ft_mode, ft_second, ft_low, ft_high, ft_loss, ft_steps, ft_init,
                                ft_twin, ft_seed],
                     [loss_plot, val_plot, preview, ft_status, ft_download, ft_name], api_name="finetune",
                     concurrency_limit=1, concurrency_id="finetune", show_progress="minimal",

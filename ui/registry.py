@@ -30,7 +30,7 @@ BASELINE_LABELS = {"nlm": "non-local means (OpenCV)", "median": "median filter",
 
 _OWNERS: dict[str, str | None] = {}  # fine-tuned model name -> session hash of the visitor who made it
 _CACHE: OrderedDict[str, tuple[LoadedModel, float]] = OrderedDict()  # ref -> (model, time.monotonic() loaded)
-_FALLBACK_S = 300.0  # a bundled copy standing in for an unreachable Hub copy is kept this long, then the Hub is retried
+FALLBACK_S = 300.0  # a bundled copy standing in for an unreachable Hub copy is kept this long, then the Hub is retried
 _CACHE_LOCK = threading.Lock()
 
 
@@ -115,7 +115,7 @@ def _load_uncached(ref: str) -> LoadedModel:
                         "or use the zip you downloaded.")
     if ref in EXTRA or ref in FINETUNED:
         loaded = load_dir(EXTRA.get(ref) or FINETUNED[ref], source=f"local:{ref}")
-        return dataclasses.replace(loaded, kind="local" if ref in EXTRA else "finetuned")
+        return dataclasses.replace(loaded, origin="local" if ref in EXTRA else "finetuned")
     if is_hub_ref(ref) and not Path(ref).exists():
         return hub.resolve(ref, anonymous=True)  # a visitor's reference: never with the Space's own token
     raise unknown_model(ref)
@@ -134,7 +134,7 @@ _LOADING: dict[str, _Pending] = {}  # ref -> the load in progress (under _CACHE_
 
 def _cached(ref: str) -> LoadedModel | None:
     """The cached model for `ref`, marked most recent; None if absent or a stale fallback. Under _CACHE_LOCK."""
-    if ref in _CACHE and _CACHE[ref][0].fallback and time.monotonic() - _CACHE[ref][1] > _FALLBACK_S:
+    if ref in _CACHE and _CACHE[ref][0].fallback and time.monotonic() - _CACHE[ref][1] > FALLBACK_S:
         del _CACHE[ref]  # the Hub may be back
     if ref not in _CACHE:
         return None
@@ -154,6 +154,15 @@ def _load_checked(ref: str) -> LoadedModel:
         raise UserError("Loading models from the Hub is not available in this installation.") from None
     except Exception as e:  # network, authentication, missing files on the Hub
         raise UserError(f"Cannot load {ref!r} from the Hub: {reason(e, 300)}") from None
+
+
+def forget(ref: str | None = None) -> None:
+    """Drop `ref` from the cache, or every model when None: the next `load` reads it afresh."""
+    with _CACHE_LOCK:
+        if ref is None:
+            _CACHE.clear()
+        else:
+            _CACHE.pop(ref, None)
 
 
 def load(ref: str) -> LoadedModel:

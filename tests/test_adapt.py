@@ -221,8 +221,8 @@ def test_adapt_on_camera_noise_works_at_stride_2_and_says_the_blind_score_is_uns
     noisy_path = tmp_path / "phone.png"
     write_image(noisy_path, from_float(np.clip(corrupt(photo(128), "camera", 6, np.random.default_rng(0)), 0, 1),
                                        np.uint8))
-    download, pair, gallery, table, summary, session, *_ = denoise_tab.adapt_image(
+    download, pair, gallery, table, summary, *_ = denoise_tab.adapt_image(
         str(noisy_path), "gaussian", 5, progress=lambda *a, **k: None)
     assert "(its stride-2 sub-images)" in summary and "holds camera noise" in summary, summary
-    name = session[-1]
+    name = next(m.split(" · ")[1] for m in table["method"] if m.startswith("adapted · "))
     assert load_model(registry.FINETUNED[name]).stride == 2

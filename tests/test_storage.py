@@ -154,3 +154,17 @@ def test_the_finetuned_names_remembered_are_bounded(monkeypatch, tmp_path):
         registry.add_finetuned(f"finetuned-{i}", tmp_path / str(i), None)
     assert list(registry.FINETUNED) == ["finetuned-2", "finetuned-3", "finetuned-4"]
     assert registry.owns("finetuned-4", None) and not registry.owns("finetuned-0", None)
+
+
+def test_a_sessions_models_are_listed_to_it_alone(tmp_path):
+    """ui.registry is the one list of a visitor's models: the model lists each session sees come from it."""
+    import gradio as gr
+
+    mine, theirs = gr.Request(session_hash="mine-1"), gr.Request(session_hash="theirs-1")
+    registry.add_finetuned("finetuned-test-aaaaaa", tmp_path, mine)
+    registry.add_finetuned("adapted-test-bbbbbb", tmp_path, mine)
+    assert registry.session_models(mine)[-2:] == ["finetuned-test-aaaaaa", "adapted-test-bbbbbb"]
+    assert not {"finetuned-test-aaaaaa", "adapted-test-bbbbbb"} & set(registry.model_names(theirs))
+    assert registry.model_names(mine)[-2:] == ["finetuned-test-aaaaaa", "adapted-test-bbbbbb"]
+    assert "finetuned-test-aaaaaa" not in registry.model_names()  # a call without a session sees none
+    assert ("n2n · adapted-test-bbbbbb", "adapted-test-bbbbbb") in registry.compare_choices(mine)

@@ -52,7 +52,6 @@ class DenoiseTab:
     model: gr.Dropdown
     hub_repo: gr.Textbox
     compare: gr.CheckboxGroup
-    session: gr.State
     stride: gr.Dropdown
     ensemble: gr.Checkbox
 
@@ -127,7 +126,7 @@ def denoise_image(image, model="gaussian", hub_repo="", compare=None, clean=None
 
 
 @gpu(duration=180)
-def adapt_image(image, model="gaussian", seconds=ADAPT_DEFAULT_S, clean=None, session=None,
+def adapt_image(image, model="gaussian", seconds=ADAPT_DEFAULT_S, clean=None,
                 progress=gr.Progress(), request: gr.Request = None):
     """Fit a bundled model to one noisy photo alone for a few seconds (Neighbor2Neighbor; on camera noise its
     stride-2 sub-images) and denoise the photo with it, beside the pretrained model; a blind score (no clean image
@@ -147,7 +146,7 @@ def adapt_image(image, model="gaussian", seconds=ADAPT_DEFAULT_S, clean=None, se
         the session's model list and methods to compare, the adapted model among them
     """
     noisy, model = read(image, "noisy image"), (model or "").strip()
-    init = adapt_init(model, seconds, session, request)
+    init = adapt_init(model, seconds, request)
     reference, folder = clean_reference(clean, noisy), workdir("runs", max_age_s=24 * 3600)
     visitor = session_key(request) or "anonymous"
     budget.SLOT.check(visitor, float(seconds), "adapting")
@@ -155,7 +154,7 @@ def adapt_image(image, model="gaussian", seconds=ADAPT_DEFAULT_S, clean=None, se
     try:  # the slot is held for the whole call: training, denoising and scoring twice, writing the files
         found = adapt_photo(init, noisy, folder, float(seconds),
                             lambda what, done, total, unit: progress((done, total), desc=what, unit=unit))
-        return adapt_outputs(found, image, noisy, model, reference, folder, session, request)
+        return adapt_outputs(found, image, noisy, model, reference, folder, request)
     except FloatingPointError:
         raise UserError("Adapting diverged and stopped; the model it started from is unchanged. "
                         "Try a shorter time or another model.") from None
@@ -163,11 +162,11 @@ def adapt_image(image, model="gaussian", seconds=ADAPT_DEFAULT_S, clean=None, se
         budget.SLOT.charge(visitor, time.monotonic() - held)
 
 
-def adapt_init(model: str, seconds, session, request) -> str:
+def adapt_init(model: str, seconds, request) -> str:
     """TrainConfig.init for adapting `model` (a listed model's name: a Hub repo cannot be adapted) for `seconds`,
     or a UserError saying what to choose instead."""
     if not model or model == "scratch":
-        raise UserError(f"Adapt starts from a model: choose one of {', '.join(model_names(session))}.")
+        raise UserError(f"Adapt starts from a model: choose one of {', '.join(model_names(request))}.")
     check_session(model, request)
     init = init_ref(model)
     if seconds is None or not ADAPT_SECONDS[0] <= seconds <= ADAPT_SECONDS[1]:
@@ -175,7 +174,7 @@ def adapt_init(model: str, seconds, session, request) -> str:
     return init
 
 
-def adapt_outputs(found: AdaptedPhoto, image, noisy, model, reference, folder, session, request):
+def adapt_outputs(found: AdaptedPhoto, image, noisy, model, reference, folder, request):
     """adapt_image's outputs, `found` formatted: adapt_photo's work on the visitor's `image` (decoded: `noisy`)
     from `model`. The adapted model named and made the session's; both results written as PNGs in `folder`."""
     name = f"adapted-{safe_name(model)[:24]}-{uuid.uuid4().hex[:6]}"
@@ -195,10 +194,9 @@ def adapt_outputs(found: AdaptedPhoto, image, noisy, model, reference, folder, s
                (adapted_path, caption("adapted", rows[-1], "adapted"))]
     gain = (f" PSNR {rows[-2]['PSNR (dB)']:.2f} → {rows[-1]['PSNR (dB)']:.2f} dB against the clean reference."
             if reference is not None else "")
-    session = list(session or []) + [name]
     return (adapted_path, (pretrained_path, adapted_path), gallery, pd.DataFrame(rows),
-            adapt_summary(found, model, name, gain), session, gr.Dropdown(choices=model_names(session)),
-            gr.CheckboxGroup(choices=compare_choices(session)))
+            adapt_summary(found, model, name, gain), gr.Dropdown(choices=model_names(request)),
+            gr.CheckboxGroup(choices=compare_choices(request)))
 
 
 def adapt_summary(found: AdaptedPhoto, model: str, name: str, gain: str = "") -> str:
@@ -376,7 +374,6 @@ def build(corrupted: CorruptTab, tabs: gr.Tabs) -> DenoiseTab:
             table = gr.Dataframe(label="Scores (PSNR and SSIM when a clean reference is known)",
                                  interactive=False, elem_id="scores")
 
-    session = gr.State([])  # the names of the models fine-tuned or adapted in this session
     base_noise.input(param_slider, base_noise, base_param, api_visibility="private")
     noisy_in.upload(estimate_upload, noisy_in, [estimate_md, base_noise, base_param, model_dd, stride_dd],
                     api_visibility="private", show_progress="hidden")
@@ -387,7 +384,7 @@ def build(corrupted: CorruptTab, tabs: gr.Tabs) -> DenoiseTab:
     denoise_btn.click(denoise_image, [noisy_in, model_dd, hub_box, compare, clean_ref, base_noise, base_param,
                                       stride_dd, ensemble_cb],
                       [slider, gallery, table, download, source_md], api_name="denoise")
-    adapt_btn.click(adapt_image, [noisy_in, model_dd, adapt_s, clean_ref, session],
-                    [download, slider, gallery, table, source_md, session, model_dd, compare], api_name="adapt",
+    adapt_btn.click(adapt_image, [noisy_in, model_dd, adapt_s, clean_ref],
+                    [download, slider, gallery, table, source_md, model_dd, compare], api_name="adapt",
                     concurrency_limit=1, concurrency_id="finetune")
-    return DenoiseTab(model_dd, hub_box, compare, session, stride_dd, ensemble_cb)
+    return DenoiseTab(model_dd, hub_box, compare, stride_dd, ensemble_cb)

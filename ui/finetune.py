@@ -287,23 +287,20 @@ def stop_run(request: gr.Request):
         event.set()
 
 
-def after_finetune(name, session):
-    """Add the new model to this session's lists."""
-    session = list(session or [])
-    if name and name in FINETUNED:
-        session += [n for n in (name, f"{name}-n2c") if n in FINETUNED and n not in session]
-    return gr.Dropdown(choices=model_names(session)), gr.CheckboxGroup(choices=compare_choices(session)), session
+def after_finetune(request: gr.Request):
+    """The Denoise tab's lists, the new model among them (ui.registry keeps the session's models)."""
+    return gr.Dropdown(choices=model_names(request)), gr.CheckboxGroup(choices=compare_choices(request))
 
 
-def use_in_denoise(name, session):
+def use_in_denoise(name, request: gr.Request):
     if not name or name not in FINETUNED:
         raise UserError("No fine-tuned model yet: run a fine-tuning first.")
-    return gr.Dropdown(choices=model_names(session), value=name), gr.Textbox(value=""), gr.Tabs(selected="denoise")
+    return gr.Dropdown(choices=model_names(request), value=name), gr.Textbox(value=""), gr.Tabs(selected="denoise")
 
 
-def refresh_lists(session):
-    names = model_names(session)
-    return (gr.Dropdown(choices=names), gr.CheckboxGroup(choices=compare_choices(session)),
+def refresh_lists(request: gr.Request):
+    names = model_names(request)
+    return (gr.Dropdown(choices=names), gr.CheckboxGroup(choices=compare_choices(request)),
             gr.Dropdown(choices=["scratch", *names]))
 
 
@@ -313,7 +310,6 @@ def on_unload(request: gr.Request):
 
 def build(demo: gr.Blocks, denoiser: DenoiseTab, tabs: gr.Tabs) -> None:
     """The tab's components and events, inside the caller's gr.Tab; new models join `denoiser`'s lists."""
-    session_models = denoiser.session  # the names of the models fine-tuned (or adapted) in this session
     with gr.Row():
         with gr.Column(scale=2):
             ft_files = gr.File(label="Images", file_count="multiple", file_types=["image"], height=180,
@@ -358,9 +354,8 @@ def build(demo: gr.Blocks, denoiser: DenoiseTab, tabs: gr.Tabs) -> None:
                                ft_twin, ft_seed],
                     [loss_plot, val_plot, preview, ft_status, ft_download, ft_name], api_name="finetune",
                     concurrency_limit=1, concurrency_id="finetune", show_progress="minimal",
-                    ).success(after_finetune, [ft_name, session_models],
-                              [denoiser.model, denoiser.compare, session_models], **private)
+                    ).success(after_finetune, None, [denoiser.model, denoiser.compare], **private)
     stop_btn.click(stop_run, None, None, queue=False, api_name="stop", api_visibility="undocumented")
-    use_btn.click(use_in_denoise, [ft_name, session_models], [denoiser.model, denoiser.hub_repo, tabs], **private)
-    demo.load(refresh_lists, session_models, [denoiser.model, denoiser.compare, ft_init], **private)
+    use_btn.click(use_in_denoise, ft_name, [denoiser.model, denoiser.hub_repo, tabs], **private)
+    demo.load(refresh_lists, None, [denoiser.model, denoiser.compare, ft_init], **private)
     demo.unload(on_unload)

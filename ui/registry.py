@@ -69,14 +69,21 @@ def owns(name: str, request: gr.Request | None) -> bool:
     return name in FINETUNED and _OWNERS.get(name) == session_key(request)
 
 
-def model_names(session: list[str] | None = None) -> list[str]:
-    """Bundled models, extra checkpoints, then this session's fine-tuned ones."""
+def session_models(request: gr.Request | None) -> list[str]:
+    """The models fine-tuned or adapted in the caller's session, oldest first: the one list of a visitor's models
+    (none for a call without a session)."""
+    key = session_key(request)
+    return [n for n in FINETUNED if key is not None and _OWNERS.get(n) == key]
+
+
+def model_names(request: gr.Request | None = None) -> list[str]:
+    """Bundled models, extra checkpoints, then the caller's own fine-tuned ones (none without `request`)."""
     names = hub.bundled_names() + [n for n in EXTRA if n not in hub.bundled_names()]
-    return names + [n for n in (session or []) if n in FINETUNED and n not in names]
+    return names + [n for n in session_models(request) if n not in names]
 
 
-def compare_choices(session: list[str] | None = None) -> list[tuple[str, str]]:
-    return [(f"n2n · {n}", n) for n in model_names(session)] + [(BASELINE_LABELS[b], b) for b in baselines.available()]
+def compare_choices(request: gr.Request | None = None) -> list[tuple[str, str]]:
+    return [(f"n2n · {n}", n) for n in model_names(request)] + [(BASELINE_LABELS[b], b) for b in baselines.available()]
 
 
 def is_hub_ref(ref: str) -> bool:

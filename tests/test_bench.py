@@ -147,3 +147,27 @@ def test_the_mean_ceiling_is_what_a_shift_of_the_mean_costs(tmp_path):
     assert real.mean_ceiling([(tmp_path / "dark.png", tmp_path / "gt.png")]) == pytest.approx(
         20 * math.log10(255 / 10), abs=0.3)  # the noise's own mean, ±0.3 levels, rounds away on 8 bits
     assert real.mean_ceiling([(tmp_path / "same.png", tmp_path / "gt.png")]) > 50
+
+
+def test_grain_reads_correlation_where_there_is_some(two_photos, tmp_path):
+    """benchmarks.grain on real-style pairs: white noise is uncorrelated 1 px apart, the same noise blurred is;
+    the simulated camera rows are written for every stop."""
+    import cv2
+
+    from benchmarks import grain
+
+    rng = np.random.default_rng(0)
+    white = rng.normal(0, 1, (64, 64, 3))
+    assert abs(grain.lag_correlation(white, 1)) < 0.05
+    assert grain.lag_correlation(cv2.GaussianBlur(white, (0, 0), 1.0), 1) > 0.5
+    folder = tmp_path / "real" / "phone"
+    folder.mkdir(parents=True)
+    clean = rng.integers(60, 190, (48, 48, 3)).astype(np.uint8)
+    write_image(folder / "00_gt.png", clean)
+    write_image(folder / "00_noise.png", np.clip(clean + rng.normal(0, 8, clean.shape), 0, 255).astype(np.uint8))
+    text = grain.main(["--real", str(tmp_path / "real"), "--clean", str(two_photos), "--images", "2",
+                       "--out", str(tmp_path / "out")])
+    phone = next(line for line in text.splitlines() if line.startswith("| real: `phone` (1)"))
+    assert float(phone.split("|")[2].split()[0]) < 0.1  # white: uncorrelated 1 px apart
+    assert all(f"| camera, stops {s} (2) |" in text for s in grain.STOPS)
+    assert (tmp_path / "out" / "grain.md").read_text() == text

@@ -18,6 +18,7 @@ import numpy as np
 from n2n.data import list_images
 from n2n.evaluate import match_pairs
 from n2n.io import centre_crop, read_image, to_float
+from n2n.learn import correlation
 from n2n.noise import corrupt
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,13 +28,9 @@ STOPS = (2, 4, 6, 8)
 
 
 def lag_correlation(noise: np.ndarray, lag: int) -> float:
-    """Correlation of `noise` (H, W, C) with itself `lag` pixels to the right and down, averaged over both
-    directions and the channels (each channel's mean taken out)."""
-    n = noise - noise.mean(axis=(0, 1))
-    var = (n ** 2).mean(axis=(0, 1))
-    across = (n[:, lag:] * n[:, :-lag]).mean(axis=(0, 1))
-    down = (n[lag:] * n[:-lag]).mean(axis=(0, 1))
-    return float(np.mean((across + down) / 2 / var))
+    """Correlation of `noise` (H, W, C) with itself `lag` pixels to the right and down (n2n.learn.correlation,
+    each channel centred), the two directions averaged."""
+    return (correlation(noise[:, lag:], noise[:, :-lag]) + correlation(noise[lag:], noise[:-lag])) / 2
 
 
 def row(label: str, noises: list[np.ndarray]) -> str:

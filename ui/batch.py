@@ -13,9 +13,10 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from n2n.infer import denoise, model_stride
+from n2n.infer import model_stride
 from n2n.io import ImageError, read_image
 from ui.common import MAX_PIXELS, UserError, gpu, safe_name, save_png, workdir
+from ui.denoise import check_stride, run_method
 from ui.registry import check_session, load
 
 MAX_BATCH_FILES = 32  # images per call, a zip's images counted one by one (SECURITY.md)
@@ -108,8 +109,8 @@ def denoise_batch(files, model="gaussian", hub_repo="", stride="auto", ensemble=
         raise UserError(f"Too many images: {len(found)}; at most {MAX_BATCH_FILES} per batch (split them up).")
     ref = (hub_repo or "").strip() or model
     check_session(ref, request)
-    net = load(ref).model
-    stride = None if stride in (None, "", "auto") else int(stride)
+    net = load(ref).model  # loaded (and refused in one sentence) before any image is read
+    stride = check_stride(stride)
     folder = workdir()
     rows, gallery, written, taken, pixels = [], [], [], set(), 0
     for i, (name, source) in enumerate(found):
@@ -125,8 +126,9 @@ def denoise_batch(files, model="gaussian", hub_repo="", stride="auto", ensemble=
                                                  "megapixels; denoise it in another batch", "seconds": 0.0})
             continue
         start = time.perf_counter()
-        result = denoise(net, noisy, stride=stride, ensemble=bool(ensemble), progress=lambda done, total, i=i:
-                         progress((i + done / total, len(found)), desc=f"{name}: denoising", unit="images"))
+        # a model only (load refused anything else): run_method's noise and level are the baselines'
+        result = run_method(ref, noisy, "", 0.0, lambda tiles, i=i, name=name, **_: progress(
+            (i + tiles[0] / tiles[1], len(found)), desc=f"{name}: denoising", unit="images"), stride, bool(ensemble))
         out = unique_name(safe_name(Path(name).stem), taken)
         path = save_png(folder / out, result, noisy)
         written.append((path, out))

@@ -43,6 +43,7 @@ from n2n.data import list_images
 from n2n.evaluate import evaluate
 from n2n.noise import NOISE_MODELS
 from n2n.infer import resolve_precision
+from n2n.io import write_atomic
 from n2n.train import TrainConfig, checkpoint_meta, train
 
 DATA = Path(__file__).resolve().parent.parent / "shared" / "data"
@@ -209,17 +210,19 @@ def run_stage(stage: Stage, cfg: CampaignConfig, stop) -> bool:
     replacing out/NAME whenever the run scores higher on the quick eval. True when finished."""
     bundled, work = cfg.out / stage.name, cfg.work / stage.name
     committed = _record(bundled)
-    if committed.get("index", -1) > stage.index or (committed.get("index") == stage.index
-                                                     and committed.get("step", 0) >= stage.steps):
-        return True
     marker = json.loads((work / MARKER).read_text()) if (work / MARKER).is_file() else {}
+    if (max(committed.get("index", -1), committed.get("finished", -1), marker.get("index", -1)) > stage.index
+            or committed.get("finished") == stage.index
+            or (committed.get("index") == stage.index and committed.get("step", 0) >= stage.steps)):
+        return True  # a later run of this model started, or this one ended (beaten or not)
     if marker.get("recipe") != stage.recipe or not (work / hub.WEIGHTS_NAME).is_file():
         shutil.rmtree(work, ignore_errors=True)
         if committed.get("recipe") == stage.recipe:  # committed mid-run (another session): go on from there
             shutil.copytree(bundled, work)
         work.mkdir(parents=True, exist_ok=True)
-        (work / MARKER).write_text(json.dumps({"recipe": stage.recipe}) + "\n")
+        (work / MARKER).write_text(json.dumps({"recipe": stage.recipe, "index": stage.index}) + "\n")
     elif hub.read_config(work).get("steps", 0) >= stage.steps:
+        mark_finished(bundled, stage)
         return True  # finished without beating the committed checkpoint
     init = cfg.out / stage.init if stage.init else None
     if init and stage.init == stage.name and not (init / hub.WEIGHTS_NAME).is_file():
@@ -249,7 +252,22 @@ def run_stage(stage: Stage, cfg: CampaignConfig, stop) -> bool:
             score, at, state = waiting
             best, waiting, last_replace = score, None, time.monotonic()
             replace(stage, rec.model, state, config, at, base_total + at, score, cfg)
-    return rec is not None and rec.step >= stage.steps
+    finished = rec is not None and rec.step >= stage.steps
+    if finished:
+        mark_finished(bundled, stage)
+    return finished
+
+
+def mark_finished(bundled: Path, stage: Stage) -> None:
+    """Record in the committed checkpoint's config.json (its weights untouched) that `stage` ended, so that
+    a machine without the run folder does not train its last steps again."""
+    if not (bundled / hub.CONFIG_NAME).is_file():
+        return
+    config = hub.read_config(bundled)
+    record = config.setdefault("campaign", {})
+    if record.get("finished", -1) < stage.index:
+        record["finished"] = stage.index
+        write_atomic(bundled / hub.CONFIG_NAME, (json.dumps(config, indent=2) + "\n").encode())
 
 
 def replace(stage: Stage, model, state: dict, config: TrainConfig, step: int, total: int, score: float,

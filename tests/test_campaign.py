@@ -1,5 +1,6 @@
 """The standing campaign (train_space.py campaign): it resumes, and only ever replaces a
 checkpoint with one that scores higher on its quick eval."""
+import dataclasses
 import json
 import math
 import shutil
@@ -52,6 +53,12 @@ def test_campaign_resumes_and_keeps_the_better_checkpoint(photo_folder, tmp_path
     assert json.loads((work / "config.json").read_text())["steps"] == gaussian.steps
     assert (out / "gaussian" / hub.WEIGHTS_NAME).read_bytes() == strong  # never replaced by a worse one
     assert train_space.run_stage(gaussian, cfg, lambda: False)  # finished: nothing more to do
+    # ...also on a machine without the run folder (the committed config says the run ended), and its weights
+    # stay as they were
+    assert hub.read_config(out / "gaussian")["campaign"]["finished"] == gaussian.index
+    shutil.rmtree(work)
+    assert train_space.run_stage(gaussian, cfg, lambda: pytest.fail("trained a finished run again"))
+    assert (out / "gaussian" / hub.WEIGHTS_NAME).read_bytes() == strong
 
     # poisson starts from the committed gaussian, beats the weak checkpoint and replaces it, with a card
     assert train_space.run_stage(poisson, cfg, lambda: False)
@@ -89,6 +96,19 @@ def test_campaign_goes_on_from_a_committed_unfinished_run(photo_folder, tmp_path
     stop = lambda: seen.append(1) and False  # noqa: E731
     assert train_space.run_stage(gaussian, cfg, stop)
     assert len(seen) == gaussian.steps - 2  # only the remaining steps ran
+
+
+def test_a_later_run_in_the_run_folder_means_the_earlier_one_ended(photo_folder, tmp_path):
+    """The run folder holds run 9 of a model (its earlier run ended without beating the committed checkpoint):
+    the campaign does not go back to train the earlier run's last steps, wiping run 9."""
+    cfg = _config(photo_folder, tmp_path)
+    gaussian = next(train_space.stages(train_space.SMOKE, []))
+    later = dataclasses.replace(gaussian, steps=4, index=9)
+    assert not train_space.run_stage(later, cfg, _stop_after(2))
+    marker = tmp_path / "work" / "gaussian" / train_space.MARKER
+    assert json.loads(marker.read_text()) == {"recipe": later.recipe, "index": 9}
+    assert train_space.run_stage(gaussian, cfg, lambda: pytest.fail("went back to an earlier run"))
+    assert json.loads(marker.read_text())["index"] == 9
 
 
 def test_gpu_plan_then_adopt_keeps_only_what_beats_ours(photo_folder, tmp_path):

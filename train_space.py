@@ -323,7 +323,8 @@ def gpu_plan(cfg: CampaignConfig) -> None:
     """The GPU plan: each model of GPU gets an equal share of `minutes` (0: each runs to its end), then the next."""
     stop = stopper(cfg.minutes)
     share = cfg.minutes * 60 / len(GPU) if cfg.minutes else math.inf
-    print(f"GPU plan in {resolve_precision('auto')}, {share / 60:.1f} minutes a model; quick eval: "
+    each = f"{share / 60:.1f} minutes a model" if cfg.minutes else "each model to the end of its run"
+    print(f"GPU plan in {resolve_precision('auto')}, {each}; quick eval: "
           f"{len(cfg.quick_files)} images of {cfg.quick_files[0].parent}", flush=True)
     for stage in GPU:
         stage = dataclasses.replace(stage, steps=4) if cfg.smoke else stage

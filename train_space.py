@@ -43,7 +43,6 @@ from n2n.data import list_images
 from n2n.evaluate import evaluate
 from n2n.noise import NOISE_MODELS
 from n2n.infer import resolve_precision
-from n2n.io import write_atomic
 from n2n.train import TrainConfig, checkpoint_meta, train
 
 DATA = Path(__file__).resolve().parent.parent / "shared" / "data"
@@ -211,8 +210,8 @@ def run_stage(stage: Stage, cfg: CampaignConfig, stop) -> bool:
     bundled, work = cfg.out / stage.name, cfg.work / stage.name
     committed = _record(bundled)
     marker = json.loads((work / MARKER).read_text()) if (work / MARKER).is_file() else {}
-    if (max(committed.get("index", -1), committed.get("finished", -1), marker.get("index", -1)) > stage.index
-            or committed.get("finished") == stage.index
+    if (max(committed.get("index", -1), marker.get("index", -1)) > stage.index
+            or committed.get("finished", -1) >= stage.index
             or (committed.get("index") == stage.index and committed.get("step", 0) >= stage.steps)):
         return True  # a later run of this model started, or this one ended (beaten or not)
     if marker.get("recipe") != stage.recipe or not (work / hub.WEIGHTS_NAME).is_file():
@@ -267,7 +266,7 @@ def mark_finished(bundled: Path, stage: Stage) -> None:
     record = config.setdefault("campaign", {})
     if record.get("finished", -1) < stage.index:
         record["finished"] = stage.index
-        write_atomic(bundled / hub.CONFIG_NAME, (json.dumps(config, indent=2) + "\n").encode())
+        hub.write_config(bundled, config)
 
 
 def replace(stage: Stage, model, state: dict, config: TrainConfig, step: int, total: int, score: float,

@@ -182,8 +182,13 @@ def save(model: nn.Module, directory: str | Path, config: dict) -> Path:
     module = model.module if hasattr(model, "module") else model
     state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
     write_atomic(directory / WEIGHTS_NAME, safetensors_bytes(state, metadata={"format": "pt"}))
-    write_atomic(directory / CONFIG_NAME, (json.dumps(config, indent=2) + "\n").encode())
+    write_config(directory, config)
     return directory
+
+
+def write_config(directory: str | Path, config: dict) -> None:
+    """Write `config` as `directory`/config.json, atomically (the weights beside it untouched)."""
+    write_atomic(Path(directory) / CONFIG_NAME, (json.dumps(config, indent=2) + "\n").encode())
 
 
 def write_model_card(directory: str | Path) -> Path:

@@ -14,7 +14,7 @@ from torch import nn
 
 # The format's names that callers (app, CLI, train_space, benchmarks, tests) reach as hub.*, re-exported:
 from .checkpoint import (CONFIG_NAME, WEIGHTS_NAME, CheckpointError, LoadedModel, load_dir,  # noqa: F401
-                         read_config, save, write_model_card)
+                         read_config, save, write_config, write_model_card)
 from .hub_remote import REPO_RE, HubUnreachableError, load_from_hub, push  # noqa: F401 (push re-exported)
 
 log = logging.getLogger(__name__)

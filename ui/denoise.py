@@ -216,6 +216,14 @@ def adapt_summary(found: AdaptedPhoto, model: str, name: str, gain: str = "") ->
             "slider shows pretrained ↔ adapted.")
 
 
+def camera_denoiser(models: list[str]):
+    """The `camera` model as `estimate_noise` reads camera noise's σ with it (loaded on its first call, on
+    camera noise only; on the device it is on), or None where it is not listed."""
+    if "camera" not in models:
+        return None
+    return lambda x: denoise(load("camera").model, x)
+
+
 def estimate_upload(image):
     """On upload: the noise estimate in words; the suggested model and stride chosen, and the baselines'
     noise and level preset from it."""
@@ -223,7 +231,8 @@ def estimate_upload(image):
     if not image:
         return unchanged
     try:
-        found = estimate_noise(read(image, "noisy image"), models=model_names())
+        names = model_names()
+        found = estimate_noise(read(image, "noisy image"), models=names, denoiser=camera_denoiser(names))
     except (gr.Error, ValueError):
         return unchanged
     at = f" at pixel-shuffle stride {found.stride}" if found.stride else ""
@@ -247,7 +256,8 @@ def estimate_image(image):
         the figures: kind, sigma (Gaussian-equivalent σ, 0–255 scale), param, model, stride (null: the model's own)
     """
     try:
-        found = estimate_noise(read(image, "noisy image"), models=model_names())
+        names = model_names()
+        found = estimate_noise(read(image, "noisy image"), models=names, denoiser=camera_denoiser(names))
     except ValueError as e:  # too small to tell
         raise UserError(f"Cannot estimate the noise: {e}.") from None
     at = f" at pixel-shuffle stride {found.stride}" if found.stride else ""

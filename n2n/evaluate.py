@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 from . import baselines
 from .data import list_images
-from .estimate import noise_sigma
+from .estimate import estimate_noise
 from .infer import TILE, denoise
 from .io import DEFAULT_MAX_PIXELS, read_image, to_float
 from .metrics import psnr, ssim
@@ -71,7 +71,8 @@ def evaluate_pairs(model, pairs: list[tuple[Path, Path]], baselines_: list[str] 
                    precision: str = "auto", label: str = "eval", max_pixels: int = DEFAULT_MAX_PIXELS,
                    stride: int | None = None, ensemble: bool = False) -> dict:
     """`evaluate` on real photos: each (noisy, clean) pair of files (`match_pairs`) as it is; the baselines
-    run as for Gaussian noise of the σ estimated blind on the noisy photo (`estimate.noise_sigma`)."""
+    run as for Gaussian noise of the σ estimated blind on the noisy photo (`estimate.estimate_noise`, with no
+    model: camera noise is read at stride 2, where it is about independent between pixels)."""
     channels = model.in_channels
 
     def items():
@@ -81,7 +82,7 @@ def evaluate_pairs(model, pairs: list[tuple[Path, Path]], baselines_: list[str] 
             if noisy.shape != clean.shape:
                 raise ValueError(f"{noisy_path.name} and {clean_path.name} differ in size: {noisy.shape[:2]} vs "
                                  f"{clean.shape[:2]}")
-            sigma = max(noise_sigma(noisy), 0.5) if any(baselines_) else 0.0  # the baselines' level, read blind
+            sigma = max(estimate_noise(noisy).sigma, 0.5) if any(baselines_) else 0.0  # the baselines' level, blind
             yield noisy_path.name, clean, noisy, "gaussian", sigma
 
     return _score(model, items(), len(pairs), baselines_, tile, precision, 1, {}, label, stride, ensemble)

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import skimage.data
 
+from helpers import DATA
 from n2n.io import write_image
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -117,3 +118,43 @@ def test_a_photo_with_camera_noise_gets_the_camera_model_without_a_setting(page,
     if expected == "gaussian":
         sync_api.expect(page.locator("#source")).to_contain_text("pixel-shuffle stride 2")
     page.screenshot(path=str(ARTIFACTS / "denoise-camera.png"), full_page=True)
+
+
+@pytest.mark.skipif(not (DATA / "real" / "nam25").is_dir(), reason="needs ../shared/data/real/nam25")
+def test_a_real_noisy_photo_through_estimate_denoise_adapt_and_learn(page):
+    """A real DSLR photo as a visitor brings it (nam25's first: 512², JPEG, true RMS noise 3.6): the estimate
+    line names camera noise and reads σ ≈ 3 (2.7 with the camera model), the camera model is chosen and denoises
+    it; Adapt runs and says that the blind score is not to be trusted on camera noise; Learn measures on it why."""
+    from n2n import hub
+
+    if "camera" not in hub.bundled_names():
+        pytest.skip("no bundled camera model")
+    photo = DATA / "real" / "nam25" / "01_noise.png"
+    page.get_by_role("tab", name="Denoise").click()
+    page.locator("#noisy-in input[type=file]").set_input_files(str(photo))
+    estimate = page.locator("#estimate")
+    sync_api.expect(estimate).to_contain_text("camera noise, correlated between neighbouring pixels", timeout=60_000)
+    sigma = float(re.search(r"σ ≈ (\d+)", estimate.inner_text()).group(1))
+    assert 2 <= sigma <= 5, estimate.inner_text()  # within 30 % of 3.6, as rounded to a whole number
+    sync_api.expect(page.get_by_label("Model", exact=True)).to_have_value("camera")
+    page.get_by_role("button", name="Denoise", exact=True).click()
+    sync_api.expect(page.locator("#source")).to_contain_text("Model camera served from", timeout=120_000)
+    page.screenshot(path=str(ARTIFACTS / "real-denoise.png"), full_page=True)
+
+    seconds = page.get_by_role("spinbutton", name="seconds of training")
+    seconds.fill(seconds.get_attribute("min"))
+    seconds.press("Enter")
+    page.locator("#adapt-btn").click()
+    sync_api.expect(page.locator("#source")).to_contain_text("camera adapted to this photo", timeout=240_000)
+    sync_api.expect(page.locator("#source")).to_contain_text("This photo holds camera noise")
+    sync_api.expect(page.locator("#slider img")).to_have_count(2)
+    page.screenshot(path=str(ARTIFACTS / "real-adapt.png"), full_page=True)
+
+    page.get_by_role("tab", name="Learn").click()
+    page.locator("#learn-in input[type=file]").set_input_files(str(photo))
+    page.locator("#independence-btn").click()
+    summary = page.locator("#independence-summary")
+    sync_api.expect(summary).to_contain_text("Noise2Noise needs noise independent", timeout=60_000)
+    sync_api.expect(page.locator("#independence-camera img")).to_have_count(1)
+    page.locator("#independence-table").scroll_into_view_if_needed()
+    page.screenshot(path=str(ARTIFACTS / "real-learn.png"), full_page=True)

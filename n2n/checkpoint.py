@@ -99,6 +99,10 @@ def check_config(config: dict, name: str = "checkpoint") -> None:
     if isinstance(stride, bool) or stride not in STRIDES:
         raise CheckpointError(f"{name}: stride={_short(stride)} is refused; a checkpoint's pixel-shuffle stride is one "
                               f"of {', '.join(map(str, STRIDES))}")
+    low_pass = config.get("low_pass", 0)
+    if isinstance(low_pass, bool) or not isinstance(low_pass, (int, float)) or not 0 <= low_pass <= 256:
+        raise CheckpointError(f"{name}: low_pass={_short(low_pass)} is refused; a checkpoint's low-pass scale is 0 "
+                              "(off) to 256 pixels")
     size = weights_bytes(arch, args)
     if size > MAX_WEIGHTS_BYTES:
         raise CheckpointError(f"{name}: a {arch} with {args} would hold {format_size(size)} of weights, over the "
@@ -166,6 +170,7 @@ def load_dir(directory: str | Path, source: str | None = None, device: str | tor
                               f"architecture: {' '.join(first)}") from None
     model.to(device).eval().to(memory_format=torch.channels_last)
     model.stride = int(config.get("stride", 1))  # the pixel-shuffle stride it is meant for (n2n.infer.denoise)
+    model.low_pass = float(config.get("low_pass", 0))  # the scale above which it keeps the photo's brightness
     return LoadedModel(model, config, source or str(directory))
 
 
@@ -223,6 +228,14 @@ def write_model_card(directory: str | Path) -> Path:
     stride_note = "" if stride == 1 else (
         f"\nMeant for pixel-shuffle stride {stride}, as `n2n.denoise` runs it: run the graph on each "
         f"`image[i::{stride}, j::{stride}]` apart and put the results back in place.\n")
+    low_pass = float(config.get("low_pass", 0))
+    stride_note += "" if not low_pass else (
+        f"\n`n2n.denoise` then keeps the photo's own brightness above {low_pass:g} px: it adds back the Gaussian "
+        f"low-pass (σ = {low_pass:g} px) of noisy − denoised (`n2n.infer.keep_low_pass`; zero-mean noise averages "
+        "out there, so it holds the model's own shift of brightness and colour). Do the same after the graph:\n\n"
+        "```python\nimport cv2\nnoisy, y = image.astype(np.float32) / 255, y.transpose(1, 2, 0)  # (H, W, C)\n"
+        f"low = cv2.GaussianBlur(noisy - y, (0, 0), {low_pass:g}, borderType=cv2.BORDER_REFLECT)\n"
+        "clean = (np.clip(y + low, 0, 1) * 255).round().astype(np.uint8)\n```\n")
     provenance = "\n## History\n\n" + "\n".join(f"- {line}" for line in history) + "\n" if history else ""
     content = f"""---
 {data.to_yaml()}

@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader
 from . import checkpoint, hub
 from .data import (NoisyPairs, SingleNoisy, SyntheticPairs, apply_subsample, list_images, neighbor_subsample,
                    to_channels, training_image)
-from .infer import STRIDES, denoise, resolve_precision
+from .infer import CAMERA_LOW_PASS, STRIDES, denoise, model_low_pass, resolve_precision
 from .io import centre_crop, read_image, to_float, write_atomic
 from .losses import get_loss, neighbor2neighbor_regulariser
 from .metrics import psnr
@@ -195,6 +195,7 @@ def checkpoint_meta(config: TrainConfig, model: nn.Module, step: int, extra: dic
         "clean_targets": config.clean_targets,
         "steps": step,
         "stride": config.stride if config.mode == "single" else 1,
+        "low_pass": model_low_pass(module),
         "train_config": dataclasses.asdict(config),
     }
     return meta | (extra or {})
@@ -287,6 +288,8 @@ def train(config: TrainConfig, stop=lambda: False, data: TrainData | None = None
     if config.stride not in STRIDES:
         raise ValueError(f"stride must be one of {STRIDES} (1: no pixel-shuffle), got {config.stride}")
     model.stride = config.stride if config.mode == "single" else 1  # what n2n.denoise uses on the trained model
+    # and the scale above which it keeps the photo's brightness: its init's, else CAMERA_LOW_PASS for camera noise
+    model.low_pass = model_low_pass(model) or (CAMERA_LOW_PASS if config.noise == "camera" else 0.0)
     data = read_data(config, validation=rank == 0) if data is None else data
     dataset = _dataset(config, data, config.steps * config.batch_size, getattr(model, "multiple", 1))
     indices = range(start * config.batch_size + rank, config.steps * config.batch_size, world)

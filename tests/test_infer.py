@@ -160,3 +160,45 @@ def test_a_tiled_ensemble_matches_an_untiled_one():
     apart = np.abs(tiled.astype(int) - whole)[16:-16, 16:-16]
     assert apart.max() <= 2 and np.count_nonzero(apart > 1) <= 10 and np.mean(apart > 0) < 0.05
     assert psnr(clean, whole) > psnr(clean, denoise(model, noisy, precision="fp32"))  # the ensemble helps
+
+
+class _Brighten(torch.nn.Module):
+    """Blurs its input a little and brightens it by 0.05: detail changed, and a shift of the photo's mean."""
+
+    in_channels, multiple = 3, 1
+
+    def __init__(self):
+        super().__init__()
+        self.offset = torch.nn.Parameter(torch.tensor(0.05))
+
+    def forward(self, x):
+        return torch.nn.functional.avg_pool2d(x, 3, 1, 1, count_include_pad=False) + self.offset
+
+
+def test_low_pass_keeps_the_photos_brightness_and_the_models_detail(unet, tmp_path):
+    """low_pass: the model's shift of brightness is undone (the low-pass of noisy − denoised put back), its fine
+    detail kept; a checkpoint's "low_pass" is its default, 0 turns it off, bad values are refused."""
+    from scipy.ndimage import gaussian_filter
+
+    from n2n.checkpoint import CheckpointError, load_dir, save
+
+    clean = photo(128)
+    noisy = np.clip(clean + np.random.default_rng(0).normal(0, 0.1, clean.shape), 0, 1).astype(np.float32)
+    plain = denoise(_Brighten(), noisy, precision="fp32")
+    kept = denoise(_Brighten(), noisy, precision="fp32", low_pass=16)
+    assert abs(plain.mean() - noisy.mean() - 0.05) < 0.01  # brightened
+    assert abs(kept.mean() - noisy.mean()) < 0.005  # brightness of the photo kept
+    fine = lambda x: x - gaussian_filter(x, (16, 16, 0))  # noqa: E731
+    assert np.abs(fine(kept) - fine(plain)).mean() < 0.1 * np.abs(fine(noisy) - fine(plain)).mean()  # detail kept
+    assert psnr(clean, kept) > psnr(clean, plain) + 2  # measured: +2.5 dB
+    np.testing.assert_array_equal(denoise(_Brighten(), noisy, precision="fp32", low_pass=0), plain)
+    save(unet, tmp_path / "lp", {"architecture": "unet", "model_args": {}, "low_pass": 16})
+    loaded = load_dir(tmp_path / "lp").model
+    np.testing.assert_allclose(denoise(loaded, noisy), denoise(unet, noisy, low_pass=16), atol=1e-6)
+    np.testing.assert_array_equal(denoise(loaded, noisy, low_pass=0), denoise(unet, noisy))
+    for bad in (-1, 300, True, "16"):
+        save(unet, tmp_path / "bad", {"architecture": "unet", "model_args": {}, "low_pass": bad})
+        with pytest.raises(CheckpointError, match="low_pass=.* is refused"):
+            load_dir(tmp_path / "bad")
+    with pytest.raises(ValueError, match="low_pass is a scale in pixels"):
+        denoise(unet, noisy, low_pass=-2)

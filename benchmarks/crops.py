@@ -70,8 +70,13 @@ def run_schedule(crop: int, batch: int, base: TrainConfig, data, args, quick_fil
     """Probe, train for --minutes' worth of steps and score one schedule; its row of the table."""
     config = dataclasses.replace(base, crop=crop, batch_size=batch, out=str(Path(args.work) / f"{crop}x{batch}"))
     rate = probe(config, data, args.probe)
-    steps = max(1, round(args.minutes * 60 * rate))
-    print(f"== {crop}²×{batch}: probe {rate:.3f} steps/s → {steps} steps for {args.minutes:g} minutes", flush=True)
+    if args.pixels:
+        steps = max(1, round(args.pixels * 1e6 / (batch * crop * crop)))
+        budget = f"{args.pixels:g} M pixels"
+    else:
+        steps = max(1, round(args.minutes * 60 * rate))
+        budget = f"{args.minutes:g} minutes"
+    print(f"== {crop}²×{batch}: probe {rate:.3f} steps/s → {steps} steps for {budget}", flush=True)
     shutil.rmtree(config.out, ignore_errors=True)  # a fresh run from --init, never a resumed one
     config = dataclasses.replace(config, steps=steps, checkpoint_every=max(1, steps // 4))
     check_steps = sorted({max(1, round(f * steps)) for f in args.checks} - {steps})
@@ -117,10 +122,13 @@ def markdown(report: dict) -> str:
     m, start, rows = report["machine"], report["start"], report["rows"]
     sigmas, sigma = "[{:g}, {:g}]".format(*NOISE_MODELS[NOISE].noise_range), NOISE_MODELS[NOISE].default
     flags = ", ".join(f"{f}: {'yes' if f in m['simd'] else 'no'}" for f in ("avx512_bf16", "amx_bf16"))
-    lines = [f"# Larger crops at equal wall-clock (`{report['command']}`)", "",
+    pixels = report.get("target_pixels")
+    budget = (f"each schedule's steps see {pixels:g} M pixels (its steps/s from a {report['probe']}-step probe)"
+              if pixels else f"each schedule's steps are set by a {report['probe']}-step probe of its pace to fill "
+              f"{report['target_minutes']:g} minutes")
+    lines = [f"# Larger crops at equal {'pixels' if pixels else 'wall-clock'} (`{report['command']}`)", "",
              f"Warm restarts of `{report['init']}` ({NOISE}, σ ∈ {sigmas}) at lr {report['lr']:g}, ramped down over "
-             f"the last 30 % of each run, on {report['data']}; each schedule's steps are set by a {report['probe']}-"
-             f"step probe of its pace to fill {report['target_minutes']:g} minutes. Quick eval: the campaign's "
+             f"the last 30 % of each run, on {report['data']}; {budget}. Quick eval: the campaign's "
              f"(`train_space.quick_score`, the first {report['quick_images']} images of {report['quick']} at "
              f"σ={sigma:g}); test: {report['test_images']} full-size images of {report['test']} at σ={sigma:g}, "
              "seed 0. PSNR in dB.", "",
@@ -145,16 +153,22 @@ def markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
-def caveat(rows: list[dict], quick_images: int, test_images: int) -> str:
-    """How big a difference means something here: the spread of each run's last quick evals."""
-    spreads = [max(c["quick_psnr"] for c in r["checks"][-3:]) - min(c["quick_psnr"] for c in r["checks"][-3:])
-               for r in rows if len(r["checks"]) >= 3]
-    spread = (f" Within one run the quick eval moved by up to {max(spreads):.3f} dB between its last three checks "
-              f"(lr already ramping down), a floor under what a difference between schedules means."
-              if spreads else "")
-    return (f"Caveat: one run of each schedule, one seed; the quick eval is {quick_images} images with one draw "
-            f"of noise, the test {test_images}." + spread + " Differences under a few hundredths of a dB are within "
-            "what a second seed could reverse.")
+def caveat(rows: list[dict], quick_images: int, test_images: int, target_minutes: float | None) -> str:
+    """How big a difference means something here: how far each run's quick eval moved near its end, and how far
+    its minutes strayed from the target (the probe's pace is not the run's when the machine's load changes)."""
+    text = (f"Caveat: one run of each schedule, one seed; the quick eval is {quick_images} images with one draw "
+            f"of noise, the test {test_images}.")
+    moves = [abs(r["checks"][-1]["quick_psnr"] - r["checks"][-2]["quick_psnr"]) for r in rows if len(r["checks"]) > 1]
+    if moves:
+        ranges = [max(c["quick_psnr"] for c in r["checks"]) - min(c["quick_psnr"] for c in r["checks"]) for r in rows]
+        text += (f" Between its last two quick evals (lr nearly ramped down) a run moved by up to {max(moves):.3f} dB; "
+                 f"over all its checks by up to {max(ranges):.3f}.")
+    minutes = [r["minutes"] for r in rows]
+    if target_minutes and (max(minutes) > 1.1 * target_minutes or min(minutes) < 0.9 * target_minutes):
+        text += (f" The runs took {min(minutes):.1f}–{max(minutes):.1f} minutes against {target_minutes:g}: the "
+                 "machine's load changed between a probe and its run, so their budgets were not equal; pixels seen "
+                 "says by how much.")
+    return text + " Differences under a few hundredths of a dB are within what a second seed could reverse."
 
 
 def main(argv=None) -> dict:
@@ -163,6 +177,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--schedules", default="96x8,192x2,256x1", help="CROPxBATCH,... ")
     parser.add_argument("--init", default=str(ROOT / "checkpoints" / "gaussian"), help="the warm start")
     parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--pixels", type=float, default=0,
+                        help="instead of --minutes: each schedule's steps see this many million pixels")
     parser.add_argument("--probe", type=int, default=30, help="timed steps of each schedule's probe")
     parser.add_argument("--checks", default="0.7,0.8,0.9", help="quick evals at these fractions of each run")
     parser.add_argument("--data", default=str(DATA / "train" / "bsd400"), help="folder of clean training images")
@@ -172,6 +188,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--test-images", type=int, default=0, help="the first N of --test only (0: all)")
     parser.add_argument("--work", default=str(ROOT / "runs" / "crops"), help="parent folder of the checkpoints")
     parser.add_argument("--out", default=str(DEFAULT_OUT))
+    parser.add_argument("--name", default="crops", help="write OUT/NAME.json and OUT/NAME.md")
     args = parser.parse_args(argv)
     args.checks = [float(f) for f in args.checks.split(",") if f]
     torch.set_num_threads(1)
@@ -183,7 +200,8 @@ def main(argv=None) -> dict:
     data = read_data(base, validation=False)  # decoded once for every probe and run
     report = {"command": "python -m benchmarks.crops " + " ".join(sys.argv[1:] if argv is None else argv),
               "init": args.init if not Path(args.init).is_relative_to(ROOT) else str(Path(args.init).relative_to(ROOT)),
-              "lr": args.lr, "data": Path(args.data).name, "target_minutes": args.minutes, "probe": args.probe,
+              "lr": args.lr, "data": Path(args.data).name, "target_minutes": None if args.pixels else args.minutes,
+              "target_pixels": args.pixels or None, "probe": args.probe,
               "quick": Path(args.quick).name, "quick_images": len(quick_files), "test": Path(args.test).name,
               "test_images": len(test_files),
               "precision": resolve_precision("auto"), "rows": []}
@@ -195,10 +213,11 @@ def main(argv=None) -> dict:
     for crop, batch in parse_schedules(args.schedules):
         report["rows"].append(run_schedule(crop, batch, base, data, args, quick_files, test_files))
         report["winner"], report["verdict"] = verdict(report["rows"])
-        report["caveat"] = caveat(report["rows"], len(quick_files), len(test_files))
+        report["caveat"] = caveat(report["rows"], len(quick_files), len(test_files),
+                                  None if args.pixels else args.minutes)
         report["machine"] = machine()
-        (out / "crops.json").write_text(json.dumps(report, indent=2) + "\n")
-        (out / "crops.md").write_text(markdown(report) + "\n")
+        (out / f"{args.name}.json").write_text(json.dumps(report, indent=2) + "\n")
+        (out / f"{args.name}.md").write_text(markdown(report) + "\n")
     print(markdown(report))
     return report
 

@@ -194,3 +194,9 @@ def test_crops_benchmark_trains_each_schedule_for_the_same_time_and_scores_it(ph
     assert saved["start"]["quick_psnr"] > 0 and saved["verdict"] and saved["caveat"]
     table = (tmp_path / "crops.md").read_text()
     assert "| 64² × 1 |" in table and "avx512_bf16:" in table and "amx_bf16:" in table
+    crops.main(["--pixels", "0.01", "--schedules", "32x2", "--init", str(tiny_checkpoint), "--probe", "2",
+                "--data", str(photo_folder), "--quick", str(photo_folder), "--quick-images", "1", "--test",
+                str(photo_folder), "--test-images", "1", "--work", str(tmp_path / "pixels"), "--out", str(tmp_path),
+                "--name", "pixels"])  # a budget of pixels instead of minutes, beside the first report
+    assert json.loads((tmp_path / "pixels.json").read_text())["rows"][0]["steps"] == round(0.01e6 / (2 * 32 * 32))
+    assert "equal pixels" in (tmp_path / "pixels.md").read_text() and (tmp_path / "crops.json").is_file()

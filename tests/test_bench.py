@@ -171,3 +171,32 @@ def test_grain_reads_correlation_where_there_is_some(two_photos, tmp_path):
     assert float(phone.split("|")[2].split()[0]) < 0.1  # white: uncorrelated 1 px apart
     assert all(f"| camera, stops {s} (2) |" in text for s in grain.STOPS)
     assert (tmp_path / "out" / "grain.md").read_text() == text
+
+
+def test_crops_benchmark_trains_each_schedule_for_the_same_time_and_scores_it(photo_folder, tiny_checkpoint,
+                                                                              tmp_path):
+    """benchmarks/crops.py: a probe sets each schedule's steps, each run ends its ramp-down and is scored with
+    the start, and the table is its JSON."""
+    from benchmarks import crops
+
+    crops.main(["--minutes", "0.02", "--schedules", "32x2,64x1", "--init", str(tiny_checkpoint),
+                "--probe", "2", "--checks", "0.5", "--data", str(photo_folder), "--quick", str(photo_folder),
+                "--quick-images", "2", "--test", str(photo_folder), "--test-images", "3",
+                "--work", str(tmp_path / "runs"), "--out", str(tmp_path)])
+    saved = json.loads((tmp_path / "crops.json").read_text())
+    assert [r["schedule"] for r in saved["rows"]] == ["32x2", "64x1"] and saved["precision"] in ("fp32", "bf16")
+    for row in saved["rows"]:
+        config = hub.read_config(tmp_path / "runs" / row["schedule"])
+        assert config["steps"] == row["steps"] >= 1 and config["train_config"]["crop"] == row["crop"]
+        assert row["pixels"] == row["steps"] * row["batch"] * row["crop"] ** 2
+        assert math.isfinite(row["quick_psnr"]) and math.isfinite(row["test_psnr"])
+        assert row["checks"][-1] == {"step": row["steps"], "quick_psnr": row["quick_psnr"]}
+    assert saved["start"]["quick_psnr"] > 0 and saved["verdict"] and saved["caveat"]
+    table = (tmp_path / "crops.md").read_text()
+    assert "| 64² × 1 |" in table and "avx512_bf16:" in table and "amx_bf16:" in table
+    crops.main(["--pixels", "0.01", "--schedules", "32x2", "--init", str(tiny_checkpoint), "--probe", "2",
+                "--data", str(photo_folder), "--quick", str(photo_folder), "--quick-images", "1", "--test",
+                str(photo_folder), "--test-images", "1", "--work", str(tmp_path / "pixels"), "--out", str(tmp_path),
+                "--name", "pixels"])  # a budget of pixels instead of minutes, beside the first report
+    assert json.loads((tmp_path / "pixels.json").read_text())["rows"][0]["steps"] == round(0.01e6 / (2 * 32 * 32))
+    assert "equal pixels" in (tmp_path / "pixels.md").read_text() and (tmp_path / "crops.json").is_file()

@@ -288,8 +288,10 @@ def train(config: TrainConfig, stop=lambda: False, data: TrainData | None = None
     if config.stride not in STRIDES:
         raise ValueError(f"stride must be one of {STRIDES} (1: no pixel-shuffle), got {config.stride}")
     model.stride = config.stride if config.mode == "single" else 1  # what n2n.denoise uses on the trained model
-    # and the scale above which it keeps the photo's brightness: its init's, else CAMERA_LOW_PASS for camera noise
-    model.low_pass = model_low_pass(model) or (CAMERA_LOW_PASS if config.noise == "camera" else 0.0)
+    # and the scale above which it keeps the photo's brightness (n2n.infer.keep_low_pass): only an L2 model's output
+    # keeps the mean of zero-mean noise; CAMERA_LOW_PASS on camera noise, else its init's
+    low_pass = CAMERA_LOW_PASS if config.noise == "camera" else model_low_pass(model)
+    model.low_pass = low_pass if config.loss_name() == "l2" else 0.0
     data = read_data(config, validation=rank == 0) if data is None else data
     dataset = _dataset(config, data, config.steps * config.batch_size, getattr(model, "multiple", 1))
     indices = range(start * config.batch_size + rank, config.steps * config.batch_size, world)

@@ -247,6 +247,21 @@ def test_init_starts_from_the_checkpoint(tiny_checkpoint, photo_folder, tmp_path
     assert not torch.equal(parameters(n2n.train.build_model("unet")), start)  # what ignoring `init` would give
 
 
+def test_camera_noise_models_keep_the_photos_brightness_and_l2_fine_tunes_inherit_it(photo_folder, tmp_path):
+    """A model trained on camera noise is saved with CAMERA_LOW_PASS; a fine-tune of it on another noise keeps it
+    with an L2 loss (its output keeps zero-mean noise's mean) and drops it with L1 (impulse: the median)."""
+    from n2n.infer import CAMERA_LOW_PASS
+
+    def run(name, **kw):
+        *_, last = train(tiny(photo_folder, tmp_path, out=str(tmp_path / name), steps=1, **kw))
+        return hub.read_config(last.out)["low_pass"], last.model.low_pass
+
+    assert run("gaussian") == (0.0, 0.0)
+    assert run("camera", noise="camera") == (CAMERA_LOW_PASS, CAMERA_LOW_PASS)
+    assert run("camera-gaussian", noise="gaussian", init=str(tmp_path / "camera")) == (CAMERA_LOW_PASS,) * 2
+    assert run("camera-impulse", noise="impulse", init=str(tmp_path / "camera")) == (0.0, 0.0)
+
+
 def test_neighbor_subsample_picks_two_different_adjacent_pixels_per_cell():
     """Neighbor2Neighbor's sampler: in every 2×2 cell (positions 0 1 / 2 3) one of the 8 ordered pairs of
     side-by-side pixels, all 8 about equally often, never the same pixel or a diagonal; apply_subsample takes them."""

@@ -172,21 +172,20 @@ def estimate_noise(image: np.ndarray, models: list[str] | None = None,
     full = full if full.ndim == 3 else full[..., None]
     full = full[..., :3] if full.shape[2] in (3, 4) else full[..., :1]
     colour = centre_crop(full, MAX_SIDE)
-    impulses = impulse_fraction(colour)
-    sigma = noise_sigma(colour)
     # correlation first: sharpened camera noise without JPEG can leave as many outliers as impulse noise, but
     # impulses are pixel-independent (a ratio of at most 1.39 on Kodak24 at 5 % to 50 % replaced)
     spread = correlation_ratio(full)
     stride = None
-    if spread > CAMERA_RATIO:
+    if spread > CAMERA_RATIO:  # its σ read where it is seen whole; the stride-1 PCA σ reads a fraction of it
         noise, sigma = "camera", (removed_sigma(colour, denoiser) if denoiser else noise_sigma(full, stride=2))
         param = round(camera_stops(sigma), 1)
         text = (f"looks like camera noise, correlated between neighbouring pixels (it reads {spread:.1f}× "
                 f"stronger two pixels apart), σ ≈ {sigma:.0f}" if sigma >= 1 else "looks clean (σ < 1)")
-    elif impulses > IMPULSE_FRACTION:
-        noise, param = "impulse", round(min(0.95, impulses / 0.65), 2)  # about 2/3 of replaced pixels stand out
+    elif (impulses := impulse_fraction(colour)) > IMPULSE_FRACTION:
+        noise, sigma = "impulse", noise_sigma(colour)
+        param = round(min(0.95, impulses / 0.65), 2)  # about 2/3 of replaced pixels stand out
         text = f"looks like impulse noise (about {param:.0%} of pixels replaced)"
-    elif sigma > 10 and signal_dependence(colour) > POISSON_DEPENDENCE:
+    elif (sigma := noise_sigma(colour)) > 10 and signal_dependence(colour) > POISSON_DEPENDENCE:
         mean = float(colour.mean())
         noise, param = "poisson", round(float(np.clip(mean / (sigma / 255) ** 2, 1, 100)), 1)  # var = x/λ
         text = f"looks like shot (Poisson) noise, λ ≈ {param:g} (σ ≈ {sigma:.0f} at mean brightness)"

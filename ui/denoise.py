@@ -27,7 +27,7 @@ import torch
 
 from n2n import baselines, hub
 from n2n.adapt import AdaptedPhoto, adapt_photo
-from n2n.estimate import estimate_noise
+from n2n.estimate import NoiseEstimate, estimate_noise
 from n2n.infer import denoise, model_stride, resolve_precision
 from n2n.io import split_alpha, to_float, with_alpha
 from n2n.metrics import psnr, ssim
@@ -216,12 +216,12 @@ def adapt_summary(found: AdaptedPhoto, model: str, name: str, gain: str = "") ->
             "slider shows pretrained ↔ adapted.")
 
 
-def camera_denoiser(models: list[str]):
-    """The `camera` model as `estimate_noise` reads camera noise's σ with it (loaded on its first call, on
-    camera noise only; on the device it is on), or None where it is not listed."""
-    if "camera" not in models:
-        return None
-    return lambda x: denoise(load("camera").model, x)
+def estimate(image) -> NoiseEstimate:
+    """`estimate_noise` on an uploaded image, suggesting from the visitor's models; camera noise's σ is read
+    with the `camera` model (`removed_sigma`: loaded on camera noise only, on the device it is on)."""
+    names = model_names()
+    camera = (lambda x: denoise(load("camera").model, x)) if "camera" in names else None
+    return estimate_noise(read(image, "noisy image"), models=names, denoiser=camera)
 
 
 def estimate_upload(image):
@@ -231,8 +231,7 @@ def estimate_upload(image):
     if not image:
         return unchanged
     try:
-        names = model_names()
-        found = estimate_noise(read(image, "noisy image"), models=names, denoiser=camera_denoiser(names))
+        found = estimate(image)
     except (gr.Error, ValueError):
         return unchanged
     at = f" at pixel-shuffle stride {found.stride}" if found.stride else ""
@@ -256,8 +255,7 @@ def estimate_image(image):
         the figures: kind, sigma (Gaussian-equivalent σ, 0–255 scale), param, model, stride (null: the model's own)
     """
     try:
-        names = model_names()
-        found = estimate_noise(read(image, "noisy image"), models=names, denoiser=camera_denoiser(names))
+        found = estimate(image)
     except ValueError as e:  # too small to tell
         raise UserError(f"Cannot estimate the noise: {e}.") from None
     at = f" at pixel-shuffle stride {found.stride}" if found.stride else ""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -81,7 +82,8 @@ def main(argv=None) -> str:
                  for k, clean in enumerate(cleans)]
         named = [f.noise for f in found]
         right = [f.param for f in found if f.noise == noise]
-        lines.append(f"| {noise} | {param} | {named.count(noise)}/{len(named)} | {max(set(named), key=named.count)} | "
+        mostly = Counter(named).most_common(1)[0][0]  # a tie: the first named (a set's order changes between runs)
+        lines.append(f"| {noise} | {param} | {named.count(noise)}/{len(named)} | {mostly} | "
                      f"{np.median(right) if right else float('nan'):.3g} |")
         print(lines[-1], flush=True)
     lines += simulated_camera(cleans, denoiser)

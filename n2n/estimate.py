@@ -118,7 +118,7 @@ def removed_sigma(image: np.ndarray, denoiser: Denoiser, window: int = WINDOW) -
 
     Noise correlated over a few pixels (camera noise) looks like texture to the PCA estimate, which reads
     only what is left at the smallest scale; a denoiser trained on such noise tells the two apart. On
-    ../shared/data/real/nam25 (512² DSLR crops) it reads 0.75 to 1.25 times the true RMS, where the PCA
+    ../shared/data/real/nam25 (512² DSLR crops) it reads 0.74 to 1.25 times the true RMS, where the PCA
     estimate at stride 2 reads 0.44 to 1.00; about 10 % low where the denoiser leaves some noise in
     (benchmarks/results/estimate.md). One denoiser call on `image`."""
     noisy = np.asarray(image, np.float32)

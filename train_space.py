@@ -360,6 +360,8 @@ def adopt(source: Path, cfg: CampaignConfig) -> list[str]:
             continue
         made = (new.config.get("history") or ["trained elsewhere"])[-1]
         config = {k: v for k, v in old.items() if k != "eval"} if old else new.config  # old weights' figures go
+        if "campaign" in config:  # NAME keeps its place in the campaign, with the adopted weights' quick eval
+            config["campaign"] = config["campaign"] | {"quick_eval_psnr": score}
         hub.save(new.model, bundled, config | {"history": old.get("history", []) + [f"adopted ({made})"]})
         evaluate_and_card(bundled, cfg.eval_sets, cfg.eval_limit, cfg.eval_baselines, reuse=old.get("eval", []))
         adopted.append(directory.name)

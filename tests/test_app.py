@@ -99,6 +99,16 @@ def test_registry_says_where_a_model_came_from(tiny_checkpoint, monkeypatch):
             registry.forget(name)
 
 
+def test_the_source_line_gives_a_campaign_models_steps_in_all():
+    """A campaign model's config "steps" is its last run's count; the line gives the steps in all."""
+    from ui.denoise import describe_source
+
+    loaded = registry.load("camera")
+    total = loaded.config["campaign"]["total_steps"]
+    assert total > loaded.config["steps"]
+    assert f"noisy targets (Noise2Noise), {total:,} steps." in describe_source("camera", loaded)
+
+
 def test_denoise_serves_the_model_and_compares_baselines(client, clean_png):
     noisy_path, clean = noisy_png(clean_png)
     noisy = png(noisy_path)

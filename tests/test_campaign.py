@@ -151,6 +151,9 @@ def test_gpu_plan_then_adopt_keeps_only_what_beats_ours(photo_folder, tmp_path):
     made = (hub.read_config(gpu_out / "impulse").get("history") or ["trained elsewhere"])[-1]
     assert config["history"][-1] == f"adopted ({made})"
     assert config["eval"][0]["images"] == 1
+    for n in expected:  # the record says what the adopted weights score, not what the old ones did
+        record = hub.read_config(here / n).get("campaign")
+        assert record is None or abs(record["quick_eval_psnr"] - score(here, n)) < 1e-6, n
 
 
 def test_two_campaign_processes_never_train_the_same_model(photo_folder, tmp_path):

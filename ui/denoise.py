@@ -288,11 +288,12 @@ def describe_source(ref: str, loaded: hub.LoadedModel, stride: int = 1) -> str:
     else:
         where = "a local checkpoint"
     targets = "clean targets (Noise2Clean)" if config.get("clean_targets") else "noisy targets (Noise2Noise)"
+    steps = config.get("campaign", {}).get("total_steps") or config.get("steps")  # a campaign's steps in all
     device = next(loaded.model.parameters()).device
     precision = resolve_precision("auto", device)
     hardware = "GPU" if device.type == "cuda" else "CPU" + (" with native bf16" if precision == "bf16" else "")
     return (f"Model **{ref}** served from {where}: trained for {config.get('noise', '?')} noise with "
-            f"{targets}, {config.get('steps', '?')} steps. Ran in {precision} on the {hardware}"
+            f"{targets}, {f'{steps:,}' if isinstance(steps, int) else '?'} steps. Ran in {precision} on the {hardware}"
             + (f", on the {stride}² sub-images of pixel-shuffle stride {stride}." if stride > 1 else "."))
 
 

@@ -1,6 +1,7 @@
-"""Adapt to this photo: a pretrained model fitted to one noisy photo within a time budget,
-by Neighbor2Neighbor through the one training loop (`adapt`), and the whole of the Denoise tab's
-Adapt button and /adapt endpoint (`adapt_photo`): adapting, both models' results, the blind
+"""Adapt to this photo: a pretrained model fitted to one noisy photo within a time budget, through the
+one training loop (`adapt`): by Neighbor2Neighbor, or, for a camera-noise model on camera noise, by
+pseudo-clean pairs (its own result re-photographed with simulated camera noise); and the whole of the
+Denoise tab's Adapt button and /adapt endpoint (`adapt_photo`): adapting, both models' results, the blind
 comparison that says which to keep.
 """
 from __future__ import annotations
@@ -12,12 +13,13 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
+import torch
 from torch import nn
 
 from .estimate import blind_psnr, estimate_noise
-from .hub import load_model
+from .hub import resolve
 from .infer import denoise
-from .io import split_alpha
+from .io import split_alpha, to_float
 from .train import Record, TrainConfig, TrainData, train
 
 # "Adapt to this photo": Neighbor2Neighbor from the pretrained model, the settings that gained most
@@ -27,22 +29,35 @@ ADAPT_BATCH = 4
 ADAPT_LR = 3e-4
 ADAPT_CALIBRATION_STEPS = 4  # timed first, to fit the learning-rate schedule to the budget
 
+# A camera-noise model on camera noise (real photos): Neighbor2Neighbor learns the correlated noise back and
+# loses 0-2.6 dB there. Instead the model's own result is re-photographed with simulated camera noise at the
+# level estimated blind and fitted back, a few steps at a small learning rate (pseudo-clean pairs):
+# benchmarks/results/adapt-real.md, session 5: +0.6 dB on average over the pretrained `camera` on nam25 + sidd1
+# at 100 and 200 steps (worst photo +0.03 and -0.15); 400 fit the pretrained result itself too closely (+0.34
+# on six photos, one at -0.32). 150: benchmarks/adapt_real.py.
+PSEUDO_CLEAN_STEPS = 150  # at most, whatever the budget
+PSEUDO_CLEAN_LR = 1e-5
+
 
 def adapt_config(init: str, folder: Path, steps: int, crop: int = ADAPT_CROP, batch_size: int = ADAPT_BATCH,
-                 lr: float = ADAPT_LR, seed: int = 0, stride: int = 1) -> TrainConfig:
+                 lr: float = ADAPT_LR, seed: int = 0, stride: int = 1, stops: float | None = None) -> TrainConfig:
     """The TrainConfig that adapts `init` (a bundled name or checkpoint folder) to one noisy photo
     (handed to `train` decoded, as TrainData; `data` names it), writing the checkpoint to
     `folder`/adapted: Neighbor2Neighbor (mode "single"), a checkpoint only at the end (the weights,
     not Adam's moments), no validation (there is no clean image). `stride` > 1: on the photo's
     pixel-shuffled sub-images (camera noise, correlated between neighbours, is about independent
-    there); the adapted model denoises at it."""
-    return TrainConfig(data="photo", mode="single", init=init, steps=steps, batch_size=batch_size,
-                       crop=crop, lr=lr, checkpoint_every=10**9, out=str(folder / "adapted"), seed=seed,
-                       stride=stride, optimiser_state=False)
+    there); the adapted model denoises at it. `stops` (camera noise's ISO in stops, n2n.noise.camera):
+    pseudo-clean pairs instead, on the pretrained model's result for the photo (mode "synthetic", clean
+    targets, camera noise at exactly `stops`)."""
+    common = dict(data="photo", init=init, steps=steps, batch_size=batch_size, crop=crop, lr=lr,
+                  checkpoint_every=10**9, out=str(folder / "adapted"), seed=seed, optimiser_state=False)
+    if stops is not None:
+        return TrainConfig(mode="synthetic", noise="camera", noise_range=(stops, stops), clean_targets=True, **common)
+    return TrainConfig(mode="single", stride=stride, **common)
 
 
 def adapt(init: str, noisy: np.ndarray, folder: Path, seconds: float = 60.0, stop: Callable[[], bool] = lambda: False,
-          **settings) -> Iterator[Record]:
+          pseudo_clean: tuple[np.ndarray, float] | None = None, **settings) -> Iterator[Record]:
     """Fit the model `init` to the one photo `noisy` (H, W, C, any dtype) for about `seconds` of
     wall-clock time; yield the training loop's records, their `elapsed_s` counted from this call.
 
@@ -54,11 +69,21 @@ def adapt(init: str, noisy: np.ndarray, folder: Path, seconds: float = 60.0, sto
     The last record, and only it, has `done` and `out`, the checkpoint folder (`folder`/adapted: the
     weights and config.json, no optimiser state). `settings`: crop, batch_size, lr, seed, stride
     (adapt_config).
+
+    pseudo_clean: (result, stops): instead, fit `init` (a camera-noise model) to its own `result` for `noisy`
+    ((H, W, C) float in [0, 1]) re-photographed with camera noise at `stops`, at PSEUDO_CLEAN_LR (unless
+    `settings` say otherwise), for at most PSEUDO_CLEAN_STEPS steps.
     """
     if seconds <= 0:
         raise ValueError(f"the time budget must be positive, got {seconds} s")
     start = time.perf_counter()
-    data = TrainData([np.asarray(noisy)])
+    most = 10**6
+    if pseudo_clean is not None:
+        result, stops = pseudo_clean
+        data, most = TrainData([np.asarray(result, np.float32)]), PSEUDO_CLEAN_STEPS
+        settings = {"lr": PSEUDO_CLEAN_LR} | settings | {"stops": float(stops)}
+    else:
+        data = TrainData([np.asarray(noisy)])
     over = lambda: stop() or time.perf_counter() - start >= seconds  # noqa: E731
     # a length the calibration never reaches (its end is set once its steps are timed): until then the
     # learning rate is constant, as in the first 70 % of any run
@@ -74,7 +99,7 @@ def adapt(init: str, noisy: np.ndarray, folder: Path, seconds: float = 60.0, sto
     run.close()  # no checkpoint: the run goes on from `record`, in memory
     # the first step carries the set-up; the next ones give the pace
     per_step = (stamps[-1] - stamps[0]) / max(1, len(stamps) - 1)
-    steps = len(stamps) + max(1, int((seconds - (stamps[-1] - start)) / per_step))
+    steps = min(most, len(stamps) + max(1, int((seconds - (stamps[-1] - start)) / per_step)))
     for record in train(dataclasses.replace(calibration, steps=steps), stop=over, data=data, resume_from=record):
         yield dataclasses.replace(record, elapsed_s=time.perf_counter() - start)
 
@@ -89,6 +114,7 @@ class AdaptedPhoto:
     seconds: float  # seconds of training, loading the model included
     stride: int  # the pixel-shuffle stride it trained at and denoises at: 2 on camera noise, else 1
     camera_noise: bool  # n2n.estimate read camera noise, where the blind score favours results that keep it
+    pseudo_clean: bool  # adapted by pseudo-clean pairs (a camera-noise model on camera noise), not Neighbor2Neighbor
     pretrained: np.ndarray  # the pretrained model's result: (H, W, C) colour channels, the photo's dtype
     adapted: np.ndarray  # the adapted model's result, likewise
     blind_pretrained: float  # n2n.estimate.blind_psnr of the pretrained model on the photo (dB, higher is better)
@@ -99,36 +125,46 @@ class AdaptedPhoto:
 def adapt_photo(init: str, noisy: np.ndarray, folder: Path, seconds: float = 60.0,
                 progress: Callable[[str, float, float, str], None] | None = None) -> AdaptedPhoto:
     """"Adapt to this photo", whole: fit `init` (a bundled name or checkpoint folder) to `noisy`
-    ((H, W, C), any dtype; alpha ignored) for about `seconds` (`adapt`, on its stride-2 sub-images
-    when `estimate_noise` reads camera noise), denoise the photo with the pretrained and the adapted
-    model, and score both blind (`blind_psnr`, no clean image). The pretrained model is loaded once
-    (`hub.load_model`, as `train` starts from it) for its result and its score; the checkpoint goes
-    to `folder`/adapted.
+    ((H, W, C), any dtype; alpha ignored) for about `seconds` (`adapt`), denoise the photo with the
+    pretrained and the adapted model, and score both blind (`blind_psnr`, no clean image). The pretrained
+    model is loaded once (`hub.resolve`, as `train` starts from it) for its result and its score; the
+    checkpoint goes to `folder`/adapted.
+
+    How it adapts follows `estimate_noise` (read with `init` itself when `init` was trained for camera noise):
+    camera noise and a camera-noise model: pseudo-clean pairs at the estimated ISO (`adapt`'s pseudo_clean);
+    camera noise and another model: Neighbor2Neighbor on the stride-2 sub-images, where the noise is about
+    independent; any other noise: Neighbor2Neighbor on the photo.
 
     progress: called as progress(what, done, total, unit), e.g. ("adapting: step 12", 30.5, 60, "s").
     A diverging run raises FloatingPointError, as `train` does.
     """
     report = progress or (lambda *_: None)
     colour = split_alpha(np.asarray(noisy))[0]
-    try:  # camera noise, correlated between neighbours: adapt on the stride-2 sub-images, where it is about independent
-        camera_noise = estimate_noise(colour).noise == "camera"
-    except ValueError:  # too small to tell
-        camera_noise = False
-    stride = 2 if camera_noise else 1
     report("loading the model", 0, 1, "steps")
-    pretrained = load_model(init)  # the weights `train` starts from: its copy is the one that trains
+    loaded = resolve(init)  # the weights `train` starts from: its copy is the one that trains
+    pretrained = loaded.model.to("cuda" if torch.cuda.is_available() else "cpu")
+    camera_model = loaded.config.get("noise") == "camera"
+    try:
+        found = estimate_noise(colour, denoiser=(lambda x: denoise(pretrained, x)) if camera_model else None)
+    except ValueError:  # too small to tell
+        found = None
+    camera_noise = found is not None and found.noise == "camera"
+    results = {"pretrained": denoise(pretrained, colour, progress=lambda done, total: report(
+        "denoising with the pretrained model", done, total, "tiles"))}
+    pseudo_clean = (to_float(results["pretrained"]), found.param) if camera_noise and camera_model else None
+    stride = 2 if camera_noise and not pseudo_clean else 1
     start, record = time.perf_counter(), None
-    for record in adapt(init, colour, folder, seconds, stride=stride):
+    for record in adapt(init, colour, folder, seconds, pseudo_clean=pseudo_clean, stride=stride):
         report(f"adapting: step {record.step}", min(record.elapsed_s, seconds), seconds, "s")
     trained_s = time.perf_counter() - start
     if record is None or not record.done:
         raise RuntimeError("adapting ended without its last record")
     device = next(record.model.parameters()).device
     models = {"pretrained": pretrained.to(device), "adapted": record.model.eval()}
-    results = {which: denoise(model, colour, progress=lambda done, total, which=which: report(
-        f"denoising with the {which} model", done, total, "tiles")) for which, model in models.items()}
+    results["adapted"] = denoise(models["adapted"], colour, progress=lambda done, total: report(
+        "denoising with the adapted model", done, total, "tiles"))
     report("scoring both without a clean image", 0, 1, "steps")
     blind = {which: blind_psnr(colour, lambda x, model=model: denoise(model, x)) for which, model in models.items()}
     return AdaptedPhoto(models["adapted"], Path(record.out), record.step, trained_s, stride, camera_noise,
-                        results["pretrained"], results["adapted"], blind["pretrained"], blind["adapted"],
-                        "adapted" if blind["adapted"] >= blind["pretrained"] else "pretrained")
+                        pseudo_clean is not None, results["pretrained"], results["adapted"], blind["pretrained"],
+                        blind["adapted"], "adapted" if blind["adapted"] >= blind["pretrained"] else "pretrained")

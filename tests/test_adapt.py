@@ -16,14 +16,14 @@ import numpy as np
 import pytest
 from gradio_client import Client, handle_file
 
-from helpers import photo, refusal
+from helpers import DATA, photo, refusal
 import n2n.adapt
 from n2n import load_model
 from n2n.adapt import adapt, adapt_photo
 from n2n.checkpoint import read_config
 from n2n.estimate import blind_psnr
 from n2n.infer import denoise
-from n2n.io import from_float, read_image, write_image
+from n2n.io import from_float, read_image, to_float, write_image
 from n2n.metrics import psnr
 from n2n.noise import corrupt
 from n2n.train import Record
@@ -226,3 +226,21 @@ def test_adapt_on_camera_noise_works_at_stride_2_and_says_the_blind_score_is_uns
     assert "(its stride-2 sub-images)" in summary and "holds camera noise" in summary, summary
     name = next(m.split(" · ")[1] for m in table["method"] if m.startswith("adapted · "))
     assert load_model(registry.FINETUNED[name]).stride == 2
+
+
+@pytest.mark.skipif(not (DATA / "real" / "nam25").is_dir(), reason="needs ../shared/data/real/nam25 (real photos)")
+def test_adapt_gains_on_a_real_photo_from_the_camera_model(tmp_path):
+    """A real DSLR photo (a 256² corner of nam25's 03, JPEG camera noise): from `camera`, Adapt fits pseudo-clean
+    pairs (its own result re-photographed with camera noise at the estimated ISO), at most PSEUDO_CLEAN_STEPS steps,
+    and the adapted result is closer to the clean mean image than the pretrained one (measured: 40.86 -> 41.77 dB
+    in 163 steps). It denoises at stride 1, and the summary says how it adapted."""
+    noisy = read_image(DATA / "real" / "nam25" / "03_noise.png")[:256, :256]
+    clean = to_float(read_image(DATA / "real" / "nam25" / "03_gt.png")[:256, :256])
+    found = adapt_photo("camera", noisy, tmp_path, seconds=60)
+    assert found.camera_noise and found.pseudo_clean and found.stride == 1
+    assert 0 < found.steps <= n2n.adapt.PSEUDO_CLEAN_STEPS
+    config = read_config(found.out)
+    assert config["train_config"]["mode"] == "synthetic" and config["noise"] == "camera" and config["low_pass"] > 0
+    before, after = psnr(clean, to_float(found.pretrained)), psnr(clean, to_float(found.adapted))
+    assert after > before + 0.3, (before, after, found.steps)
+    assert "pseudo-clean pairs" in denoise_tab.adapt_summary(found, "camera", "adapted-camera")

@@ -3,7 +3,8 @@ scored against a clean reference when one is given.
 
 Endpoints /denoise (image, model, Hub repo, compare with, clean reference, noise, parameter) and
 /adapt (image, model, seconds, clean reference): the model fitted to this one photo for a few
-seconds (Neighbor2Neighbor; on camera noise on the stride-2 sub-images), shown beside the pretrained one, and
+seconds (Neighbor2Neighbor; on camera noise on the stride-2 sub-images, or, from the camera model, pseudo-clean
+pairs of its own result), shown beside the pretrained one, and
 the better of the two by a blind score (n2n.estimate.blind_psnr, no clean image needed; unreliable on camera
 noise, as the summary says): n2n.adapt.adapt_photo does that work, adapt_image checks its inputs and charges the
 visitor's share of the slot, and adapt_outputs formats the result. The download is the adapted result, the
@@ -208,9 +209,12 @@ def adapt_summary(found: AdaptedPhoto, model: str, name: str, gain: str = "") ->
     if found.camera_noise:
         verdict += (". This photo holds camera noise (correlated between neighbouring pixels), where the blind score "
                     "favours results that keep the noise: judge by eye, or give a clean reference")
+    how = ("fitting its own result back from copies re-photographed with simulated camera noise at the photo's "
+           "ISO (pseudo-clean pairs; Neighbor2Neighbor would learn this photo's correlated noise back)"
+           if found.pseudo_clean else
+           f"Neighbor2Neighbor on the photo alone{' (its stride-2 sub-images)' if found.stride > 1 else ''}")
     return (f"**{model}** adapted to this photo: {found.steps} step{'s' if found.steps != 1 else ''} "
-            f"of Neighbor2Neighbor on the photo alone{' (its stride-2 sub-images)' if found.stride > 1 else ''} in "
-            f"{found.seconds:.0f} s.{gain} {verdict}. The blind score needs no clean image: each of a quarter of "
+            f"of {how} in {found.seconds:.0f} s.{gain} {verdict}. The blind score needs no clean image: each of a quarter of "
             "the pixels is hidden from the model and its prediction compared with the noisy pixel (higher is "
             f"better; the noise caps it). The model **{name}** is now in your model list (yours only); the "
             "slider shows pretrained ↔ adapted.")

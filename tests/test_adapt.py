@@ -243,4 +243,5 @@ def test_adapt_gains_on_a_real_photo_from_the_camera_model(tmp_path):
     assert config["train_config"]["mode"] == "synthetic" and config["noise"] == "camera" and config["low_pass"] > 0
     before, after = psnr(clean, to_float(found.pretrained)), psnr(clean, to_float(found.adapted))
     assert after > before + 0.3, (before, after, found.steps)
-    assert "pseudo-clean pairs" in denoise_tab.adapt_summary(found, "camera", "adapted-camera")
+    summary = denoise_tab.adapt_summary(found, "camera", "adapted-camera")
+    assert "pseudo-clean pairs" in summary and "this Adapt gained on 24" in summary, summary

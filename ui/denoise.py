@@ -130,7 +130,8 @@ def denoise_image(image, model="gaussian", hub_repo="", compare=None, clean=None
 def adapt_image(image, model="gaussian", seconds=ADAPT_DEFAULT_S, clean=None,
                 progress=gr.Progress(), request: gr.Request = None):
     """Fit a bundled model to one noisy photo alone for a few seconds (Neighbor2Neighbor; on camera noise its
-    stride-2 sub-images) and denoise the photo with it, beside the pretrained model; a blind score (no clean image
+    stride-2 sub-images, or from camera its own result re-photographed with simulated camera noise at the photo's
+    ISO, at most 150 steps) and denoise the photo with it, beside the pretrained model; a blind score (no clean image
     needed) says which of the two results is better. Runs in the app's one fine-tuning slot.
 
     Args:

@@ -112,7 +112,7 @@ class AdaptedPhoto:
     out: Path  # its checkpoint folder (config.json + model.safetensors)
     steps: int  # training steps taken
     seconds: float  # seconds of training, loading the model included
-    stride: int  # the pixel-shuffle stride it trained at and denoises at: 2 on camera noise, else 1
+    stride: int  # the pixel-shuffle stride it trained and denoises at: 2 on camera noise by Neighbor2Neighbor, else 1
     camera_noise: bool  # n2n.estimate read camera noise, where the blind score favours results that keep it
     pseudo_clean: bool  # adapted by pseudo-clean pairs (a camera-noise model on camera noise), not Neighbor2Neighbor
     pretrained: np.ndarray  # the pretrained model's result: (H, W, C) colour channels, the photo's dtype

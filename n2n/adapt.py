@@ -20,6 +20,7 @@ from .estimate import blind_psnr, estimate_noise
 from .hub import resolve
 from .infer import denoise
 from .io import split_alpha, to_float
+from .noise import camera_stops
 from .train import Record, TrainConfig, TrainData, train
 
 # "Adapt to this photo": Neighbor2Neighbor from the pretrained model, the settings that gained most
@@ -114,7 +115,7 @@ class AdaptedPhoto:
     seconds: float  # seconds of training, loading the model included
     stride: int  # the pixel-shuffle stride it trained and denoises at: 2 on camera noise by Neighbor2Neighbor, else 1
     camera_noise: bool  # n2n.estimate read camera noise, where the blind score favours results that keep it
-    pseudo_clean: bool  # adapted by pseudo-clean pairs (a camera-noise model on camera noise), not Neighbor2Neighbor
+    pseudo_clean: bool  # adapted by pseudo-clean pairs (a camera-noise model, not on impulses), not Neighbor2Neighbor
     pretrained: np.ndarray  # the pretrained model's result: (H, W, C) colour channels, the photo's dtype
     adapted: np.ndarray  # the adapted model's result, likewise
     blind_pretrained: float  # n2n.estimate.blind_psnr of the pretrained model on the photo (dB, higher is better)
@@ -131,9 +132,10 @@ def adapt_photo(init: str, noisy: np.ndarray, folder: Path, seconds: float = 60.
     checkpoint goes to `folder`/adapted.
 
     How it adapts follows `estimate_noise` (read with `init` itself when `init` was trained for camera noise):
-    camera noise and a camera-noise model: pseudo-clean pairs at the estimated ISO (`adapt`'s pseudo_clean);
-    camera noise and another model: Neighbor2Neighbor on the stride-2 sub-images, where the noise is about
-    independent; any other noise: Neighbor2Neighbor on the photo.
+    a camera-noise model on anything but impulse noise: pseudo-clean pairs at the estimated ISO (`adapt`'s
+    pseudo_clean; weak camera noise can read as Gaussian, whose σ gives the ISO); camera noise and another
+    model: Neighbor2Neighbor on the stride-2 sub-images, where the noise is about independent; else
+    Neighbor2Neighbor on the photo.
 
     progress: called as progress(what, done, total, unit), e.g. ("adapting: step 12", 30.5, 60, "s").
     A diverging run raises FloatingPointError, as `train` does.
@@ -151,7 +153,10 @@ def adapt_photo(init: str, noisy: np.ndarray, folder: Path, seconds: float = 60.
     camera_noise = found is not None and found.noise == "camera"
     results = {"pretrained": denoise(pretrained, colour, progress=lambda done, total: report(
         "denoising with the pretrained model", done, total, "tiles"))}
-    pseudo_clean = (to_float(results["pretrained"]), found.param) if camera_noise and camera_model else None
+    pseudo_clean = None
+    if camera_model and found is not None and found.noise != "impulse":  # weak camera noise can read as Gaussian
+        stops = found.param if camera_noise else camera_stops(found.sigma)
+        pseudo_clean = (to_float(results["pretrained"]), stops)
     stride = 2 if camera_noise and not pseudo_clean else 1
     start, record = time.perf_counter(), None
     for record in adapt(init, colour, folder, seconds, pseudo_clean=pseudo_clean, stride=stride):

@@ -377,8 +377,8 @@ def build(corrupted: CorruptTab, tabs: gr.Tabs) -> DenoiseTab:
             with gr.Row(equal_height=True):
                 adapt_btn = gr.Button("Adapt to this photo", scale=1, elem_id="adapt-btn")
                 adapt_s = gr.Slider(*ADAPT_SECONDS, value=ADAPT_DEFAULT_S, step=5, label="seconds of training", scale=2,
-                                    info="fits the model to this photo alone (Neighbor2Neighbor; camera on camera "
-                                         "noise: pseudo-clean pairs, at most 150 steps)")
+                                    info="fits the model to this photo alone (Neighbor2Neighbor; camera: pseudo-clean "
+                                         "pairs, at most 150 steps)")
         with gr.Column(scale=3):
             slider = gr.ImageSlider(label="Noisy ↔ denoised (after Adapt: pretrained ↔ adapted)", format="png",
                                     type="filepath", interactive=False, max_height=520, elem_id="slider")

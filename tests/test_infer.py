@@ -1,11 +1,12 @@
 """denoise(): every size, dtype and channel layout; tiles invisible; a trained model helps."""
+import cv2
 import numpy as np
 import pytest
 import skimage.data
 import torch
 
 from n2n import hub
-from n2n.infer import denoise, resolve_precision
+from n2n.infer import denoise, keep_low_pass, resolve_precision
 from n2n.io import to_uint8
 from n2n.metrics import psnr
 from n2n.models import build_model
@@ -191,6 +192,11 @@ def test_low_pass_keeps_the_photos_brightness_and_the_models_detail(unet, tmp_pa
     fine = lambda x: x - gaussian_filter(x, (16, 16, 0))  # noqa: E731
     assert np.abs(fine(kept) - fine(plain)).mean() < 0.1 * np.abs(fine(noisy) - fine(plain)).mean()  # detail kept
     assert psnr(clean, kept) > psnr(clean, plain) + 2  # measured: +2.5 dB
+    for sigma in (4, 16, 32):  # the shrunk blur is the full-size one within 0.25 levels (0-255), on σ = 25 noise
+        plain_c = np.ascontiguousarray(plain)
+        exact = np.clip(plain_c + cv2.GaussianBlur(noisy - plain_c, (0, 0), sigma, borderType=cv2.BORDER_REFLECT),
+                        0, 1)
+        assert np.abs(keep_low_pass(noisy, plain_c, sigma) - exact).max() < 0.25 / 255, sigma  # measured: 0.14
     np.testing.assert_array_equal(denoise(_Brighten(), noisy, precision="fp32", low_pass=0), plain)
     save(unet, tmp_path / "lp", {"architecture": "unet", "model_args": {}, "low_pass": 16})
     loaded = load_dir(tmp_path / "lp").model

@@ -19,12 +19,11 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.bench import machine
+from benchmarks.real import DEFAULT_DATA
 from n2n.adapt import adapt_photo
 from n2n.evaluate import match_pairs
 from n2n.io import read_image, to_float
 from n2n.metrics import psnr
-
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
 
 
 def run(data: Path, model: str, seconds: float) -> list[dict]:

@@ -19,7 +19,7 @@ from torch import nn
 from .estimate import blind_psnr, estimate_noise
 from .hub import resolve
 from .infer import denoise
-from .io import split_alpha, to_float
+from .io import split_alpha
 from .noise import camera_stops
 from .train import Record, TrainConfig, TrainData, train
 
@@ -72,7 +72,7 @@ def adapt(init: str, noisy: np.ndarray, folder: Path, seconds: float = 60.0, sto
     (adapt_config).
 
     pseudo_clean: (result, stops): instead, fit `init` (a camera-noise model) to its own `result` for `noisy`
-    ((H, W, C) float in [0, 1]) re-photographed with camera noise at `stops`, at PSEUDO_CLEAN_LR (unless
+    ((H, W, C), any dtype) re-photographed with camera noise at `stops`, at PSEUDO_CLEAN_LR (unless
     `settings` say otherwise), for at most PSEUDO_CLEAN_STEPS steps.
     """
     if seconds <= 0:
@@ -81,7 +81,7 @@ def adapt(init: str, noisy: np.ndarray, folder: Path, seconds: float = 60.0, sto
     most = 10**6
     if pseudo_clean is not None:
         result, stops = pseudo_clean
-        data, most = TrainData([np.asarray(result, np.float32)]), PSEUDO_CLEAN_STEPS
+        data, most = TrainData([np.asarray(result)]), PSEUDO_CLEAN_STEPS
         settings = {"lr": PSEUDO_CLEAN_LR} | settings | {"stops": float(stops)}
     else:
         data = TrainData([np.asarray(noisy)])
@@ -155,8 +155,7 @@ def adapt_photo(init: str, noisy: np.ndarray, folder: Path, seconds: float = 60.
         "denoising with the pretrained model", done, total, "tiles"))}
     pseudo_clean = None
     if camera_model and found is not None and found.noise != "impulse":  # weak camera noise can read as Gaussian
-        stops = found.param if camera_noise else camera_stops(found.sigma)
-        pseudo_clean = (to_float(results["pretrained"]), stops)
+        pseudo_clean = (results["pretrained"], camera_stops(found.sigma))
     stride = 2 if camera_noise and not pseudo_clean else 1
     start, record = time.perf_counter(), None
     for record in adapt(init, colour, folder, seconds, pseudo_clean=pseudo_clean, stride=stride):

@@ -27,7 +27,7 @@ import pandas as pd
 import torch
 
 from n2n import baselines, hub
-from n2n.adapt import AdaptedPhoto, adapt_photo
+from n2n.adapt import PSEUDO_CLEAN_STEPS, AdaptedPhoto, adapt_photo
 from n2n.estimate import NoiseEstimate, estimate_noise
 from n2n.infer import denoise, model_stride, resolve_precision
 from n2n.io import split_alpha, to_float, with_alpha
@@ -40,6 +40,9 @@ from ui.corrupt import CorruptTab
 from ui.registry import (BASELINE_LABELS, add_finetuned, check_session, compare_choices, init_ref, load,
                          model_names)
 
+# What Adapt from camera did on real photos (benchmarks/results/adapt-real.md, `python -m benchmarks.adapt_real`)
+PSEUDO_CLEAN_RECORD = ("on 26 real photos with clean references, this Adapt gained on 24, +0.65 dB on average, and the "
+                       "blind score named the better result on 15")
 # "Adapt to this photo": seconds of training per call (SECURITY.md: one fine-tuning slot, shared)
 ADAPT_SECONDS = (5, 120)
 ADAPT_DEFAULT_S = 60
@@ -131,7 +134,7 @@ def adapt_image(image, model="gaussian", seconds=ADAPT_DEFAULT_S, clean=None,
                 progress=gr.Progress(), request: gr.Request = None):
     """Fit a bundled model to one noisy photo alone for a few seconds (Neighbor2Neighbor; on camera noise its
     stride-2 sub-images, or from camera its own result re-photographed with simulated camera noise at the photo's
-    ISO, at most 150 steps) and denoise the photo with it, beside the pretrained model; a blind score (no clean image
+    ISO, a few steps) and denoise the photo with it, beside the pretrained model; a blind score (no clean image
     needed) says which of the two results is better. Runs in the app's one fine-tuning slot.
 
     Args:
@@ -210,8 +213,7 @@ def adapt_summary(found: AdaptedPhoto, model: str, name: str, gain: str = "") ->
     if found.camera_noise:
         verdict += (". This photo holds camera noise (correlated between neighbouring pixels), where the blind score "
                     "favours results that keep the noise: judge by eye, or give a clean reference"
-                    + (" (on 26 real photos with clean references, this Adapt gained on 24, +0.65 dB on average, "
-                       "and the blind score named the better result on 15)" if found.pseudo_clean else ""))
+                    + (f" ({PSEUDO_CLEAN_RECORD})" if found.pseudo_clean else ""))
     how = ("fitting its own result back from copies re-photographed with simulated camera noise at the photo's "
            "ISO (pseudo-clean pairs; Neighbor2Neighbor would learn this photo's correlated noise back)"
            if found.pseudo_clean else
@@ -378,7 +380,7 @@ def build(corrupted: CorruptTab, tabs: gr.Tabs) -> DenoiseTab:
                 adapt_btn = gr.Button("Adapt to this photo", scale=1, elem_id="adapt-btn")
                 adapt_s = gr.Slider(*ADAPT_SECONDS, value=ADAPT_DEFAULT_S, step=5, label="seconds of training", scale=2,
                                     info="fits the model to this photo alone (Neighbor2Neighbor; camera: pseudo-clean "
-                                         "pairs, at most 150 steps)")
+                                         f"pairs, at most {PSEUDO_CLEAN_STEPS} steps)")
         with gr.Column(scale=3):
             slider = gr.ImageSlider(label="Noisy ↔ denoised (after Adapt: pretrained ↔ adapted)", format="png",
                                     type="filepath", interactive=False, max_height=520, elem_id="slider")

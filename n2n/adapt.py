@@ -114,7 +114,8 @@ class AdaptedPhoto:
     steps: int  # training steps taken
     seconds: float  # seconds of training, loading the model included
     stride: int  # the pixel-shuffle stride it trained and denoises at: 2 on camera noise by Neighbor2Neighbor, else 1
-    camera_noise: bool  # n2n.estimate read camera noise, where the blind score favours results that keep it
+    camera_noise: bool  # n2n.estimate read camera noise: the blind scores are `sure_score`'s (masking favours
+    # results that keep correlated noise)
     pseudo_clean: bool  # adapted by pseudo-clean pairs (a camera-noise model, not on impulses), not Neighbor2Neighbor
     pretrained: np.ndarray  # the pretrained model's result: (H, W, C) colour channels, the photo's dtype
     adapted: np.ndarray  # the adapted model's result, likewise
@@ -127,7 +128,8 @@ def adapt_photo(init: str, noisy: np.ndarray, folder: Path, seconds: float = 60.
                 progress: Callable[[str, float, float, str], None] | None = None) -> AdaptedPhoto:
     """"Adapt to this photo", whole: fit `init` (a bundled name or checkpoint folder) to `noisy`
     ((H, W, C), any dtype; alpha ignored) for about `seconds` (`adapt`), denoise the photo with the
-    pretrained and the adapted model, and score both blind (`blind_psnr`, no clean image). The pretrained
+    pretrained and the adapted model, and score both blind (`blind_psnr`, no clean image; on camera noise
+    Stein's unbiased risk estimate with noise shaped like the photo's, `sure_score`). The pretrained
     model is loaded once (`hub.resolve`, as `train` starts from it) for its result and its score; the
     checkpoint goes to `folder`/adapted.
 
@@ -168,7 +170,9 @@ def adapt_photo(init: str, noisy: np.ndarray, folder: Path, seconds: float = 60.
     results["adapted"] = denoise(models["adapted"], colour, progress=lambda done, total: report(
         "denoising with the adapted model", done, total, "tiles"))
     report("scoring both without a clean image", 0, 1, "steps")
-    blind = {which: blind_psnr(colour, lambda x, model=model: denoise(model, x)) for which, model in models.items()}
+    correlated = found.sigma if camera_noise else 0.0  # masking favours results that keep correlated noise
+    blind = {which: blind_psnr(colour, lambda x, model=model: denoise(model, x), correlated_sigma=correlated)
+             for which, model in models.items()}
     return AdaptedPhoto(models["adapted"], Path(record.out), record.step, trained_s, stride, camera_noise,
                         pseudo_clean is not None, results["pretrained"], results["adapted"], blind["pretrained"],
                         blind["adapted"], "adapted" if blind["adapted"] >= blind["pretrained"] else "pretrained")

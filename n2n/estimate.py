@@ -11,9 +11,10 @@ pixels by demosaicing, in-camera processing and JPEG: it reads stronger two pixe
 neighbours, `correlation_ratio`; its σ is the local variance that a camera-noise denoiser takes out,
 `removed_sigma`, or the PCA σ at stride 2 without one), signal-dependent (Poisson-like: the variance
 grows with brightness) or Gaussian; the guess is rougher than σ (its hit rate is in the same file).
-`blind_score` ranks denoisers on one noisy image without its clean one (Noise2Self's masked loss):
-"Adapt to this photo" says which of the pretrained and the adapted result scores better (its download
-is the adapted one).
+`blind_score` ranks denoisers on one noisy image without its clean one (Noise2Self's masked loss), and
+`sure_score` on camera noise, whose neighbours carry a masked pixel's noise (Stein's unbiased risk estimate
+with noise shaped like the photo's): "Adapt to this photo" says which of the pretrained and the adapted
+result scores better (its download is the adapted one).
 """
 from __future__ import annotations
 
@@ -203,6 +204,7 @@ def estimate_noise(image: np.ndarray, models: list[str] | None = None,
 
 BLIND_OFFSETS = ((0, 0), (2, 2), (0, 2), (2, 0))  # the pixels masked in each 4 × 4 cell, one pass each
 BLIND_SIDE = 384  # Adapt's comparison reads this centre crop: four passes cost about two of a 512² image
+SURE_STEP = 0.05  # `sure_score`'s probe step ε, a fraction of the noise: the network is about linear over it
 
 
 def blind_score(noisy: np.ndarray, denoiser: Denoiser, max_side: int = MAX_SIDE) -> float:
@@ -238,7 +240,54 @@ def blind_score(noisy: np.ndarray, denoiser: Denoiser, max_side: int = MAX_SIDE)
     return float(np.mean(np.concatenate(errors)))
 
 
-def blind_psnr(noisy: np.ndarray, denoiser: Denoiser, max_side: int = BLIND_SIDE) -> float:
-    """`blind_score` as a PSNR against the noisy pixels (dB, higher is better): how "Adapt to this
-    photo" ranks the pretrained and the adapted model, in the app and in benchmarks/adapt.py."""
-    return float(10 * np.log10(1.0 / max(blind_score(noisy, denoiser, max_side), 1e-12)))
+def noise_like(noisy: np.ndarray, sigma: float, patch: int = 16, seed: int = 0) -> np.ndarray:
+    """Gaussian noise shaped like the noise of `noisy` ((H, W, C) float in [0, 1]), without its picture: the
+    power spectrum of its flattest fifth of `patch`² patches (their means taken out: there the noise is about
+    all there is), in each of the colour axes along which their pixels are uncorrelated, so that how many
+    pixels and which colours the noise is correlated over stays. RMS `sigma` (0–255 scale); float64, same
+    shape."""
+    h, w, c = noisy.shape
+    rows, cols = h // patch, w // patch
+    if rows * cols < 5:
+        raise ValueError(f"the image is too small to shape noise like its own: at least {patch * 3} pixels a side")
+    tiles = noisy[:rows * patch, :cols * patch].reshape(rows, patch, cols, patch, c).swapaxes(1, 2)
+    tiles = tiles.reshape(-1, patch, patch, c).astype(np.float64)
+    tiles -= tiles.mean(axis=(1, 2), keepdims=True)
+    flat = tiles[np.argsort(tiles.var(axis=(1, 2, 3)))[: len(tiles) // 5]]
+    _, axes = np.linalg.eigh(np.cov(flat.reshape(-1, c), rowvar=False).reshape(c, c))  # uncorrelated colours
+    power = (np.abs(np.fft.fft2(flat @ axes, axes=(1, 2))) ** 2).mean(axis=0)  # (patch, patch, c)
+    power[0, 0] = (power[0, 1] + power[1, 0] + power[0, -1] + power[-1, 0]) / 4  # the means taken out
+    power = np.fft.ifftshift(cv2.resize(np.fft.fftshift(power, axes=(0, 1)).astype(np.float32), (w, h),
+                                        interpolation=cv2.INTER_LINEAR).reshape(h, w, c), axes=(0, 1))
+    white = np.fft.fft2(np.random.default_rng(seed).standard_normal((h, w, c)), axes=(0, 1))
+    shaped = np.real(np.fft.ifft2(white * np.sqrt(power), axes=(0, 1))) @ axes.T
+    return shaped * (sigma / 255.0 / max(float(np.sqrt(np.mean(shaped ** 2))), 1e-12))
+
+
+def sure_score(noisy: np.ndarray, denoiser: Denoiser, sigma: float, max_side: int = BLIND_SIDE) -> float:
+    """How far `denoiser` leaves `noisy` ((H, W, C), any dtype) from a second, independent shot of the same
+    scene, with no clean image, for noise correlated between neighbouring pixels (camera noise), where the
+    masked `blind_score` favours results that keep the noise. Lower is better; compare denoisers only.
+
+    Stein's unbiased risk estimate for Gaussian noise of covariance Σ (Eldar 2009), its divergence read
+    with one random probe (Ramani et al. 2008): ||f(y) − y||²/N + 2·b·(f(y + εb) − f(y))/(ε N), where the
+    probe b has the noise's covariance: `noise_like(noisy)` at the noise's RMS `sigma` (0–255 scale;
+    `estimate_noise`'s). Squared error in [0, 1] units, on a centre crop of at most `max_side`² pixels: two
+    denoiser calls on it. On the 26 real photos of ../shared/data/real it named the better of the pretrained
+    and the adapted `camera` on M of 26 (the masked score on 15; benchmarks/results/adapt-real.md)."""
+    y = to_float(noisy)
+    y = centre_crop(y if y.ndim == 3 else y[..., None], max_side).astype(np.float64)
+    probe = noise_like(y, sigma)
+    result = np.asarray(denoiser(y.astype(np.float32)), np.float64)
+    moved = np.asarray(denoiser((y + SURE_STEP * probe).astype(np.float32)), np.float64) - result
+    return float(np.mean((result - y) ** 2) + 2 * np.mean(probe * moved) / SURE_STEP)
+
+
+def blind_psnr(noisy: np.ndarray, denoiser: Denoiser, max_side: int = BLIND_SIDE,
+               correlated_sigma: float = 0.0) -> float:
+    """A blind score as a PSNR against the noisy pixels (dB, higher is better): how "Adapt to this photo"
+    ranks the pretrained and the adapted model, in the app and in benchmarks/adapt.py. `blind_score`
+    (masking); with `correlated_sigma` (noise correlated between pixels, of that RMS), `sure_score`."""
+    score = (sure_score(noisy, denoiser, correlated_sigma, max_side) if correlated_sigma > 0
+             else blind_score(noisy, denoiser, max_side))
+    return float(10 * np.log10(1.0 / max(score, 1e-12)))

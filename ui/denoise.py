@@ -211,16 +211,20 @@ def adapt_summary(found: AdaptedPhoto, model: str, name: str, gain: str = "") ->
                f"Better: **the pretrained result**: adapting made the blind score worse ({scores}), so keep the "
                "pretrained model's (in the gallery; the download is the adapted one)")
     if found.camera_noise:
-        verdict += (". This photo holds camera noise (correlated between neighbouring pixels), where the blind score "
-                    "favours results that keep the noise: judge by eye, or give a clean reference"
+        verdict += (". This photo holds camera noise (correlated between neighbouring pixels), so the blind score is "
+                    "Stein's unbiased risk estimate with noise shaped like the photo's, not masking (which favours "
+                    "results that keep such noise); give a clean reference to be sure"
                     + (f" ({PSEUDO_CLEAN_RECORD})" if found.pseudo_clean else ""))
+    blind = ("it reads how far each result is from a second shot of the scene, from the result's distance to the "
+             "photo and how much the result moves when noise like the photo's is added" if found.camera_noise else
+             "each of a quarter of the pixels is hidden from the model and its prediction compared with the noisy "
+             "pixel")
     how = ("fitting its own result back from copies re-photographed with simulated camera noise at the photo's "
            "ISO (pseudo-clean pairs; Neighbor2Neighbor would learn this photo's correlated noise back)"
            if found.pseudo_clean else
            f"Neighbor2Neighbor on the photo alone{' (its stride-2 sub-images)' if found.stride > 1 else ''}")
     return (f"**{model}** adapted to this photo: {found.steps} step{'s' if found.steps != 1 else ''} "
-            f"of {how} in {found.seconds:.0f} s.{gain} {verdict}. The blind score needs no clean image: each of a "
-            "quarter of the pixels is hidden from the model and its prediction compared with the noisy pixel "
+            f"of {how} in {found.seconds:.0f} s.{gain} {verdict}. The blind score needs no clean image: {blind} "
             f"(higher is better; the noise caps it). The model **{name}** is now in your model list (yours only); the "
             "slider shows pretrained ↔ adapted.")
 

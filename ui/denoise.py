@@ -42,7 +42,7 @@ from ui.registry import (BASELINE_LABELS, add_finetuned, check_session, compare_
 
 # What Adapt from camera did on real photos (benchmarks/results/adapt-real.md, `python -m benchmarks.adapt_real`)
 PSEUDO_CLEAN_RECORD = ("on 26 real photos with clean references, this Adapt gained on 24, +0.65 dB on average, and the "
-                       "blind score named the better result on 15")
+                       "blind score named the better result on 24")
 # "Adapt to this photo": seconds of training per call (SECURITY.md: one fine-tuning slot, shared)
 ADAPT_SECONDS = (5, 120)
 ADAPT_DEFAULT_S = 60

@@ -24,8 +24,9 @@ log = logging.getLogger(__name__)
 _WHEEL_COPY = Path(__file__).resolve().parent / "bundled"
 CHECKPOINTS = _WHEEL_COPY if _WHEEL_COPY.is_dir() else Path(__file__).resolve().parent.parent / "checkpoints"
 # The models the project ships there (DESIGN.md names the first five): one per noise, trained with noisy targets
-# (train_space.py trains them), and gaussian's clean-target twin. `bundled_names()`: those present on this machine.
-BUNDLED = ("gaussian", "poisson", "text", "bernoulli", "impulse", "camera", "gaussian-n2c")
+# (train_space.py trains them), and the clean-target twins of gaussian and camera. `bundled_names()`: those present
+# on this machine.
+BUNDLED = ("gaussian", "poisson", "text", "bernoulli", "impulse", "camera", "gaussian-n2c", "camera-n2c")
 HUB_REPO_ENV = "N2N_HUB_REPO"  # owner/repo[@revision] whose subfolders NAME serve the bundled names first
 _NAME_RE = re.compile(r"^[\w.-]+$")
 

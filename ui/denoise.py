@@ -80,8 +80,8 @@ def denoise_image(image, model="gaussian", hub_repo="", compare=None, clean=None
                   request: gr.Request = None):
     """Denoise an image with a Noise2Noise model, bundled or from the Hugging Face Hub, and with every method in
     `compare`; given a clean reference, score each result (PSNR in dB, SSIM). Bundled models: gaussian, poisson,
-    bernoulli, impulse and text, each trained for that synthetic noise; camera, for real photos' noise; gaussian-n2c,
-    trained on clean targets. estimate_image names the model and stride that fit an image.
+    bernoulli, impulse and text, each trained for that synthetic noise; camera, for real photos' noise; gaussian-n2c and
+    camera-n2c, their twins trained on clean targets. estimate_image names the model and stride that fit an image.
 
     Args:
         image: the noisy image (PNG, JPEG, WebP or TIFF; 8 or 16 bits, alpha kept; at most 16 megapixels).

@@ -138,14 +138,12 @@ CAMPAIGN = [
     Stage("bernoulli", "bernoulli", 6000, 3e-4, init="gaussian"),
     Stage("camera-n2c", "camera", 11000, 3e-4, init="gaussian-n2c", clean_targets=True),
 ]
-ROUND = [  # then, round after round: a warm restart of each model from its own weights
-    Stage(n, n.removesuffix("-n2c"), 10000, 1e-4, init=n, clean_targets=n.endswith("-n2c"))
-    for n in ("camera", "gaussian", "poisson", "impulse", "gaussian-n2c", "text", "bernoulli", "camera-n2c")
+ROUND = [  # then, round after round: a warm restart of each model from its own weights, in CAMPAIGN's order
+    Stage(s.name, s.noise, 10000, 1e-4, init=s.name, clean_targets=s.clean_targets) for s in CAMPAIGN
 ]
 GPU = [  # one GPU for minutes (issue 11 §4): every model from its own weights, large batches (set by flags)
-    Stage(n, n.removesuffix("-n2c"), 1500, 2e-4, init=n, clean_targets=n.endswith("-n2c"), index=1000 + i)
-    for i, n in enumerate(("camera", "gaussian", "gaussian-n2c", "poisson", "impulse", "text", "bernoulli",
-                           "camera-n2c"))
+    Stage(s.name, s.noise, 1500, 2e-4, init=s.name, clean_targets=s.clean_targets, index=1000 + i)
+    for i, s in enumerate(CAMPAIGN)
 ]
 SMOKE = [Stage("gaussian", "gaussian", 6, 1e-3), Stage("poisson", "poisson", 4, 1e-3, init="gaussian")]
 SMOKE_RUN = dict(batch_size=2, crop=32, val_images=1, val_crop=64, val_every=2, checkpoint_every=2)  # --smoke runs

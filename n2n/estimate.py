@@ -60,6 +60,8 @@ def pca_variance(channel: np.ndarray, patch: int = PATCH, weak: float = 1.0, max
     weak: keep only this fraction of the patches, the flattest (least gradient): texture then
     inflates the estimate less at low noise, but the selection biases it low at high noise.
     """
+    if min(channel.shape[:2]) < patch:  # no patch fits at all
+        raise ValueError(f"the image is too small to estimate its noise: at least {2 * patch + 1} pixels a side")
     windows = np.lib.stride_tricks.sliding_window_view(channel, (patch, patch))  # (H', W', p, p)
     if windows.shape[0] * windows.shape[1] < patch * patch * 4:
         raise ValueError(f"the image is too small to estimate its noise: at least {2 * patch + 1} pixels a side")

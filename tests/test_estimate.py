@@ -239,3 +239,10 @@ def test_sure_ranks_denoisers_of_a_real_photo_as_the_clean_image_does():
     masked = {k: blind_psnr(noisy, f) for k, f in denoisers.items()}
     assert sorted(sure, key=sure.get, reverse=True) == ["camera", "gaussian", "identity"], sure
     assert masked["identity"] > masked["camera"], masked
+
+
+@pytest.mark.parametrize("shape", [(3, 500, 3), (500, 3), (2, 2, 3), (9, 600, 3)])
+def test_estimate_noise_refuses_too_thin_images_in_one_sentence(shape):
+    """A strip thinner than one patch (7 px) is refused with the size it needs, not numpy's own words."""
+    with pytest.raises(ValueError, match="too small to estimate its noise: at least 15 pixels a side"):
+        estimate_noise(np.random.default_rng(0).random(shape).astype(np.float32))

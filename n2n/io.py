@@ -7,7 +7,8 @@ write_image() always writes a lossless PNG, atomically.
 Arrays are HxWxC with C = 1 (gray), 2 (gray+alpha), 3 (RGB) or 4 (RGBA).
 Float images hold values in [0, 1] (uint8 0..255 and uint16 0..65535 map there).
 
-Decoding: Pillow for everything it reads at full depth; OpenCV for 16-bit RGB(A)
+Decoding: Pillow for everything it reads at full depth (HEIC / HEIF through pillow-heif, which
+applies the file's rotation and mirroring as it decodes, at 8 bits); OpenCV for 16-bit RGB(A)
 PNG/TIFF (Pillow would reduce them to 8 bits) and for float RGB TIFF (Pillow
 cannot open it).  Pillow's 32-bit integer mode "I" is accepted only when every
 value fits in 0..65535 (returned as uint16); anything else is refused rather
@@ -32,6 +33,9 @@ import zlib
 import cv2
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, TiffImagePlugin, UnidentifiedImageError
+from pillow_heif import register_heif_opener
+
+register_heif_opener()  # HEIC / HEIF through Pillow: what iPhones (and many Android phones) save photos as
 
 __all__ = ["ImageError", "DEFAULT_MAX_PIXELS", "read_image", "write_image", "to_float", "from_float",
            "to_uint8", "split_alpha", "with_alpha", "centre_crop", "write_atomic", "reason"]
@@ -40,6 +44,7 @@ DEFAULT_MAX_PIXELS = 40_000_000
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _TIFF_SIGNATURES = (b"II*\x00", b"MM\x00*")
+_HEIF_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"mif1", b"msf1", b"avif", b"avis")  # after "ftyp"
 _EXIF_ORIENTATION = 0x0112
 # Pillow modes converted before turning into an array; others are used as they are.
 _CONVERT = {"1": "L", "La": "LA", "PA": "RGBA", "RGBa": "RGBA", "RGBX": "RGB", "CMYK": "RGB", "YCbCr": "RGB"}
@@ -184,8 +189,11 @@ def read_image(src, *, max_pixels=DEFAULT_MAX_PIXELS, dtype="float32") -> np.nda
 
         if im is None:
             header = _tiff_header(data) if data.startswith(_TIFF_SIGNATURES) else None
+            if header is None and data[4:8] == b"ftyp" and data[8:12] in _HEIF_BRANDS:
+                raise ImageError(f"{name}: HEIC / AVIF photo is truncated or corrupted; re-export or re-download it")
             if header is None:
-                raise ImageError(f"{name}: not an image file ({_guess_kind(data)}); expected PNG, JPEG, TIFF, ...")
+                raise ImageError(f"{name}: not an image file ({_guess_kind(data)}); "
+                                 "expected PNG, JPEG, HEIC, TIFF, ...")
             width, height, orientation = header
             _check_size(name, width, height, max_pixels)
             image = _decode_cv2(data, name, height, width, orientation, gray_alpha=False)
@@ -286,6 +294,8 @@ def _tiff_header(data: bytes):
 
 def _guess_kind(data: bytes) -> str:
     """A short guess of what a non-image file is, for the error message."""
+    if data[4:8] == b"ftyp":  # an ISO media file that is not a HEIF photo (read_image checks those first)
+        return "it looks like a video (MP4 / MOV); save one frame as PNG or JPEG"
     head = data[:512].lstrip().lower()
     if head.startswith(b"%pdf"):
         return "it looks like a PDF document"

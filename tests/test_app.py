@@ -9,6 +9,7 @@ import time
 import zipfile
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from gradio_client import handle_file
@@ -316,3 +317,27 @@ def test_corrupt_with_camera_noise_and_send_it_to_denoise(client, clean_png):
     outputs = denoise_tab.send_to_denoise(sent)
     expected = "camera" if "camera" in registry.model_names() else None
     assert outputs[2] == "camera" and outputs[6].value == expected
+
+
+def test_heic_and_tiff_uploads_are_shown_as_png_of_the_same_pixels(tmp_path):
+    """`ui.common.drawable`, the upload event of every image input: formats browsers do not draw become a PNG
+    of the pixels `read_image` gives (what every later step reads); anything else is left as it is."""
+    import gradio as gr
+
+    from ui.common import drawable
+
+    photo = skimage.data.astronaut()[:120, :160]
+    Image.fromarray(photo).save(tmp_path / "phone.heic", format="HEIF", quality=90)
+    deep = (photo.astype(np.uint16) * 257)[..., :3]
+    write_image(tmp_path / "scan.png", deep)
+    cv2.imwrite(str(tmp_path / "scan.tif"), deep[..., ::-1])  # 16-bit RGB TIFF (Pillow writes only 8 bits)
+    cv2.imwrite(str(tmp_path / "float.tif"), photo[..., ::-1].astype(np.float32) / 255)
+    for name in ("phone.heic", "scan.tif"):
+        shown = drawable(str(tmp_path / name))
+        assert Path(shown).suffix == ".png" and Path(shown).stem == Path(name).stem
+        assert Image.open(shown).format == "PNG"
+        expected, got = read_image(tmp_path / name, dtype=None), read_image(shown, dtype=None)
+        assert got.dtype == expected.dtype and np.array_equal(got, expected), name
+    (tmp_path / "not.heic").write_bytes(b"\x00\x00\x00\x18ftypheic" + bytes(40))
+    for name in ("scan.png", "float.tif", "not.heic"):
+        assert drawable(str(tmp_path / name)) == gr.skip(), name

@@ -3,12 +3,14 @@ images and zips of images in, a zip of PNGs back, each equal to what n2n.denoise
 a refused file is named in its row and the others go on; the batch's limits are refused in one sentence."""
 from __future__ import annotations
 
+import io
 import re
 import zipfile
 
 import numpy as np
 import pytest
 from gradio_client import handle_file
+from PIL import Image
 
 from helpers import photo, refusal
 from n2n import load_model
@@ -36,17 +38,23 @@ def test_images_and_zips_come_back_denoised_in_one_zip(client, tmp_path, tiny_ch
         z.writestr("notes.txt", "not an image: skipped")
         z.writestr("__MACOSX/._b0.png", b"resource fork: skipped")
         z.writestr("broken.png", b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)  # a PNG's signature and nothing else
+        heic = io.BytesIO()
+        Image.fromarray(noisy(48, 20)).save(heic, format="HEIF", quality=90)  # a phone's photo
+        z.writestr("IMG_0002.HEIC", heic.getvalue())
+    images["IMG_0002.png"] = read_image(heic.getvalue(), dtype=None)
     out, gallery, table, summary = client.predict(
         [handle_file(tmp_path / "a0.png"), handle_file(tmp_path / "a1.png"), handle_file(archive)],
         "tiny", "", "auto", False, api_name="/denoise_batch")
     rows = {r[0]: r[1] for r in table["data"]}
-    assert set(rows) == {"a0.png", "a1.png", "more.zip/b0.png", "more.zip/inner/b1.png", "more.zip/broken.png"}
+    assert set(rows) == {"a0.png", "a1.png", "more.zip/b0.png", "more.zip/inner/b1.png", "more.zip/broken.png",
+                         "more.zip/IMG_0002.HEIC"}
     assert rows["more.zip/broken.png"].startswith("refused: more.zip/broken.png: ")
-    assert "**4 of 5** images" in summary and "1 refused" in summary
-    assert len(gallery) == 4
+    assert "**5 of 6** images" in summary and "1 refused" in summary
+    assert len(gallery) == 5
     model = load_model(str(tiny_checkpoint)).eval()
     with zipfile.ZipFile(out) as z:
-        assert sorted(z.namelist()) == ["a0_denoised.png", "a1_denoised.png", "b0_denoised.png", "b1_denoised.png"]
+        assert sorted(z.namelist()) == ["IMG_0002_denoised.png", "a0_denoised.png", "a1_denoised.png",
+                                        "b0_denoised.png", "b1_denoised.png"]
         for name, image in images.items():
             got = read_image(z.read(name.replace(".png", "_denoised.png")), dtype=None)
             assert got.dtype == np.uint8 and got.shape == image.shape

@@ -345,6 +345,29 @@ def test_exif_orientation_6_jpeg():
     assert out[:8, :8].mean() < 50 and out[-8:, -8:].mean() < 50
 
 
+def test_heic_photo_reads_rotated_like_a_jpeg():
+    """HEIC, the phones' own format (pillow-heif): decoded at 8 bits with its EXIF rotation applied once."""
+    stored = np.zeros((32, 64, 3), np.uint8)
+    stored[:16, :16] = (255, 180, 90)  # a marker in the top-left corner
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90° clockwise to display: 32 wide × 64 high, marker top-right
+    data = pil_bytes(Image.fromarray(stored), "HEIF", quality=95, exif=exif.tobytes())
+    assert data[4:12] == b"ftypheic"
+    out = read_image(data, dtype=None)
+    assert out.shape == (64, 32, 3) and out.dtype == np.uint8
+    assert np.abs(out[2:14, -14:-2].astype(int) - (255, 180, 90)).max() < 12  # the marker, in place
+    assert out[-16:, :16].max() < 12
+    assert "heic / avif photo is truncated or corrupted" in read_error(data[: len(data) // 2])
+    video = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom" + bytes(64)
+    assert "looks like a video" in read_error(video)
+
+
+def test_heic_over_the_pixel_limit_refused_from_its_header():
+    data = pil_bytes(Image.fromarray(np.zeros((200, 300, 3), np.uint8)), "HEIF", quality=50)
+    message = read_error(data, max_pixels=50_000)
+    assert "300x200" in message and "60000" in message and "max_pixels" in message
+
+
 @pytest.mark.parametrize("orientation", range(1, 9))
 def test_numpy_orientation_matches_pillow(orientation):
     """A 16-bit PNG is decoded by OpenCV and turned by n2n's own array code: as Pillow turns the 8-bit image."""

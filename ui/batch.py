@@ -22,7 +22,7 @@ from ui.registry import check_session, load
 MAX_BATCH_FILES = 32  # images per call, a zip's images counted one by one (SECURITY.md)
 MAX_BATCH_PIXELS = 64_000_000  # all of a call's images together (as a fine-tuning run's)
 MAX_MEMBER_BYTES = 20 * 2**20  # one image inside a zip: as much as one upload (ui.common.MAX_FILE_SIZE)
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"}
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".heic", ".heif", ".tif", ".tiff", ".bmp", ".webp"}
 GALLERY_KEPT = 12  # results shown in the gallery (all are in the zip)
 
 
@@ -89,7 +89,8 @@ def denoise_batch(files, model="gaussian", hub_repo="", stride="auto", ensemble=
     upload is; a file that cannot be read is named in its row and the others go on.
 
     Args:
-        files: the images (PNG, JPEG, TIFF, BMP or WebP, 16 megapixels each) or zips of them; 32 images, 64 MP in all.
+        files: the images (PNG, JPEG, HEIC, TIFF, BMP or WebP, 16 megapixels each) or zips of them; 32 images,
+            64 MP in all.
         model: the model to denoise with (bundled, e.g. gaussian or camera, or fine-tuned in this session).
         hub_repo: a model on the Hugging Face Hub instead (owner/name[@revision]); empty: `model`.
         stride: the pixel-shuffle stride, "auto" (the model's own) or "1" to "4" (2 for real photos' noise).
@@ -104,7 +105,7 @@ def denoise_batch(files, model="gaussian", hub_repo="", stride="auto", ensemble=
         raise UserError("No images: upload one or more images, or a zip of them.")
     found = entries(files)
     if not found:
-        raise UserError("No images in the upload: give PNG, JPEG, TIFF, BMP or WebP files, or a zip of them.")
+        raise UserError("No images in the upload: give PNG, JPEG, HEIC, TIFF, BMP or WebP files, or a zip of them.")
     if len(found) > MAX_BATCH_FILES:
         raise UserError(f"Too many images: {len(found)}; at most {MAX_BATCH_FILES} per batch (split them up).")
     ref = (hub_repo or "").strip() or model

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import gradio as gr
 import numpy as np
+from PIL import Image
 
 from n2n.io import ImageError, read_image, with_alpha, write_image
 from n2n.noise import NOISE_MODELS, get_noise
@@ -64,7 +65,9 @@ def session_key(request: gr.Request | None) -> str | None:
 
 
 def image_input(**kwargs) -> gr.Image:
-    """A gr.Image input (type="filepath") whose upload reaches the handler unopened, for `read` to check.
+    """A gr.Image input (type="filepath") whose upload reaches the handler unopened, for `read` to check,
+    and is shown as a PNG of the same pixels when browsers cannot draw its format (`drawable`: HEIC, TIFF).
+    Call it inside the Blocks: it wires its own upload event.
 
     gr.Image's own preprocessing opens the file with Pillow first: an empty file, a page or a PDF
     named .png, or a decompression bomb failed there, before the handler, with no word to the user.
@@ -79,7 +82,29 @@ def image_input(**kwargs) -> gr.Image:
         return default(payload)
 
     component.preprocess = preprocess
+    component.upload(drawable, component, component, api_visibility="private", show_progress="hidden")
     return component
+
+
+# Image formats that Chrome and Firefox do not draw (an upload's preview would be a broken image): HEIC, which
+# iPhones save photos as, and TIFF
+UNDRAWN_FORMATS = ("HEIF", "TIFF")
+
+
+def drawable(path):
+    """An uploaded image in one of UNDRAWN_FORMATS as a PNG of the very same pixels (8 or 16 bits, EXIF rotation
+    applied, alpha kept), for the input to show and every later step to read; gr.skip() for any other file, and
+    for one that does not read (the tab's own handlers say what is wrong with it) or holds floats (a float TIFF
+    stays as it is: a PNG would round it to 16 bits)."""
+    try:
+        with Image.open(path) as im:
+            undrawn = im.format in UNDRAWN_FORMATS
+        image = read_image(path, dtype=None, max_pixels=MAX_PIXELS) if undrawn else None
+    except Exception:  # not an image, damaged, too big: left to the handlers that read it
+        return gr.skip()
+    if image is None or image.dtype == np.float32:
+        return gr.skip()
+    return str(write_image(workdir() / f"{safe_name(Path(path).stem)}.png", image))
 
 
 def workdir(area: str = "calls", max_age_s: float = 3 * 3600) -> Path:

@@ -50,7 +50,7 @@ def corrupt_image(image, noise="gaussian", param=API_DEFAULT_PARAM, seed=0):
     and JPEG.
 
     Args:
-        image: the clean image (PNG, JPEG, WebP or TIFF; 8 or 16 bits, alpha kept; at most 16 megapixels).
+        image: the clean image (PNG, JPEG, HEIC, WebP or TIFF; 8 or 16 bits, alpha kept; at most 16 megapixels).
         noise: the noise to add: gaussian, poisson, bernoulli, impulse, text or camera.
         param: the noise level in that noise's units (above); 25 with another noise than gaussian: its default.
         seed: the random seed, a whole number: the same seed gives the same noise.

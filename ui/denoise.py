@@ -84,7 +84,7 @@ def denoise_image(image, model="gaussian", hub_repo="", compare=None, clean=None
     camera-n2c, their twins trained on clean targets. estimate_image names the model and stride that fit an image.
 
     Args:
-        image: the noisy image (PNG, JPEG, WebP or TIFF; 8 or 16 bits, alpha kept; at most 16 megapixels).
+        image: the noisy image (PNG, JPEG, HEIC, WebP or TIFF; 8 or 16 bits, alpha kept; at most 16 megapixels).
         model: the model: a bundled one's name (e.g. gaussian, camera) or one fine-tuned in this session.
         hub_repo: a model on the Hugging Face Hub instead, "owner/name" or "owner/name@revision"; empty: `model`.
         compare: more methods to run beside it: model names, nlm (OpenCV non-local means), median (median filter).
@@ -138,7 +138,7 @@ def adapt_image(image, model="gaussian", seconds=ADAPT_DEFAULT_S, clean=None,
     needed) says which of the two results is better. Runs in the app's one fine-tuning slot.
 
     Args:
-        image: the noisy photo (PNG, JPEG, WebP or TIFF; 8 or 16 bits, alpha kept; at most 16 megapixels).
+        image: the noisy photo (PNG, JPEG, HEIC, WebP or TIFF; 8 or 16 bits, alpha kept; at most 16 megapixels).
         model: the bundled model to start from (e.g. gaussian, camera), or one fine-tuned in this session.
         seconds: seconds of training, 5 to 120.
         clean: the clean photo, same size as `image`, to score both results against (optional).
@@ -262,7 +262,7 @@ def estimate_image(image):
     as corrupt_image takes it: σ (0–255 scale), λ (photons at full intensity), p (fraction of pixels) or stops.
 
     Args:
-        image: the noisy image (PNG, JPEG, WebP or TIFF; 8 or 16 bits; at least 20 × 20 pixels).
+        image: the noisy image (PNG, JPEG, HEIC, WebP or TIFF; 8 or 16 bits; at least 20 × 20 pixels).
     Returns:
         one sentence: the noise and its level, the model and stride suggested
         the figures: kind, sigma (Gaussian-equivalent σ, 0–255 scale), param, model, stride (null: the model's own)

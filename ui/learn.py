@@ -107,7 +107,7 @@ def learn(image, noise="gaussian", param=API_DEFAULT_PARAM, n=DEFAULT_N, seed=0)
     summary. Images over 512 pixels a side are reduced.
 
     Args:
-        image: the clean image (PNG, JPEG, WebP or TIFF; at most 16 megapixels).
+        image: the clean image (PNG, JPEG, HEIC, WebP or TIFF; at most 16 megapixels).
         noise: gaussian, text or impulse.
         param: the noise level in its units, as corrupt_image's (25 with text or impulse: the noise's default).
         n: the number of noisy copies, 1 to 64.
@@ -149,7 +149,7 @@ def independence_check(image, seed=0):
     table, and a sentence for each.
 
     Args:
-        image: the clean image (PNG, JPEG, WebP or TIFF; at most 16 megapixels; over 512 pixels a side: reduced).
+        image: the clean image (PNG, JPEG, HEIC, WebP or TIFF; at most 16 megapixels; over 512 pixels a side: reduced).
         seed: the random seed, a whole number.
     """
     clean, reduced = working_image(read(image))

@@ -19,7 +19,7 @@ from .data import list_images
 from .export import export_onnx, input_doc, onnx_difference, require_onnx
 from .evaluate import PAIR_NAMES, evaluate, evaluate_pairs, match_pairs
 from .infer import ENSEMBLE, STRIDES, TILE, denoise, model_stride, resolve_precision
-from .io import DEFAULT_MAX_PIXELS, ImageError, read_image, split_alpha, with_alpha, write_image
+from .io import DEFAULT_MAX_PIXELS, ImageError, read_icc_profile, read_image, split_alpha, with_alpha, write_image
 from .noise import NOISE_MODELS, corrupt, get_noise
 
 
@@ -34,7 +34,8 @@ def refusal(e: ImageError) -> str:
 def cmd_corrupt(args) -> None:
     image = read_image(args.input, max_pixels=args.max_pixels)
     noisy = corrupt(split_alpha(image)[0], args.noise, args.param, np.random.default_rng(args.seed))
-    write_image(args.output, with_alpha(noisy, image), bit_depth=8)  # clipped; alpha passes through
+    write_image(args.output, with_alpha(noisy, image), bit_depth=8,  # clipped; alpha and colour profile pass through
+                icc_profile=read_icc_profile(args.input))
     print(f"{args.output}: {args.noise} {get_noise(args.noise).param}={args.param}")
 
 
@@ -66,7 +67,8 @@ def cmd_denoise(args) -> None:
             try:
                 image = read_image(path, max_pixels=args.max_pixels, dtype=None)
                 write_image(target, denoise(loaded.model, image, tile=args.tile, precision=args.precision,
-                                            stride=args.stride, ensemble=args.ensemble))
+                                            stride=args.stride, ensemble=args.ensemble),
+                            icc_profile=read_icc_profile(path))
             except ImageError as e:
                 refused += 1
                 bar.write(f"error: {refusal(e)}", file=sys.stderr)  # on its own line, the bar redrawn below

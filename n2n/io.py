@@ -37,8 +37,8 @@ from pillow_heif import register_heif_opener
 
 register_heif_opener()  # HEIC / HEIF through Pillow: what iPhones (and many Android phones) save photos as
 
-__all__ = ["ImageError", "DEFAULT_MAX_PIXELS", "read_image", "write_image", "to_float", "from_float",
-           "to_uint8", "split_alpha", "with_alpha", "centre_crop", "write_atomic", "reason"]
+__all__ = ["ImageError", "DEFAULT_MAX_PIXELS", "read_image", "read_icc_profile", "write_image", "to_float",
+           "from_float", "to_uint8", "split_alpha", "with_alpha", "centre_crop", "write_atomic", "reason"]
 
 DEFAULT_MAX_PIXELS = 40_000_000
 
@@ -211,6 +211,20 @@ def read_image(src, *, max_pixels=DEFAULT_MAX_PIXELS, dtype="float32") -> np.nda
     if image.dtype == np.float32 and not np.isfinite(image).all():
         raise ImageError(f"{name}: float image contains NaN or Inf values; fix the data that produced it")
     return image if dtype is None else to_float(image)
+
+
+def read_icc_profile(src) -> bytes | None:
+    """The ICC colour profile embedded in an image file (a path or bytes), or None (none, or not readable).
+
+    Phones tag their photos Display P3 (iPhones, many Androids) and raw converters Adobe RGB or ProPhoto: the pixels
+    mean other colours than sRGB's. `write_image(..., icc_profile=)` puts it back on a result, so that a viewer shows
+    the result in the photo's own colours; the pixels themselves are never converted."""
+    try:
+        with Image.open(io.BytesIO(bytes(src)) if isinstance(src, (bytes, bytearray, memoryview)) else src) as im:
+            profile = im.info.get("icc_profile")
+    except Exception:  # not an image, damaged: read_image says what is wrong with it
+        return None
+    return bytes(profile) if profile else None
 
 
 def _read_bytes(src, limit: int) -> tuple[str, bytes]:
@@ -400,7 +414,7 @@ def reason(e: BaseException, limit: int | None = None, typed: bool = False) -> s
 # --------------------------------------------------------------------------- writing
 
 
-def write_image(path, image, *, bit_depth=None, fast=False) -> pathlib.Path:
+def write_image(path, image, *, bit_depth=None, fast=False, icc_profile: bytes | None = None) -> pathlib.Path:
     """Write image to path as a lossless PNG, atomically; return the Path written.
 
     image: HxW or HxWxC (C = 1, 2, 3, 4) array, uint8, uint16, or float in [0, 1]
@@ -409,6 +423,8 @@ def write_image(path, image, *, bit_depth=None, fast=False) -> pathlib.Path:
     bit_depth: 8 or 16; None -> 8 for uint8, 16 for uint16 and float input.
     fast: deflate level 1 and no fsync, for transient views (the Learn tab's four 512² images: level 6
         and fsync cost 0.3 s, a third of its budget); the file is as lossless, only larger.
+    icc_profile: an ICC colour profile to embed (`read_icc_profile` of the image it was made from); None: none
+        (viewers take the pixels as sRGB).
     The file is written to a temporary name in the same folder, synced, then renamed,
     so path never holds a partial file. Raises ImageError if path is not .png or
     cannot be written.
@@ -425,6 +441,8 @@ def write_image(path, image, *, bit_depth=None, fast=False) -> pathlib.Path:
     if image.dtype != target:
         image = from_float(to_float(image), target)
     data = _encode_png(image, fast)
+    if icc_profile:
+        data = _with_iccp(data, icc_profile)
     try:
         write_atomic(path, data, sync=not fast)
     except OSError as e:
@@ -466,6 +484,14 @@ def _encode_png(image: np.ndarray, fast: bool = False) -> bytes:
     if not ok:
         raise ImageError("could not encode the image as PNG")
     return encoded.tobytes()
+
+
+def _with_iccp(png: bytes, profile: bytes) -> bytes:
+    """`png` with an iCCP chunk (the embedded ICC profile, deflated) right after its IHDR, where PNG puts it."""
+    body = b"icc\x00\x00" + zlib.compress(bytes(profile))  # name, its NUL, compression method 0 (deflate)
+    chunk = len(body).to_bytes(4, "big") + b"iCCP" + body + zlib.crc32(b"iCCP" + body).to_bytes(4, "big")
+    end = len(_PNG_SIGNATURE) + 8 + 13 + 4  # the IHDR chunk: length, type, 13 bytes of data, CRC
+    return png[:end] + chunk + png[end:]
 
 
 def write_atomic(path, data: bytes, sync: bool = True) -> None:

@@ -157,6 +157,26 @@ def test_denoise_keeps_16_bit_rgb_16_bit(client, clean_png, tmp_path, suffix):
     assert read_image(gallery[-1]["image"], dtype=None).dtype == np.uint16
 
 
+def test_denoise_and_corrupt_give_a_tagged_photo_its_colour_profile_back(client, clean_png, tmp_path):
+    """A photo with an ICC profile (a phone's Display P3): the download, the slider, the gallery's results and
+    Corrupt's noisy images carry it, so that the browser shows them in the photo's colours, as it shows the photo."""
+    from PIL import ImageCms
+
+    profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    noisy_path, _ = noisy_png(clean_png, seed=4)
+    tagged = tmp_path / "IMG_0004.jpg"
+    Image.fromarray(png(noisy_path)).save(tagged, quality=95, icc_profile=profile)
+    (_, denoised), gallery, _, download, _ = client.predict(handle_file(str(tagged)), "tiny", "", ["median"],
+                                                            api_name="/denoise")
+    for path in (download, denoised, *(item["image"] for item in gallery[1:])):
+        with Image.open(path) as im:
+            assert im.format == "PNG" and im.info.get("icc_profile") == profile, path
+    a, b, *_ = client.predict(handle_file(str(tagged)), "gaussian", 25, 0, api_name="/corrupt")
+    for path in (a, b):
+        with Image.open(path) as im:
+            assert im.info.get("icc_profile") == profile, path
+
+
 def test_denoise_without_reference_gives_no_scores(client, clean_png):
     noisy_path, _ = noisy_png(clean_png, seed=2)
     _, gallery, table, download, _ = client.predict(handle_file(str(noisy_path)), "tiny", api_name="/denoise")
@@ -327,7 +347,10 @@ def test_heic_and_tiff_uploads_are_shown_as_png_of_the_same_pixels(tmp_path):
     from ui.common import drawable
 
     photo = skimage.data.astronaut()[:120, :160]
-    Image.fromarray(photo).save(tmp_path / "phone.heic", format="HEIF", quality=90)
+    from PIL import ImageCms
+
+    profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()  # an iPhone's: Display P3
+    Image.fromarray(photo).save(tmp_path / "phone.heic", format="HEIF", quality=90, icc_profile=profile)
     deep = (photo.astype(np.uint16) * 257)[..., :3]
     write_image(tmp_path / "scan.png", deep)
     cv2.imwrite(str(tmp_path / "scan.tif"), deep[..., ::-1])  # 16-bit RGB TIFF (Pillow writes only 8 bits)
@@ -338,6 +361,7 @@ def test_heic_and_tiff_uploads_are_shown_as_png_of_the_same_pixels(tmp_path):
         assert Image.open(shown).format == "PNG"
         expected, got = read_image(tmp_path / name, dtype=None), read_image(shown, dtype=None)
         assert got.dtype == expected.dtype and np.array_equal(got, expected), name
+        assert Image.open(shown).info.get("icc_profile") == (profile if name == "phone.heic" else None), name
     (tmp_path / "not.heic").write_bytes(b"\x00\x00\x00\x18ftypheic" + bytes(40))
     for name in ("scan.png", "float.tif", "not.heic"):
         assert drawable(str(tmp_path / name)) == gr.skip(), name

@@ -84,6 +84,25 @@ def test_corrupt_passes_alpha_through(tmp_path):
     assert 18 < psnr(image, out[..., :3]) < 24
 
 
+def test_a_phones_colour_profile_comes_back_on_the_results(tmp_path, tiny_checkpoint):
+    """A photo tagged with an ICC profile (phones: Display P3): corrupt's and denoise's PNGs carry the same one,
+    so a viewer shows them in the photo's colours; an untagged photo gives untagged results."""
+    from PIL import Image, ImageCms
+
+    profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    Image.fromarray((photo(48) * 255).astype(np.uint8)).save(tmp_path / "IMG_0003.jpg", quality=92,
+                                                               icc_profile=profile)
+    Image.fromarray((photo(48) * 255).astype(np.uint8)).save(tmp_path / "plain.jpg", quality=92)
+    n2n("corrupt", tmp_path / "IMG_0003.jpg", "-o", tmp_path / "noisy.png", "--noise", "gaussian", "--param", 10)
+    n2n("denoise", tmp_path / "IMG_0003.jpg", tmp_path / "plain.jpg", "-o", tmp_path / "out", "--model",
+        tiny_checkpoint)
+    for name in ("noisy.png", "out/IMG_0003.png"):
+        with Image.open(tmp_path / name) as im:
+            assert im.format == "PNG" and im.info.get("icc_profile") == profile, name
+    with Image.open(tmp_path / "out" / "plain.png") as im:
+        assert "icc_profile" not in im.info
+
+
 def test_denoise_inputs_with_the_same_name_do_not_overwrite_each_other(tmp_path, tiny_checkpoint):
     images = [(photo(32) * 255).astype(np.uint8), (photo(32)[::-1] * 255).astype(np.uint8)]
     inputs = [tmp_path / "a" / "x.png", tmp_path / "b" / "x.png"]

@@ -17,6 +17,7 @@ from n2n.io import (
     DEFAULT_MAX_PIXELS,
     ImageError,
     from_float,
+    read_icc_profile,
     read_image,
     to_float,
     to_uint8,
@@ -360,6 +361,22 @@ def test_heic_photo_reads_rotated_like_a_jpeg():
     assert "heic / avif photo is truncated or corrupted" in read_error(data[: len(data) // 2])
     video = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom" + bytes(64)
     assert "looks like a video" in read_error(video)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_an_icc_profile_is_read_and_written_back(tmp_path, dtype):
+    from PIL import ImageCms
+
+    profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    image = rand_u8(24, 40, 3) if dtype == np.uint8 else rand_u16(24, 40, 3)
+    path = write_image(tmp_path / "tagged.png", image, icc_profile=profile)
+    assert read_icc_profile(path) == profile and np.array_equal(read_image(path, dtype=None), image)
+    with Image.open(path) as im:
+        im.verify()  # every chunk's CRC, the iCCP one included
+    assert read_icc_profile(pil_bytes(Image.fromarray(rand_u8(8, 8, 3)), "JPEG", icc_profile=profile)) == profile
+    assert read_icc_profile(pil_bytes(Image.fromarray(rand_u8(8, 8, 3)), "HEIF", icc_profile=profile)) == profile
+    assert read_icc_profile(write_image(tmp_path / "plain.png", image)) is None
+    assert read_icc_profile(b"not an image") is None
 
 
 def test_heic_over_the_pixel_limit_refused_from_its_header():

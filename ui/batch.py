@@ -14,7 +14,7 @@ import gradio as gr
 import pandas as pd
 
 from n2n.infer import model_stride
-from n2n.io import ImageError, read_image
+from n2n.io import ImageError, read_icc_profile, read_image
 from ui.common import MAX_PIXELS, UserError, gpu, safe_name, save_png, workdir
 from ui.denoise import check_stride, run_method
 from ui.registry import check_session, load
@@ -48,8 +48,9 @@ def entries(files) -> list[tuple[str, object]]:
     return found
 
 
-def read_entry(name: str, source) -> object:
-    """The image of one entry (HxWxC at its own bit depth), or UserError naming it."""
+def read_entry(name: str, source) -> tuple:
+    """The image of one entry (HxWxC at its own bit depth) and its colour profile (`read_icc_profile`), or
+    UserError naming it."""
     if isinstance(source, str):
         src = source
     else:
@@ -66,7 +67,7 @@ def read_entry(name: str, source) -> object:
             if len(src) > MAX_MEMBER_BYTES:
                 raise UserError(f"{name}: over the {MAX_MEMBER_BYTES / 2**20:g} MB of one upload.")
     try:
-        return read_image(src, dtype=None, max_pixels=MAX_PIXELS)
+        return read_image(src, dtype=None, max_pixels=MAX_PIXELS), read_icc_profile(src)
     except ImageError as e:
         message = e.user_message.replace(src, Path(src).name) if isinstance(src, str) else e.user_message
         raise UserError(message if message.startswith(f"{name}:") else f"{name}: {message}") from None
@@ -117,7 +118,7 @@ def denoise_batch(files, model="gaussian", hub_repo="", stride="auto", ensemble=
     for i, (name, source) in enumerate(found):
         progress((i, len(found)), desc=f"{name}: reading", unit="images")
         try:
-            noisy = read_entry(name, source)
+            noisy, profile = read_entry(name, source)
         except UserError as e:
             rows.append({"file": name, "result": f"refused: {e.message}", "seconds": 0.0})
             continue
@@ -131,7 +132,7 @@ def denoise_batch(files, model="gaussian", hub_repo="", stride="auto", ensemble=
         result = run_method(ref, noisy, "", 0.0, lambda tiles, i=i, name=name, **_: progress(
             (i + tiles[0] / tiles[1], len(found)), desc=f"{name}: denoising", unit="images"), stride, bool(ensemble))
         out = unique_name(safe_name(Path(name).stem), taken)
-        path = save_png(folder / out, result, noisy)
+        path = save_png(folder / out, result, noisy, profile)
         written.append((path, out))
         gallery.append((path, name))
         rows.append({"file": name, "result": f"{out} ({noisy.shape[1]}×{noisy.shape[0]})",

@@ -15,7 +15,7 @@ import gradio as gr
 import numpy as np
 from PIL import Image
 
-from n2n.io import ImageError, read_image, with_alpha, write_image
+from n2n.io import ImageError, read_icc_profile, read_image, with_alpha, write_image
 from n2n.noise import NOISE_MODELS, get_noise
 
 try:  # ZeroGPU Spaces: borrow a GPU for the duration of a call
@@ -104,7 +104,7 @@ def drawable(path):
         return gr.skip()
     if image is None or image.dtype == np.float32:
         return gr.skip()
-    return str(write_image(workdir() / f"{safe_name(Path(path).stem)}.png", image))
+    return str(write_image(workdir() / f"{safe_name(Path(path).stem)}.png", image, icc_profile=read_icc_profile(path)))
 
 
 def workdir(area: str = "calls", max_age_s: float = 3 * 3600) -> Path:
@@ -187,11 +187,12 @@ def read(path, what: str = "image") -> np.ndarray:
         raise UserError(e.user_message.replace(str(path), Path(path).name)) from None
 
 
-def save_png(path: Path, result: np.ndarray, like: np.ndarray) -> str:
+def save_png(path: Path, result: np.ndarray, like: np.ndarray, icc_profile: bytes | None = None) -> str:
     """Write `result`, made from the visitor's image `like` (HxWxC as `read` gives it), as a PNG in
     like's form (n2n.io.with_alpha: its bit depth, and its alpha appended when `result` is colour
-    only); return the path."""
-    return str(write_image(path, with_alpha(result, like)))
+    only), with like's colour profile (`read_icc_profile` of its file: a phone's Display P3 photo comes
+    back in its own colours); return the path."""
+    return str(write_image(path, with_alpha(result, like), icc_profile=icc_profile))
 
 
 def safe_name(text: str) -> str:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import gradio as gr
 import numpy as np
 
-from n2n.io import split_alpha, to_float, write_image
+from n2n.io import read_icc_profile, split_alpha, to_float, write_image
 from n2n.metrics import psnr
 from n2n.noise import NOISE_MODELS, corrupt
 from ui.common import (API_DEFAULT_PARAM, IMAGE_SOURCES, WORK, check_param, image_input, noise_model, param_slider,
@@ -67,7 +67,8 @@ def corrupt_image(image, noise="gaussian", param=API_DEFAULT_PARAM, seed=0):
     rng = np.random.default_rng(int(seed or 0))
     noisy = [corrupt(colour, noise, param, rng) for _ in range(2)]
     folder = workdir()
-    paths = [save_png(folder / f"noisy_{k}.png", n, clean) for k, n in zip("AB", noisy)]  # clean's depth and alpha
+    profile = read_icc_profile(image)
+    paths = [save_png(folder / f"noisy_{k}.png", n, clean, profile) for k, n in zip("AB", noisy)]  # clean's form
     scores = [round(psnr(colour, n), 2) for n in noisy]
     return paths[0], paths[1], scores[0], scores[1], {"clean": image, "noisy": paths[0], "noise": noise, "param": param}
 

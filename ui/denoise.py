@@ -30,7 +30,7 @@ from n2n import baselines, hub
 from n2n.adapt import PSEUDO_CLEAN_STEPS, AdaptedPhoto, adapt_photo
 from n2n.estimate import NoiseEstimate, estimate_noise
 from n2n.infer import denoise, model_stride, resolve_precision
-from n2n.io import split_alpha, to_float, with_alpha
+from n2n.io import read_icc_profile, split_alpha, to_float, with_alpha
 from n2n.metrics import psnr, ssim
 from n2n.noise import NOISE_MODELS
 from ui import budget
@@ -100,7 +100,7 @@ def denoise_image(image, model="gaussian", hub_repo="", compare=None, clean=None
         the denoised image (a PNG of the input's size, bit depth and alpha)
         one sentence: where the model came from, what noise it was trained for, how it ran
     """
-    noisy = read(image, "noisy image")
+    noisy, profile = read(image, "noisy image"), read_icc_profile(image)
     stride = check_stride(stride)
     ref = (hub_repo or "").strip() or model
     for method in [ref, *(compare or [])]:
@@ -117,7 +117,7 @@ def denoise_image(image, model="gaussian", hub_repo="", compare=None, clean=None
         start = time.perf_counter()
         result = run_method(method, noisy, noise, param, progress, stride, bool(ensemble))
         seconds = time.perf_counter() - start
-        path = save_png(folder / f"{stem}_denoised_{safe_name(method)}.png", result, noisy)
+        path = save_png(folder / f"{stem}_denoised_{safe_name(method)}.png", result, noisy, profile)
         main = main or path
         row = score_row(method_label(method), reference, result, seconds)
         rows.append(row)
@@ -185,8 +185,9 @@ def adapt_outputs(found: AdaptedPhoto, image, noisy, model, reference, folder, r
     name = f"adapted-{safe_name(model)[:24]}-{uuid.uuid4().hex[:6]}"
     add_finetuned(name, found.out, request)
     stem = safe_name(Path(image).stem)
-    adapted_path = save_png(folder / f"{stem}_adapted.png", found.adapted, noisy)
-    pretrained_path = save_png(folder / f"{stem}_pretrained_{safe_name(model)}.png", found.pretrained, noisy)
+    profile = read_icc_profile(image)
+    adapted_path = save_png(folder / f"{stem}_adapted.png", found.adapted, noisy, profile)
+    pretrained_path = save_png(folder / f"{stem}_pretrained_{safe_name(model)}.png", found.pretrained, noisy, profile)
     rows = [score_row("noisy input", reference, noisy, 0.0)] if reference is not None else []
     rows += [score_row(f"pretrained · {model}", reference, found.pretrained, 0.0, found.blind_pretrained),
              score_row(f"adapted · {name}", reference, found.adapted, found.seconds, found.blind_adapted)]

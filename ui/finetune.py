@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 
 from n2n import finetune as ft, losses
-from n2n.io import centre_crop, split_alpha, to_float, write_image
+from n2n.io import centre_crop, read_icc_profile, split_alpha, to_float, write_image
 from n2n.noise import NOISE_MODELS
 from n2n.train import Record, TrainConfig
 from ui import budget, push
@@ -275,7 +275,8 @@ def zero_shot_run(files, steps: int, stopped):
             yield run.outputs()
     except Exception as e:
         raise UserError(f"Zero-shot training failed: {e}") from None
-    result = save_png(run.folder / f"{safe_name(Path(path).stem)}_zero_shot.png", record.result, noisy)
+    result = save_png(run.folder / f"{safe_name(Path(path).stem)}_zero_shot.png", record.result, noisy,
+                      read_icc_profile(path))
     run.preview = str(write_image(run.folder / "preview.png", ft.preview_strip(
         [centre_crop(colour, ft.PREVIEW_SIZE), centre_crop(record.result, ft.PREVIEW_SIZE)])))
     yield run.outputs(f"{run.status()}\n\n**finished**: the denoised image is ready to download.", result, "")

@@ -60,11 +60,10 @@ def pca_variance(channel: np.ndarray, patch: int = PATCH, weak: float = 1.0, max
     weak: keep only this fraction of the patches, the flattest (least gradient): texture then
     inflates the estimate less at low noise, but the selection biases it low at high noise.
     """
-    if min(channel.shape[:2]) < patch:  # no patch fits at all
+    rows, cols = channel.shape[0] - patch + 1, channel.shape[1] - patch + 1  # the patches that fit, down and across
+    if min(rows, cols) < 1 or rows * cols < patch * patch * 4:
         raise ValueError(f"the image is too small to estimate its noise: at least {2 * patch + 1} pixels a side")
     windows = np.lib.stride_tricks.sliding_window_view(channel, (patch, patch))  # (H', W', p, p)
-    if windows.shape[0] * windows.shape[1] < patch * patch * 4:
-        raise ValueError(f"the image is too small to estimate its noise: at least {2 * patch + 1} pixels a side")
     keep = np.arange(windows.shape[0] * windows.shape[1])  # the patches read, by their flat index
     if weak < 1.0:
         gradient = np.abs(np.diff(channel, axis=0))[:, :-1] + np.abs(np.diff(channel, axis=1))[:-1]  # (H-1, W-1)

@@ -11,6 +11,7 @@ import zipfile
 from pathlib import Path
 
 import gradio as gr
+import numpy as np
 import pandas as pd
 
 from n2n.infer import model_stride
@@ -48,7 +49,7 @@ def entries(files) -> list[tuple[str, object]]:
     return found
 
 
-def read_entry(name: str, source) -> tuple:
+def read_entry(name: str, source) -> tuple[np.ndarray, bytes | None]:
     """The image of one entry (HxWxC at its own bit depth) and its colour profile (`read_icc_profile`), or
     UserError naming it."""
     if isinstance(source, str):

@@ -15,7 +15,7 @@ import gradio as gr
 import numpy as np
 from PIL import Image
 
-from n2n.io import ImageError, read_icc_profile, read_image, with_alpha, write_image
+from n2n.io import ImageError, read_image, with_alpha, write_image
 from n2n.noise import NOISE_MODELS, get_noise
 
 try:  # ZeroGPU Spaces: borrow a GPU for the duration of a call
@@ -98,13 +98,13 @@ def drawable(path):
     stays as it is: a PNG would round it to 16 bits)."""
     try:
         with Image.open(path) as im:
-            undrawn = im.format in UNDRAWN_FORMATS
+            undrawn, profile = im.format in UNDRAWN_FORMATS, im.info.get("icc_profile")
         image = read_image(path, dtype=None, max_pixels=MAX_PIXELS) if undrawn else None
     except Exception:  # not an image, damaged, too big: left to the handlers that read it
         return gr.skip()
     if image is None or image.dtype == np.float32:
         return gr.skip()
-    return str(write_image(workdir() / f"{safe_name(Path(path).stem)}.png", image, icc_profile=read_icc_profile(path)))
+    return str(write_image(workdir() / f"{safe_name(Path(path).stem)}.png", image, icc_profile=profile))
 
 
 def workdir(area: str = "calls", max_age_s: float = 3 * 3600) -> Path:

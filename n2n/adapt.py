@@ -171,8 +171,8 @@ def adapt_photo(init: str, noisy: np.ndarray, folder: Path, seconds: float = 60.
         "denoising with the adapted model", done, total, "tiles"))
     report("scoring both without a clean image", 0, 1, "steps")
     correlated = found.sigma if camera_noise else 0.0  # masking favours results that keep correlated noise
-    blind = {which: blind_psnr(colour, lambda x, model=model: denoise(model, x), correlated_sigma=correlated)
-             for which, model in models.items()}
+    blind = {which: blind_psnr(colour, lambda x, model=model: denoise(model, x, precision="fp32"),  # as SURE needs
+                               correlated_sigma=correlated) for which, model in models.items()}
     return AdaptedPhoto(models["adapted"], Path(record.out), record.step, trained_s, stride, camera_noise,
                         pseudo_clean is not None, results["pretrained"], results["adapted"], blind["pretrained"],
                         blind["adapted"], "adapted" if blind["adapted"] >= blind["pretrained"] else "pretrained")

@@ -274,9 +274,12 @@ def sure_score(noisy: np.ndarray, denoiser: Denoiser, sigma: float, max_side: in
     with one random probe (Ramani et al. 2008): ||f(y) − y||²/N + 2·b·(f(y + εb) − f(y))/(ε N), where the
     probe b has the noise's covariance: `noise_like(noisy)` at the noise's RMS `sigma` (0–255 scale;
     `estimate_noise`'s). Squared error in [0, 1] units, on a centre crop of at most `max_side`² pixels: two
-    denoiser calls on it. On the 26 real photos of ../shared/data/real it named the better of the pretrained
-    and the adapted `camera` on 24 (the masked score on 15), and ranked 50 of 50 pairs of five denoisers on five
-    of them as their PSNR does (masking: 8; benchmarks/results/adapt-real.md, blind-real.md)."""
+    denoiser calls on it. The denoiser must resolve that step (ε·σ, about 0.001 in [0, 1] at σ = 5): run a network
+    in fp32 (`denoise(..., precision="fp32")`), since bf16's 8-bit mantissa rounds the probe away and the
+    divergence with it (on nam25's 01 it then ranked `gaussian` below the noisy photo). On the 26 real photos
+    of ../shared/data/real it named the better of the pretrained and the adapted `camera` on 24 (the masked
+    score on 15), and ranked 50 of 50 pairs of five denoisers on five of them as their PSNR does (masking: 8;
+    benchmarks/results/adapt-real.md, blind-real.md)."""
     y = to_float(noisy)
     y = centre_crop(y if y.ndim == 3 else y[..., None], max_side).astype(np.float64)
     probe = noise_like(y, sigma)

@@ -48,7 +48,9 @@ def test_bench_writes_json_and_markdown_with_sane_figures(two_photos, tiny_check
 
     emulated = resolve_precision("auto") == "bf16" and not native_bf16()  # N2N_PRECISION=bf16 on an AVX2 CPU:
     for key in ("all_threads", "one_thread_cpu_time"):  # its emulated matmul peak says nothing of the convolutions
-        assert eff[key]["matmul_peak_gflops"] > 0 and 0 < eff[key]["fraction_of_peak"] < (math.inf if emulated else 2)
+        # under 4: a unit slip (GFLOP vs FLOP, image vs pixel) is off by 1000s, and a matmul peak timed while another
+        # job held the core reads low (0.80 on a quiet machine: benchmarks/results/latest.json)
+        assert eff[key]["matmul_peak_gflops"] > 0 and 0 < eff[key]["fraction_of_peak"] < (math.inf if emulated else 4)
     rss = saved["rss"]
     assert rss["width"] == 160 and rss["height"] == 96 and rss["seconds"] > 0
     assert 50 < rss["rss_after_model_load_mb"] <= rss["peak_rss_mb"] < 4000  # a fresh process, not pytest's

@@ -365,3 +365,10 @@ def test_heic_and_tiff_uploads_are_shown_as_png_of_the_same_pixels(tmp_path):
     (tmp_path / "not.heic").write_bytes(b"\x00\x00\x00\x18ftypheic" + bytes(40))
     for name in ("scan.png", "float.tif", "not.heic"):
         assert drawable(str(tmp_path / name)) == gr.skip(), name
+    # the button under every image input (a HEIC with no browser type): the same PNG, else the file itself, which
+    # the tab's handlers then read or refuse in their own words
+    from ui.common import picked_image
+
+    assert Path(picked_image(str(tmp_path / "phone.heic"))).suffix == ".png" and picked_image(None) == gr.skip()
+    for name in ("scan.png", "float.tif", "not.heic"):
+        assert picked_image(str(tmp_path / name)) == str(tmp_path / name), name

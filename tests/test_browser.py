@@ -148,6 +148,29 @@ def test_an_iphone_heic_photo_is_shown_and_denoised(page, tmp_path):
     page.screenshot(path=str(ARTIFACTS / "denoise-heic.png"), full_page=True)
 
 
+def test_a_heic_with_no_browser_type_is_taken_by_the_button_under_the_image(page, tmp_path):
+    """Copied from an iPhone to a Windows PC, a HEIC photo has no MIME type in the browser, and gr.Image's own
+    upload takes only image/* files: the button under the image takes it by its name, the image shows it as a PNG
+    of its pixels and the noise estimate reads it, as after an upload."""
+    import numpy as np
+    from PIL import Image
+
+    from n2n.io import to_float
+    from n2n.noise import corrupt
+
+    noisy = corrupt(to_float(skimage.data.chelsea()), "camera", 5, np.random.default_rng(2))
+    photo = tmp_path / "IMG_0002.HEIC"
+    Image.fromarray(np.rint(noisy * 255).astype(np.uint8)).save(photo, format="HEIF", quality=90)
+    page.reload()
+    page.get_by_role("tab", name="Denoise").click()
+    page.locator("#noisy-in-pick").locator("xpath=../input[@type='file']").set_input_files(
+        {"name": photo.name, "mimeType": "", "buffer": photo.read_bytes()})
+    page.wait_for_function("() => document.querySelector('#noisy-in img')?.src.endsWith('IMG_0002.png') && "
+                           "document.querySelector('#noisy-in img').naturalWidth === 451")
+    sync_api.expect(page.locator("#estimate")).to_contain_text("camera noise")
+    page.screenshot(path=str(ARTIFACTS / "denoise-heic-picker.png"), full_page=True)
+
+
 @pytest.mark.skipif(not (DATA / "real" / "nam25").is_dir(), reason="needs ../shared/data/real/nam25")
 def test_a_real_noisy_photo_through_estimate_denoise_adapt_and_learn(page):
     """A real DSLR photo as a visitor brings it (nam25's first: 512², JPEG, true RMS noise 3.6): the estimate

@@ -16,7 +16,7 @@ import pandas as pd
 
 from n2n.infer import model_stride
 from n2n.io import ImageError, read_icc_profile, read_image
-from ui.common import MAX_PIXELS, UserError, gpu, safe_name, save_png, workdir
+from ui.common import MAX_PIXELS, PHOTO_TYPES, UserError, gpu, safe_name, save_png, workdir
 from ui.denoise import check_stride, run_method
 from ui.registry import check_session, load
 
@@ -164,7 +164,7 @@ def build(model: gr.Dropdown, hub_repo: gr.Textbox, stride: gr.Dropdown, ensembl
                     "back a zip of full-resolution PNGs.")
         with gr.Row():
             with gr.Column(scale=2):
-                files = gr.File(label="Images or zips", file_count="multiple", file_types=["image", ".zip"],
+                files = gr.File(label="Images or zips", file_count="multiple", file_types=[*PHOTO_TYPES, ".zip"],
                                 height=160, elem_id="batch-files")
                 start = gr.Button("Denoise all", variant="primary", elem_id="batch-btn")
                 summary = gr.Markdown("", elem_id="batch-summary")

@@ -9,6 +9,7 @@ import shutil
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
@@ -64,10 +65,31 @@ def session_key(request: gr.Request | None) -> str | None:
 # --------------------------------------------------------------------------- files and images
 
 
-def image_input(**kwargs) -> gr.Image:
+# What every photo upload lists beside images: the formats a browser may not type as image/* (a
+# HEIC copied from an iPhone to a Windows PC has no type there, and gr.Image takes only image/* files)
+PHOTO_TYPES = ["image", ".heic", ".heif", ".tif", ".tiff"]
+
+
+@dataclass
+class ImageInput:
+    """An image input (`image_input`): the gr.Image, and the button under it that picks any photo, HEIC and TIFF
+    included, into it (`picked`: that button's upload event, the image set)."""
+
+    image: gr.Image
+    picker: gr.UploadButton
+    picked: object
+
+    def on_upload(self, fn, outputs, **kwargs) -> None:
+        """Run fn(image's value) -> outputs after either way of uploading."""
+        self.image.upload(fn, self.image, outputs, **kwargs)
+        self.picked.then(fn, self.image, outputs, **kwargs)
+
+
+def image_input(**kwargs) -> ImageInput:
     """A gr.Image input (type="filepath") whose upload reaches the handler unopened, for `read` to check,
-    and is shown as a PNG of the same pixels when browsers cannot draw its format (`drawable`: HEIC, TIFF).
-    Call it inside the Blocks: it wires its own upload event.
+    and is shown as a PNG of the same pixels when browsers cannot draw its format (`drawable`: HEIC, TIFF);
+    under it, a button that picks the files that the image's own upload refuses for their browser type (`picked`).
+    Call it inside the Blocks: it wires its own events.
 
     gr.Image's own preprocessing opens the file with Pillow first: an empty file, a page or a PDF
     named .png, or a decompression bomb failed there, before the handler, with no word to the user.
@@ -83,7 +105,17 @@ def image_input(**kwargs) -> gr.Image:
 
     component.preprocess = preprocess
     component.upload(drawable, component, component, api_visibility="private", show_progress="hidden")
-    return component
+    elem_id = kwargs.get("elem_id")
+    picker = gr.UploadButton("Choose a photo file (HEIC and TIFF too)", file_types=PHOTO_TYPES, size="sm",
+                             variant="secondary", elem_id=f"{elem_id}-pick" if elem_id else None)
+    picked = picker.upload(picked_image, picker, component, api_visibility="private", show_progress="hidden")
+    return ImageInput(component, picker, picked)
+
+
+def picked_image(path):
+    """The picker's file for the image input: as `drawable` shows it (a PNG of a HEIC's or TIFF's pixels), else
+    as it is, for the tab's handlers to read and, if it is not an image, to say so."""
+    return gr.skip() if path is None else (drawn_copy(path) or str(path))
 
 
 # Image formats that Chrome and Firefox do not draw (an upload's preview would be a broken image): HEIC, which
@@ -92,8 +124,13 @@ UNDRAWN_FORMATS = ("HEIF", "TIFF")
 
 
 def drawable(path):
+    """The image input's upload handler: `drawn_copy(path)`, or gr.skip() (the upload stays as it is)."""
+    return drawn_copy(path) or gr.skip()
+
+
+def drawn_copy(path) -> str | None:
     """An uploaded image in one of UNDRAWN_FORMATS as a PNG of the very same pixels (8 or 16 bits, EXIF rotation
-    applied, alpha kept), for the input to show and every later step to read; gr.skip() for any other file, and
+    applied, alpha kept), for the input to show and every later step to read; None for any other file, and
     for one that does not read (the tab's own handlers say what is wrong with it) or holds floats (a float TIFF
     stays as it is: a PNG would round it to 16 bits)."""
     try:
@@ -101,9 +138,9 @@ def drawable(path):
             undrawn, profile = im.format in UNDRAWN_FORMATS, im.info.get("icc_profile")
         image = read_image(path, dtype=None, max_pixels=MAX_PIXELS) if undrawn else None
     except Exception:  # not an image, damaged, too big: left to the handlers that read it
-        return gr.skip()
+        return None
     if image is None or image.dtype == np.float32:
-        return gr.skip()
+        return None
     return str(write_image(workdir() / f"{safe_name(Path(path).stem)}.png", image, icc_profile=profile))
 
 

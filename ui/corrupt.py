@@ -79,7 +79,7 @@ def build() -> CorruptTab:
     with gr.Row():
         with gr.Column(scale=2):
             clean_in = image_input(label="Clean image", type="filepath", image_mode=None,
-                                   sources=IMAGE_SOURCES, height=300, elem_id="clean-in")
+                                   sources=IMAGE_SOURCES, height=300, elem_id="clean-in").image
             gr.Examples([[p] for p in example_images()], inputs=clean_in, example_labels=list(EXAMPLES),
                         cache_examples=False)
             noise_dd = gr.Dropdown(list(NOISE_MODELS), value="gaussian", label="Noise")

@@ -361,15 +361,16 @@ def build(corrupted: CorruptTab, tabs: gr.Tabs) -> DenoiseTab:
     default_model = "gaussian" if "gaussian" in names else (names[0] if names else None)
     with gr.Row():
         with gr.Column(scale=2):
-            noisy_in = image_input(label="Noisy image", type="filepath", image_mode=None,
-                                   sources=IMAGE_SOURCES, height=300, elem_id="noisy-in")
+            noisy = image_input(label="Noisy image", type="filepath", image_mode=None,
+                                sources=IMAGE_SOURCES, height=300, elem_id="noisy-in")
+            noisy_in = noisy.image
             model_dd = gr.Dropdown(names, value=default_model, label="Model", allow_custom_value=True,
                                    info="bundled models, and the ones you fine-tune here")
             hub_box = gr.Textbox("", label="…or a model on the Hugging Face Hub", placeholder="owner/name[@revision]")
             compare = gr.CheckboxGroup(compare_choices(), value=[], label="Compare with")
             with gr.Accordion("Clean reference and noise level (optional)", open=False) as ref_box:
                 clean_ref = image_input(label="Clean reference, for PSNR and SSIM", type="filepath",
-                                        image_mode=None, height=200)
+                                        image_mode=None, height=200).image
                 base_noise = gr.Dropdown(list(NOISE_MODELS), value="gaussian",
                                          label="Noise in the image (tunes the classical baselines)")
                 base_param = param_slider("gaussian")
@@ -399,7 +400,7 @@ def build(corrupted: CorruptTab, tabs: gr.Tabs) -> DenoiseTab:
                                  interactive=False, elem_id="scores")
 
     base_noise.input(param_slider, base_noise, base_param, api_visibility="private")
-    noisy_in.upload(estimate_upload, noisy_in, [estimate_md, base_noise, base_param, model_dd, stride_dd],
+    noisy.on_upload(estimate_upload, [estimate_md, base_noise, base_param, model_dd, stride_dd],
                     api_visibility="private", show_progress="hidden")
     gr.on([], estimate_image, noisy_in, [estimate_md, estimate_json], api_name="estimate")  # API and MCP only
     corrupted.send.click(send_to_denoise, corrupted.sent,

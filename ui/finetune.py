@@ -22,8 +22,8 @@ from n2n.io import centre_crop, read_icc_profile, split_alpha, to_float, write_i
 from n2n.noise import NOISE_MODELS
 from n2n.train import Record, TrainConfig
 from ui import budget, push
-from ui.common import (API_DEFAULT_RANGE, MAX_STEPS, MAX_TRAIN_PIXELS, MAX_UPLOADS, UserError, check_range, gpu,
-                       noise_model, range_sliders, read, safe_name, save_png, session_key, workdir)
+from ui.common import (API_DEFAULT_RANGE, MAX_STEPS, MAX_TRAIN_PIXELS, MAX_UPLOADS, PHOTO_TYPES, UserError, check_range,
+                       gpu, noise_model, range_sliders, read, safe_name, save_png, session_key, workdir)
 from ui.denoise import DenoiseTab
 from ui.registry import FINETUNED, add_finetuned, check_session, compare_choices, init_ref, model_names
 
@@ -313,11 +313,11 @@ def build(demo: gr.Blocks, denoiser: DenoiseTab, tabs: gr.Tabs) -> None:
     """The tab's components and events, inside the caller's gr.Tab; new models join `denoiser`'s lists."""
     with gr.Row():
         with gr.Column(scale=2):
-            ft_files = gr.File(label="Images", file_count="multiple", file_types=["image"], height=180,
+            ft_files = gr.File(label="Images", file_count="multiple", file_types=PHOTO_TYPES, height=180,
                                elem_id="ft-files")
             ft_mode = gr.Radio(MODE_CHOICES, value="synthetic", label="What are these images?")
             ft_second = gr.File(label="Second noisy shots (same scenes; paired by sorted file name)",
-                                file_count="multiple", file_types=["image"], visible=False, height=140)
+                                file_count="multiple", file_types=PHOTO_TYPES, visible=False, height=140)
             ft_noise = gr.Dropdown(list(NOISE_MODELS), value="gaussian", label="Noise",
                                    info="synthesised on clean images; also the validation noise")
             with gr.Row():

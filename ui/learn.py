@@ -180,7 +180,7 @@ def build() -> None:
         with gr.Column(scale=1, min_width=260):
             clean_in = image_input(label="Clean image", type="filepath",
                                    image_mode=None, sources=IMAGE_SOURCES, height=240, value=examples[0],
-                                   elem_id="learn-in")
+                                   elem_id="learn-in").image
             gr.Examples([[p] for p in examples], inputs=clean_in, example_labels=list(EXAMPLES),
                         cache_examples=False)
         with gr.Column(scale=1, min_width=260):

@@ -296,3 +296,17 @@ def blind_psnr(noisy: np.ndarray, denoiser: Denoiser, max_side: int = BLIND_SIDE
     score = (sure_score(noisy, denoiser, correlated_sigma, max_side) if correlated_sigma > 0
              else blind_score(noisy, denoiser, max_side))
     return float(10 * np.log10(1.0 / max(score, 1e-12)))
+
+
+def sure_stride(noisy: np.ndarray, denoiser_at: Callable[[np.ndarray, int], np.ndarray], sigma: float,
+                strides: tuple[int, ...] = (1, 2), max_side: int = BLIND_SIDE) -> int:
+    """The pixel-shuffle stride, of `strides`, at which `denoiser_at(x, stride)` (float32 (H, W, C) in [0, 1] -> the
+    same; a network run in fp32, as `sure_score` needs) leaves `noisy` ((H, W, C), any dtype; camera noise of RMS
+    `sigma`, 0–255 scale) closest to a second shot: `sure_score` at each, on the same centre crop; the first of
+    equals. With `camera` on the real photos of ../shared/data/real it chose the better stride on 25 of 26 (the
+    26th: 0.16 dB apart), stride 2 on the smartphone's (+0.43 dB) and 1 on the DSLRs', where stride 2 lost 0.89 dB
+    on average (`python -m benchmarks.stride`, benchmarks/results/stride.md)."""
+    if not strides:
+        raise ValueError("sure_stride needs at least one stride to choose from")
+    scores = [sure_score(noisy, lambda x, s=s: denoiser_at(x, s), sigma, max_side) for s in strides]
+    return strides[int(np.argmin(scores))]

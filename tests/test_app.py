@@ -19,6 +19,7 @@ from PIL import Image
 import skimage.data
 from skimage.transform import resize
 
+from helpers import DATA
 from n2n import hub
 from n2n.infer import denoise
 from n2n.io import read_image, to_float, write_image
@@ -372,3 +373,18 @@ def test_heic_and_tiff_uploads_are_shown_as_png_of_the_same_pixels(tmp_path):
     assert Path(picked_image(str(tmp_path / "phone.heic"))).suffix == ".png" and picked_image(None) == gr.skip()
     for name in ("scan.png", "float.tif", "not.heic"):
         assert picked_image(str(tmp_path / name)) == str(tmp_path / name), name
+
+
+@pytest.mark.skipif(not (DATA / "real" / "sidd1").is_dir(), reason="needs ../shared/data/real (real photos)")
+def test_estimate_presets_the_stride_steins_estimate_reads_better_on_a_real_photo(client):
+    """/estimate on real photos, with the bundled camera model: the smartphone block (SIDD, σ ≈ 38) is read at
+    stride 2, where `camera` scores 26.07 dB against 25.64 at its own stride 1; the DSLR crop (nam25's 01, σ ≈ 3.6)
+    at the model's own (null: stride 1, 39.53 against 38.46; benchmarks/results/stride.md)."""
+    if "camera" not in hub.bundled_names():
+        pytest.skip("no bundled camera model")
+    real = DATA / "real"
+    for photo, stride in ((real / "sidd1" / "noisy.png", 2), (real / "nam25" / "01_noise.png", None)):
+        text, figures = client.predict(handle_file(str(photo)), api_name="/estimate")
+        assert figures["kind"] == "camera" and figures["model"] == "camera", (photo, figures)
+        assert figures["stride"] == stride, (photo, figures)
+        assert ("at pixel-shuffle stride 2" in text) == (stride == 2), text

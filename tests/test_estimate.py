@@ -9,7 +9,7 @@ import cv2
 from scipy.ndimage import median_filter
 
 from helpers import DATA, photo
-from n2n.estimate import blind_psnr, blind_score, estimate_noise, noise_like, noise_sigma, sure_score
+from n2n.estimate import blind_psnr, blind_score, estimate_noise, noise_like, noise_sigma, sure_score, sure_stride
 from n2n.infer import denoise
 from n2n.io import from_float, read_image, to_float
 from n2n.noise import corrupt
@@ -217,6 +217,19 @@ def test_sure_score_on_correlated_noise_is_the_distance_to_a_second_shot():
     masked = {k: blind_score(noisy, f) for k, f in denoisers.items() if k != "clean"}
     assert sorted(truth, key=truth.get) == sorted(sure, key=sure.get) == ["clean", "blur", "median", "identity"]
     assert min(masked, key=masked.get) == "identity", masked  # masking ranks backwards here
+
+
+def test_sure_stride_picks_the_stride_whose_result_is_nearer_a_second_shot():
+    """A stand-in "model" that blurs at one stride and returns its input at the other: on strong correlated noise
+    the blurring stride is chosen, whichever it is; ties go to the first; no strides is refused."""
+    clean = cv2.resize(photo(256), (128, 128), interpolation=cv2.INTER_AREA)
+    noisy = clean + correlated_noise(clean.shape, 40, np.random.default_rng(0))
+    for blurring in (1, 2):
+        at = lambda x, s, b=blurring: cv2.GaussianBlur(x, (0, 0), 2.0) if s == b else x  # noqa: E731
+        assert sure_stride(noisy, at, 40) == blurring
+    assert sure_stride(noisy, lambda x, s: x, 40, strides=(2, 1)) == 2
+    with pytest.raises(ValueError, match="at least one stride"):
+        sure_stride(noisy, lambda x, s: x, 40, strides=())
 
 
 @pytest.mark.skipif(not (DATA / "real" / "nam25").is_dir(), reason="needs ../shared/data/real/nam25 (real photos)")

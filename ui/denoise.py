@@ -10,12 +10,13 @@ noise, as the summary says): n2n.adapt.adapt_photo does that work, adapt_image c
 visitor's share of the slot, and adapt_outputs formats the result. The download is the adapted result, the
 summary and gallery mark the better one; the adapted model joins the visitor's model list, theirs alone.
 On upload, the noise is estimated (n2n.estimate) to preset the baselines' noise level and choose the model that
-fits, at its pixel-shuffle stride (camera noise: the camera model, or a white-noise model at stride 2).
+fits, at its pixel-shuffle stride (camera noise: the camera model at the stride Stein's estimate reads better, n2n.estimate.sure_stride, or a white-noise model at stride 2).
 Endpoint /estimate (image): the upload's noise estimate in words and figures, for API and MCP callers (no
 button: the upload shows it). Also wires the Corrupt tab's "Send A to Denoise", which fills this tab's inputs.
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ import torch
 
 from n2n import baselines, hub
 from n2n.adapt import PSEUDO_CLEAN_STEPS, AdaptedPhoto, adapt_photo
-from n2n.estimate import NoiseEstimate, estimate_noise
+from n2n.estimate import NoiseEstimate, estimate_noise, sure_stride
 from n2n.infer import denoise, model_stride, resolve_precision
 from n2n.io import read_icc_profile, split_alpha, to_float, with_alpha
 from n2n.metrics import psnr, ssim
@@ -232,10 +233,19 @@ def adapt_summary(found: AdaptedPhoto, model: str, name: str, gain: str = "") ->
 
 def estimate(image) -> NoiseEstimate:
     """`estimate_noise` on an uploaded image, suggesting from the visitor's models; camera noise's σ is read
-    with the `camera` model (`removed_sigma`: loaded on camera noise only, on the device it is on)."""
+    with the `camera` model (`removed_sigma`: loaded on camera noise only, on the device it is on), and its stride
+    is the one Stein's estimate reads closer to a second shot (`sure_stride`, 1 or 2: a phone's strong noise is
+    better read at 2, a DSLR's at 1)."""
     names = model_names()
     camera = (lambda x: denoise(load("camera").model, x)) if "camera" in names else None
-    return estimate_noise(read(image, "noisy image"), models=names, denoiser=camera)
+    noisy = read(image, "noisy image")
+    found = estimate_noise(noisy, models=names, denoiser=camera)
+    if found.noise == "camera" and found.model == "camera":
+        model = load("camera").model
+        stride = sure_stride(split_alpha(noisy)[0], lambda x, s: denoise(model, x, stride=s, precision="fp32"),
+                             found.sigma)
+        found = dataclasses.replace(found, stride=None if stride == model_stride(model) else stride)
+    return found
 
 
 def estimate_upload(image):

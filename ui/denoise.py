@@ -10,7 +10,8 @@ noise, as the summary says): n2n.adapt.adapt_photo does that work, adapt_image c
 visitor's share of the slot, and adapt_outputs formats the result. The download is the adapted result, the
 summary and gallery mark the better one; the adapted model joins the visitor's model list, theirs alone.
 On upload, the noise is estimated (n2n.estimate) to preset the baselines' noise level and choose the model that
-fits, at its pixel-shuffle stride (camera noise: the camera model at the stride Stein's estimate reads better, n2n.estimate.sure_stride, or a white-noise model at stride 2).
+fits, at its pixel-shuffle stride (camera noise: the camera model at the stride Stein's estimate reads
+better, n2n.estimate.sure_stride, or a white-noise model at stride 2).
 Endpoint /estimate (image): the upload's noise estimate in words and figures, for API and MCP callers (no
 button: the upload shows it). Also wires the Corrupt tab's "Send A to Denoise", which fills this tab's inputs.
 """

@@ -115,6 +115,16 @@ def _from_float_rows(out: np.ndarray, dtype, rows: int = 256) -> np.ndarray:
     return result
 
 
+def bf16_copy(model: nn.Module) -> nn.Module:
+    """A bf16 copy of `model` for inference, its output layer (the last Conv2d) kept in fp32 with its input cast up:
+    bf16's 8-bit mantissa would round every output pixel in [0.5, 1] to 1/256, about an 8-bit level (on nam25's
+    real photos, where the camera model reaches 41.5 dB, that cost 0.06 dB); the layer is under 1 % of the work."""
+    net = copy.deepcopy(model).to(torch.bfloat16)
+    last = [m for m in net.modules() if isinstance(m, nn.Conv2d)][-1]
+    last.float().register_forward_pre_hook(lambda _, inputs: tuple(t.float() for t in inputs))
+    return net
+
+
 def _run(model: nn.Module, batch: np.ndarray) -> np.ndarray:
     """Run `model` on tiles (N, h, w, C) float32, C matching the image, in the dtype of the
     model's weights; returns float32 of the same shape."""
@@ -221,7 +231,7 @@ def denoise(model: nn.Module, image: np.ndarray, tile: int = TILE, overlap: int 
     squeeze = image.ndim == 2
     image = image[..., None] if squeeze else image
     precision = resolve_precision(precision, next(model.parameters()).device)
-    net = copy.deepcopy(model).to(torch.bfloat16) if precision == "bf16" else model  # once, for every call below
+    net = bf16_copy(model) if precision == "bf16" else model  # once, for every call below
     colour = to_float(split_alpha(image)[0])
     total, calls, s = None, passes * stride * stride, stride
     for k in range(passes):  # each rotation or flip, cut into its stride² sub-images
@@ -278,7 +288,7 @@ def denoise_tiled(model: nn.Module, image: np.ndarray, tile: int = TILE, overlap
     was_training = model.training
     model.eval()
     bf16_already = next(model.parameters()).dtype == torch.bfloat16  # denoise() made the copy once
-    net = copy.deepcopy(model).to(torch.bfloat16) if precision == "bf16" and not bf16_already else model
+    net = bf16_copy(model) if precision == "bf16" and not bf16_already else model
     try:
         k = 0
         while k < len(jobs):

@@ -1,4 +1,6 @@
 """denoise(): every size, dtype and channel layout; tiles invisible; a trained model helps."""
+import copy
+
 import cv2
 import numpy as np
 import pytest
@@ -6,7 +8,7 @@ import skimage.data
 import torch
 
 from n2n import hub
-from n2n.infer import denoise, keep_low_pass, resolve_precision
+from n2n.infer import bf16_copy, denoise, keep_low_pass, resolve_precision
 from n2n.io import to_uint8
 from n2n.metrics import psnr
 from n2n.models import build_model
@@ -208,3 +210,24 @@ def test_low_pass_keeps_the_photos_brightness_and_the_models_detail(unet, tmp_pa
             load_dir(tmp_path / "bad")
     with pytest.raises(ValueError, match="low_pass is a scale in pixels"):
         denoise(unet, noisy, low_pass=-2)
+
+
+@pytest.mark.parametrize("arch", ["unet", "srresnet"])  # zsn2n adds its bf16 input back: rounded all the same
+def test_bf16_keeps_the_output_layer_in_fp32_and_lands_nearer_fp32(arch):
+    """bf16 inference runs every layer in bf16 but the output conv, whose result bf16 would round to 1/256 in
+    [0.5, 1] (about an 8-bit level): its weights stay fp32, and the output is nearer fp32's than an all-bf16
+    copy's. The output must be near 1 for that to show: the net's last bias is set to 0.75."""
+    torch.manual_seed(0)
+    model = build_model(arch).eval()
+    last = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)][-1]
+    with torch.no_grad():
+        last.weight.mul_(0.01)
+        last.bias.fill_(0.75)
+    net = bf16_copy(model)
+    convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs[-1].weight.dtype == torch.float32 and all(m.weight.dtype == torch.bfloat16 for m in convs[:-1])
+    x = photo(64)
+    exact = denoise(model, x, precision="fp32")
+    plain = copy.deepcopy(model).to(torch.bfloat16)
+    err = lambda out: float(np.sqrt(np.mean((out - exact) ** 2)))  # noqa: E731
+    assert err(denoise(net, x, precision="bf16")) < 0.5 * err(denoise(plain, x, precision="bf16"))

@@ -378,8 +378,8 @@ def test_heic_and_tiff_uploads_are_shown_as_png_of_the_same_pixels(tmp_path):
 @pytest.mark.skipif(not (DATA / "real" / "sidd1").is_dir(), reason="needs ../shared/data/real (real photos)")
 def test_estimate_presets_the_stride_steins_estimate_reads_better_on_a_real_photo(client):
     """/estimate on real photos, with the bundled camera model: the smartphone block (SIDD, σ ≈ 38) is read at
-    stride 2, where `camera` scores 26.07 dB against 25.64 at its own stride 1; the DSLR crop (nam25's 01, σ ≈ 3.6)
-    at the model's own (null: stride 1, 39.53 against 38.46; benchmarks/results/stride.md)."""
+    stride 2, where `camera` scores 26.08 dB against 25.63 at its own stride 1; the DSLR crop (nam25's 01, σ ≈ 3.6)
+    at the model's own (null: stride 1, 39.54 against 38.48; benchmarks/results/stride.md)."""
     if "camera" not in hub.bundled_names():
         pytest.skip("no bundled camera model")
     real = DATA / "real"

@@ -304,8 +304,8 @@ def sure_stride(noisy: np.ndarray, denoiser_at: Callable[[np.ndarray, int], np.n
     same; a network run in fp32, as `sure_score` needs) leaves `noisy` ((H, W, C), any dtype; camera noise of RMS
     `sigma`, 0–255 scale) closest to a second shot: `sure_score` at each, on the same centre crop; the first of
     equals. With `camera` on the real photos of ../shared/data/real it chose the better stride on 25 of 26 (the
-    26th: 0.18 dB apart), stride 2 on the smartphone's (+0.44 dB) and 1 on the DSLRs', where stride 2 lost 0.91 dB
-    on average (`python -m benchmarks.stride`, benchmarks/results/stride.md)."""
+    26th: 0.18 dB apart), stride 2 on the one smartphone block (+0.44 dB) and 1 on the 25 DSLR crops, where stride 2
+    lost 0.90 dB on average (`python -m benchmarks.stride`, benchmarks/results/stride.md)."""
     if not strides:
         raise ValueError("sure_stride needs at least one stride to choose from")
     scores = [sure_score(noisy, lambda x, s=s: denoiser_at(x, s), sigma, max_side) for s in strides]

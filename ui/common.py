@@ -14,6 +14,7 @@ from pathlib import Path
 
 import gradio as gr
 import numpy as np
+from gradio.events import Dependency
 from PIL import Image
 
 from n2n.io import ImageError, read_image, with_alpha, write_image
@@ -77,12 +78,13 @@ class ImageInput:
 
     image: gr.Image
     picker: gr.UploadButton
-    picked: object
+    picked: Dependency
 
     def on_upload(self, fn, outputs, **kwargs) -> None:
-        """Run fn(image's value) -> outputs after either way of uploading."""
+        """Run fn(image's value) -> outputs after either way of uploading (after the button's only when it took the
+        file: not after Gradio refused a type the button does not list)."""
         self.image.upload(fn, self.image, outputs, **kwargs)
-        self.picked.then(fn, self.image, outputs, **kwargs)
+        self.picked.success(fn, self.image, outputs, **kwargs)
 
 
 def image_input(**kwargs) -> ImageInput:
@@ -114,7 +116,8 @@ def image_input(**kwargs) -> ImageInput:
 
 def picked_image(path):
     """The picker's file for the image input: as `drawable` shows it (a PNG of a HEIC's or TIFF's pixels), else
-    as it is, for the tab's handlers to read and, if it is not an image, to say so."""
+    as it is, for the tab's handlers to read and, if it is not an image after all (a page named .jpg), to say so.
+    (A file of a type PHOTO_TYPES does not list never gets here: Gradio refuses it, naming the types.)"""
     return gr.skip() if path is None else (drawn_copy(path) or str(path))
 
 

@@ -48,6 +48,9 @@ PSEUDO_CLEAN_RECORD = ("on 26 real photos with clean references, this Adapt gain
 # "Adapt to this photo": seconds of training per call (SECURITY.md: one fine-tuning slot, shared)
 ADAPT_SECONDS = (5, 120)
 ADAPT_DEFAULT_S = 60
+# The centre crop on which the upload compares strides (four fp32 passes; 256² and 512² chose alike on the 26 real
+# photos of ../shared/data/real)
+STRIDE_SIDE = 256
 
 
 @dataclass
@@ -235,16 +238,16 @@ def adapt_summary(found: AdaptedPhoto, model: str, name: str, gain: str = "") ->
 def estimate(image) -> NoiseEstimate:
     """`estimate_noise` on an uploaded image, suggesting from the visitor's models; camera noise's σ is read
     with the `camera` model (`removed_sigma`: loaded on camera noise only, on the device it is on), and its stride
-    is the one Stein's estimate reads closer to a second shot (`sure_stride`, 1 or 2: a phone's strong noise is
-    better read at 2, a DSLR's at 1)."""
+    is the one Stein's estimate reads closer to a second shot (`sure_stride` on a STRIDE_SIDE² crop, 1 or 2: on
+    the real photos, 1 for 25 DSLR crops and 2 for the one smartphone block; benchmarks/results/stride.md)."""
     names = model_names()
     camera = (lambda x: denoise(load("camera").model, x)) if "camera" in names else None
     noisy = read(image, "noisy image")
     found = estimate_noise(noisy, models=names, denoiser=camera)
-    if found.noise == "camera" and found.model == "camera":
+    if found.noise == "camera" and found.model == "camera" and found.sigma >= 1:  # below, the probe is about 0
         model = load("camera").model
         stride = sure_stride(split_alpha(noisy)[0], lambda x, s: denoise(model, x, stride=s, precision="fp32"),
-                             found.sigma)
+                             found.sigma, max_side=STRIDE_SIDE)
         found = dataclasses.replace(found, stride=None if stride == model_stride(model) else stride)
     return found
 

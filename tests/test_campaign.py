@@ -1,5 +1,5 @@
 """The standing campaign (train_space.py campaign): it resumes, and only ever replaces a
-checkpoint with one that scores higher on its quick eval."""
+checkpoint with one that scores higher on its quick eval and not lower in its full evaluation."""
 import dataclasses
 import json
 import math
@@ -12,6 +12,7 @@ import torch
 import train_space
 from n2n import hub
 from n2n.models import build_model
+from n2n.noise import NOISE_MODELS
 
 
 def _config(photo_folder, tmp_path):
@@ -218,3 +219,32 @@ def test_steps_in_all_count_a_run_once_when_it_goes_on_from_its_committed_checkp
     assert train_space.steps_before(train_space.Stage("gaussian", "gaussian", 29000, 5e-4), {}, 0, {}) == 0
     assert train_space.steps_before(train_space.Stage("gaussian", "gaussian", 10000, 1e-4, init="gaussian"),
                                     {}, 29000, {}) == 29000
+
+
+def test_a_replacement_lower_in_the_full_evaluation_is_not_kept(photo_folder, tmp_path):
+    """The quick eval can rank a step higher by chance: the campaign's replacement is evaluated in full first, and
+    kept only if it is not lower there than the committed checkpoint (on the sets both were evaluated on). Here the
+    committed poisson's figure on the eval folder is set above what any 4-step run reaches, so the run that beats
+    it on the quick eval is not kept; with that figure lowered, the same run is."""
+    cfg = _config(photo_folder, tmp_path)
+    _, poisson = list(train_space.stages(train_space.SMOKE, []))
+    out = tmp_path / "out"
+    shutil.copytree(hub.CHECKPOINTS / "gaussian", out / "gaussian", ignore=shutil.ignore_patterns("training_state*"))
+    torch.manual_seed(0)
+    weak = build_model("unet", in_channels=3, out_channels=3)  # untrained: the quick eval is easily beaten
+    row = {"data": photo_folder.name, "noise": "poisson", "param": NOISE_MODELS["poisson"].default, "images": 1,
+           "psnr": 99.0}
+    meta = {"architecture": "unet", "model_args": {"in_channels": 3, "out_channels": 3}, "noise": "poisson",
+            "steps": 0, "eval": [row]}
+    hub.save(weak, out / "poisson", meta)
+    before = (out / "poisson" / hub.WEIGHTS_NAME).read_bytes()
+    assert train_space.run_stage(poisson, cfg, lambda: False)
+    assert (out / "poisson" / hub.WEIGHTS_NAME).read_bytes() == before  # 99 dB in full: not kept
+    assert hub.read_config(out / "poisson")["eval"] == [row] and not (tmp_path / "work" / "poisson.candidate").exists()
+
+    shutil.rmtree(tmp_path / "work")
+    hub.save(weak, out / "poisson", meta | {"eval": [row | {"psnr": 0.0}]})
+    assert train_space.run_stage(poisson, cfg, lambda: False)
+    config = hub.read_config(out / "poisson")
+    assert (out / "poisson" / hub.WEIGHTS_NAME).read_bytes() != before and config["eval"][0]["psnr"] > 0
+    assert config["campaign"]["recipe"] == poisson.recipe

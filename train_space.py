@@ -287,7 +287,7 @@ def replace(stage: Stage, model, state: dict, config: TrainConfig, step: int, to
     CBSD68). True when replaced."""
     import copy
 
-    bundled, candidate = cfg.out / stage.name, cfg.work / f"{stage.name}.candidate"
+    bundled, candidate = cfg.out / stage.name, cfg.work / "candidates" / stage.name  # the card names its folder
     snapshot = copy.deepcopy(model)
     snapshot.load_state_dict(state)
     old = hub.read_config(bundled) if (bundled / hub.CONFIG_NAME).is_file() else {}

@@ -240,7 +240,8 @@ def test_a_replacement_lower_in_the_full_evaluation_is_not_kept(photo_folder, tm
     before = (out / "poisson" / hub.WEIGHTS_NAME).read_bytes()
     assert train_space.run_stage(poisson, cfg, lambda: False)
     assert (out / "poisson" / hub.WEIGHTS_NAME).read_bytes() == before  # 99 dB in full: not kept
-    assert hub.read_config(out / "poisson")["eval"] == [row] and not (tmp_path / "work" / "poisson.candidate").exists()
+    assert hub.read_config(out / "poisson")["eval"] == [row]
+    assert not (tmp_path / "work" / "candidates" / "poisson").exists()
 
     shutil.rmtree(tmp_path / "work")
     hub.save(weak, out / "poisson", meta | {"eval": [row | {"psnr": 0.0}]})
@@ -248,3 +249,5 @@ def test_a_replacement_lower_in_the_full_evaluation_is_not_kept(photo_folder, tm
     config = hub.read_config(out / "poisson")
     assert (out / "poisson" / hub.WEIGHTS_NAME).read_bytes() != before and config["eval"][0]["psnr"] > 0
     assert config["campaign"]["recipe"] == poisson.recipe
+    card = (out / "poisson" / "README.md").read_text()
+    assert "# n2n `poisson`:" in card and 'load_model("poisson")' in card  # named as bundled, not as evaluated

@@ -280,11 +280,11 @@ def full_eval_drop(old: dict, new: dict) -> float | None:
 
 
 def replace(stage: Stage, model, state: dict, config: TrainConfig, step: int, total: int, score: float,
-            cfg: CampaignConfig) -> bool:
+            cfg: CampaignConfig) -> None:
     """Write the weights `state` with the run's config into a candidate folder, evaluate it in full and write its
     card; it becomes out/NAME unless its full evaluation is lower than NAME's (`full_eval_drop`: the quick eval's
     6 images rank warm restarts this close by chance: a bernoulli step that gained 0.02 dB there lost 0.04 on
-    CBSD68). True when replaced."""
+    CBSD68)."""
     import copy
 
     bundled, candidate = cfg.out / stage.name, cfg.work / "candidates" / stage.name  # the card names its folder
@@ -304,11 +304,10 @@ def replace(stage: Stage, model, state: dict, config: TrainConfig, step: int, to
     if drop is not None and drop > 0:
         shutil.rmtree(candidate)
         print(f"kept {bundled}: {line}, but {drop:.3f} dB lower in the full evaluation", flush=True)
-        return False
+        return
     shutil.copytree(candidate, bundled, dirs_exist_ok=True)
     shutil.rmtree(candidate)
     print(f"replaced {bundled}: {line}", flush=True)
-    return True
 
 
 def stopper(minutes: float = 0):

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from n2n.infer import TILE, bf16_copy, resolve_precision
+from n2n.infer import TILE, as_bf16, resolve_precision
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "kodak24"
@@ -122,7 +122,7 @@ def forward_speed(model, precision: str = "fp32", side: int = 512, runs: int = 3
     torch.set_num_threads(threads or old)
     try:
         dtype = torch.bfloat16 if precision == "bf16" else torch.float32
-        net = bf16_copy(model) if precision == "bf16" else copy.deepcopy(model).float()  # as n2n.denoise runs it
+        net = as_bf16(model) if precision == "bf16" else copy.deepcopy(model).float()  # as n2n.denoise runs it
         x = torch.rand(1, model.in_channels, side, side, dtype=dtype).contiguous(memory_format=torch.channels_last)
         clock = time.thread_time if threads == 1 else time.perf_counter
 
